@@ -1,0 +1,1 @@
+"""Where units run: in-process (debugging), local (the embedded Lambda), aws."""

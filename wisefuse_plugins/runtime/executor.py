@@ -1,0 +1,260 @@
+"""Run a whole (workflow, plan) on a backend: units in dependency order, bundles in parallel.
+
+This is the orchestrator the local backend, the profiler and the benchmarks use (Airflow,
+Prefect and Step Functions orchestrate through their own emitters). Per run it:
+
+1. writes one unit spec per unit (``prepare``) and registers one function per unit;
+2. starts a unit when every unit it depends on has finished, after an orchestration delay
+   that stands for the target framework's scheduling step;
+3. splits a bundled unit's instances into ``ceil(N / bundle_size)`` invocations, run
+   concurrently up to ``max_concurrency`` in all;
+4. retries a failed invocation as often as its stages' ``retries`` allow (outputs already
+   stored are reused, never rewritten), and otherwise stops the run with the stage, the
+   instance and the task's traceback;
+5. returns the sink stages' outputs, the end-to-end latency, the cost and one record per
+   invocation.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import networkx as nx
+
+from wisefuse_plugins.errors import WiseFuseError
+from wisefuse_plugins.ir import ConstItem, Item, Workflow
+from wisefuse_plugins.optimizer.plan import Plan, Unit, check_plan, is_bundled_unit, unit_graph
+from wisefuse_plugins.runtime import store as st
+from wisefuse_plugins.runtime.spec import unit_spec, write_spec
+
+
+@dataclass
+class Invoked:
+    """What a backend reports for one invocation (Lambda's REPORT line and the payload)."""
+
+    payload: dict[str, Any]
+    duration_ms: float = 0.0
+    billed_ms: float = 0.0
+    init_ms: float = 0.0
+    cold: bool = False
+    max_memory_mb: float = 0.0
+    cost_usd: float = 0.0
+    error: dict[str, Any] | None = None  # a runtime-level failure (OOM, timeout, crash)
+
+
+class Invoker(Protocol):
+    """A backend as the executor sees it."""
+
+    def deploy(self, unit: Unit, spec_path: Path, workflow: Workflow) -> None: ...
+
+    def invoke(self, unit_id: str, event: dict[str, Any]) -> Invoked: ...
+
+
+class RunFailed(WiseFuseError):
+    """A unit failed after its retries; names the stage and instance and keeps the records."""
+
+    def __init__(self, unit: str, error: dict[str, Any], calls: list[Call]) -> None:
+        stage, inst = error.get("stage", "?"), error.get("instance")
+        where = f"stage {stage!r}" + ("" if inst is None else f" instance {inst}")
+        super().__init__(
+            f"run failed in unit {unit!r}, {where}: {error.get('type', 'Error')}: {error.get('message', '')}",
+            hint="see .error['traceback'] for the task's traceback; fix the task and re-run",
+        )
+        self.unit = unit
+        self.error = error
+        self.calls = calls
+
+
+@dataclass
+class Call:
+    """One invocation of a unit within a run."""
+
+    unit: str
+    instances: list[int] | None
+    attempt: int
+    start_s: float
+    end_s: float
+    invoked: Invoked
+
+    @property
+    def ok(self) -> bool:
+        return self.invoked.error is None and bool(self.invoked.payload.get("ok"))
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    outputs: dict[str, Any]
+    e2e_s: float
+    cost_usd: float
+    calls: list[Call] = field(default_factory=list)
+
+
+def prepare(workflow: Workflow, plan: Plan, workdir: Path) -> dict[str, Path]:
+    """Write one unit spec per unit into ``workdir``; returns unit id -> spec path."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for unit in plan.units:
+        paths[unit.id] = write_spec(
+            unit_spec(workflow, plan, unit.id), workdir / f"{unit.id}.unit.json"
+        )
+    return paths
+
+
+def _instance_count(workflow: Workflow, unit: Unit, counts: dict[str, int]) -> int:
+    first = workflow.stage(unit.stages[0])
+    for b in first.bindings.values():
+        if isinstance(b, ConstItem):
+            return len(b.values)
+        if isinstance(b, Item):
+            if b.stage in counts:
+                return counts[b.stage]
+            raise WiseFuseError(
+                f"unit {unit.id!r} maps over {b.stage!r}, whose size is not known yet"
+            )
+    raise WiseFuseError(f"unit {unit.id!r} is bundled but its first stage is not mapped")
+
+
+def _record_counts(payload: dict[str, Any], counts: dict[str, int], lock: threading.Lock) -> None:
+    with lock:
+        for out in payload.get("outputs", []):
+            if out.get("instance") is None:
+                if "count" in out:
+                    counts[out["stage"]] = out["count"]
+            else:
+                counts[out["stage"]] = max(counts.get(out["stage"], 0), out["instance"] + 1)
+
+
+def execute(
+    workflow: Workflow,
+    plan: Plan,
+    invoker: Invoker,
+    store: st.Store,
+    *,
+    workdir: Path,
+    run_id: str | None = None,
+    max_concurrency: int = 16,
+    orchestration_s: float = 0.0,
+    deploy: bool = True,
+    fetch_outputs: bool = True,
+) -> RunResult:
+    """Run ``workflow`` under ``plan`` once; raises :class:`RunFailed` when a unit fails."""
+    check_plan(plan, workflow)
+    graph = unit_graph(plan, workflow)
+    opaque = [n for n in graph.nodes if n not in {u.id for u in plan.units}]
+    if opaque:
+        raise WiseFuseError(
+            f"workflow {workflow.name!r} has opaque stages {opaque} that only their framework can run",
+            hint="run it through the Airflow or Prefect integration, which keeps opaque tasks in place",
+        )
+    run_id = run_id or f"r-{uuid.uuid4().hex[:12]}"
+    st.check_key(run_id)
+    if deploy:
+        for unit_id, path in prepare(workflow, plan, workdir).items():
+            invoker.deploy(plan.unit(unit_id), path, workflow)
+
+    units = {u.id: u for u in plan.units}
+    retries = {
+        u.id: max((workflow.stage(s).retries for s in u.stages), default=0) for u in plan.units
+    }
+    counts: dict[str, int] = {}
+    lock = threading.Lock()
+    calls: list[Call] = []
+    t0 = time.perf_counter()
+
+    def one_call(unit: Unit, instances: list[int] | None) -> Call:
+        event: dict[str, Any] = {"run_id": run_id, "counts": dict(counts)}
+        if instances is not None:
+            event["instances"] = instances
+        attempt = 0
+        while True:
+            if orchestration_s:
+                time.sleep(orchestration_s)
+            start = time.perf_counter() - t0
+            invoked = invoker.invoke(unit.id, event)
+            call = Call(unit.id, instances, attempt, start, time.perf_counter() - t0, invoked)
+            with lock:
+                calls.append(call)
+            if call.ok or attempt >= retries[unit.id]:
+                return call
+            attempt += 1
+
+    remaining_preds = {n: set(graph.predecessors(n)) for n in graph.nodes}
+    pending_calls: dict[str, int] = {}
+    futures: dict[Future, str] = {}
+    failure: tuple[str, dict[str, Any]] | None = None
+
+    with ThreadPoolExecutor(max_workers=max_concurrency) as pool:
+
+        def launch(unit_id: str) -> None:
+            unit = units[unit_id]
+            if is_bundled_unit(unit, workflow):
+                n = _instance_count(workflow, unit, counts)
+                chunks = [
+                    list(range(i, min(i + unit.bundle_size, n)))
+                    for i in range(0, n, unit.bundle_size)
+                ]
+            else:
+                chunks = [None]
+            if not chunks:  # mapping over an empty list: nothing to run
+                pending_calls[unit_id] = 0
+                finish(unit_id)
+                return
+            pending_calls[unit_id] = len(chunks)
+            for chunk in chunks:
+                futures[pool.submit(one_call, unit, chunk)] = unit_id
+
+        def finish(unit_id: str) -> None:
+            for succ in graph.successors(unit_id):
+                remaining_preds[succ].discard(unit_id)
+                if not remaining_preds[succ]:
+                    launch(succ)
+
+        for node in nx.topological_sort(graph):
+            if not remaining_preds[node] and node not in pending_calls:
+                launch(node)
+        while futures:
+            done, _ = wait(list(futures), return_when=FIRST_COMPLETED)
+            for fut in done:
+                unit_id = futures.pop(fut)
+                call = fut.result()
+                if not call.ok:
+                    error = (
+                        call.invoked.error
+                        or call.invoked.payload.get("error")
+                        or {"message": "unknown failure"}
+                    )
+                    failure = failure or (unit_id, error)
+                    continue
+                _record_counts(call.invoked.payload, counts, lock)
+                pending_calls[unit_id] -= 1
+                if pending_calls[unit_id] == 0 and failure is None:
+                    finish(unit_id)
+    e2e = time.perf_counter() - t0
+    if failure is not None:
+        raise RunFailed(failure[0], failure[1], calls)
+    outputs = _sink_outputs(workflow, store, run_id, counts) if fetch_outputs else {}
+    cost = sum(c.invoked.cost_usd for c in calls)
+    return RunResult(run_id, outputs, e2e, cost, calls)
+
+
+def _sink_outputs(
+    workflow: Workflow, store: st.Store, run_id: str, counts: dict[str, int]
+) -> dict[str, Any]:
+    out = {}
+    for s in workflow.python_stages:
+        if workflow.successors(s.id):
+            continue
+        if s.mapped:
+            out[s.id] = [
+                st.get(store, st.output_key(run_id, s.id, i)) for i in range(counts.get(s.id, 0))
+            ]
+        else:
+            out[s.id] = st.get(store, st.output_key(run_id, s.id))
+    return out

@@ -1,0 +1,381 @@
+"""The Lambda entry point that runs any unit of a plan: ``handler(event, context)``.
+
+Deployment (environment, fixed per function):
+
+- ``WISEFUSE_UNIT_SPEC``: path of the unit spec (:mod:`wisefuse_plugins.runtime.spec`);
+- ``WISEFUSE_CODE_ROOT``: the user's source root (default ``$LAMBDA_TASK_ROOT`` or cwd);
+- ``WISEFUSE_STORE``: the store URL (``s3://bucket/prefix`` on AWS).
+
+Event (per invocation)::
+
+    {"run_id": "r-1", "instances": [0, 1], "counts": {"split_video": 8}}
+
+``instances``: which instances a bundled unit runs; ``counts``: how many elements or
+instances an upstream stage outside the unit produced (for ``collect`` and mapping).
+
+What happens: stages run in order in this process; values inside the unit pass in
+memory (fusion); a bundle's instances run concurrently on ``ceil(vCPU)`` threads, each
+running its whole chain (bundling); inputs from outside are read from the store once per
+invocation and shared; each exported output is written once, atomically, at
+``runs/<run>/<stage>/...``. A retried invocation finds its outputs already stored, loads
+them instead of recomputing and leaves the store as it was.
+
+Response: ``{"ok": true, "outputs": [...], "timings": [...], "handler_ms": ...}``; small
+JSON outputs also come back inline (within ``WISEFUSE_INLINE_BYTES``, 64 KB by default,
+far below Lambda's 6 MB response limit). A failing task gives ``{"ok": false, "error":
+{"stage", "instance", "type", "message", "traceback"}}``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wisefuse_plugins.errors import WiseFuseError
+from wisefuse_plugins.ir.nodes import Collect, Const, ConstItem, Item, Output
+from wisefuse_plugins.model.limits import vcpus
+from wisefuse_plugins.runtime import store as st
+from wisefuse_plugins.runtime.loader import load_callable
+from wisefuse_plugins.runtime.spec import StageSpec, UnitSpec, read_spec
+
+ENV_SPEC = "WISEFUSE_UNIT_SPEC"
+ENV_ROOT = "WISEFUSE_CODE_ROOT"
+ENV_STORE = "WISEFUSE_STORE"
+ENV_INLINE = "WISEFUSE_INLINE_BYTES"
+DEFAULT_INLINE_BYTES = 64 * 1024
+
+
+class EventError(WiseFuseError):
+    """The invocation event is malformed."""
+
+
+@dataclass
+class Deployment:
+    """What a warm execution environment keeps between invocations."""
+
+    spec: UnitSpec
+    root: Path
+    store: st.Store
+    functions: dict[str, Callable]
+
+    @classmethod
+    def from_env(cls) -> Deployment:
+        spec_path = os.environ.get(ENV_SPEC)
+        if not spec_path:
+            raise WiseFuseError(f"{ENV_SPEC} is not set", hint="deploy the unit with wisefuse")
+        spec = read_spec(spec_path)
+        root = Path(os.environ.get(ENV_ROOT) or os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd())
+        store = st.open_store(os.environ.get(ENV_STORE))
+        functions = {s.id: load_callable(s.callable, root) for s in spec.stages}
+        return cls(spec, root, store, functions)
+
+
+_deployment: Deployment | None = None
+_deployment_key: tuple[str | None, ...] | None = None
+
+
+def deployment() -> Deployment:
+    """The cached deployment (loaded on the cold start, like module-level init on Lambda)."""
+    global _deployment, _deployment_key
+    key = tuple(os.environ.get(k) for k in (ENV_SPEC, ENV_ROOT, ENV_STORE))
+    if _deployment is None or key != _deployment_key:
+        _deployment, _deployment_key = Deployment.from_env(), key
+    return _deployment
+
+
+@dataclass
+class Request:
+    run_id: str
+    instances: list[int] | None
+    counts: dict[str, int]
+
+
+def parse_event(event: Any, spec: UnitSpec) -> Request:
+    if not isinstance(event, dict):
+        raise EventError(f"event must be a JSON object, got {type(event).__name__}")
+    run_id = event.get("run_id")
+    if not isinstance(run_id, str):
+        raise EventError("event.run_id must be a string")
+    st.check_key(run_id)
+    instances = event.get("instances")
+    if spec.bundled:
+        if (
+            not isinstance(instances, list)
+            or not instances
+            or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in instances)
+        ):
+            raise EventError(
+                f"unit {spec.unit!r} is bundled: event.instances must be a non-empty list of instance numbers"
+            )
+    elif instances is not None:
+        raise EventError(f"unit {spec.unit!r} is not bundled: event.instances must be absent")
+    counts = event.get("counts") or {}
+    if not isinstance(counts, dict) or not all(
+        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
+        for k, v in counts.items()
+    ):
+        raise EventError("event.counts must map stage ids to non-negative integers")
+    return Request(run_id, instances, counts)
+
+
+class StageFailed(Exception):
+    def __init__(self, stage: str, instance: int | None, err: BaseException) -> None:
+        super().__init__(f"{stage}[{instance}]: {err}")
+        self.info = {
+            "stage": stage,
+            "instance": instance,
+            "type": type(err).__name__,
+            "message": str(err),
+            "traceback": "".join(traceback.format_exception(err)),
+        }
+
+
+@dataclass
+class Invocation:
+    """One run of the unit: the in-memory values, the store reads and the records."""
+
+    dep: Deployment
+    req: Request
+    threads: int
+    values: dict[tuple[str, int | None], Any] = field(default_factory=dict)
+    _reads: dict[str, Any] = field(default_factory=dict)
+    _read_lock: threading.Lock = field(default_factory=threading.Lock)
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    timings: list[dict[str, Any]] = field(default_factory=list)
+    _record_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def spec(self) -> UnitSpec:
+        return self.dep.spec
+
+    # -- inputs -------------------------------------------------------------------------
+
+    def _read(self, key: str) -> Any:
+        """Read an outside value once per invocation, however many instances need it."""
+        with self._read_lock:
+            if key not in self._reads:
+                self._reads[key] = st.get(self.dep.store, key)
+            return self._reads[key]
+
+    def _inside(self, stage: str) -> bool:
+        return any(s.id == stage for s in self.spec.stages)
+
+    def _mapped(self, stage: str) -> bool:
+        return any(s.id == stage and s.mapped for s in self.spec.stages)
+
+    def _count(self, stage: str) -> int:
+        if stage not in self.req.counts:
+            raise EventError(f"event.counts has no entry for upstream stage {stage!r}")
+        return self.req.counts[stage]
+
+    def _whole(self, stage: str, key: str | None) -> Any:
+        if self._inside(stage):
+            value = self.values[stage, None]
+        else:
+            value = self._read(st.output_key(self.req.run_id, stage))
+        return value if key is None else value[key]
+
+    def _instance_value(self, stage: str, i: int) -> Any:
+        if self._inside(stage):
+            return self.values[stage, i]
+        return self._read(st.output_key(self.req.run_id, stage, i))
+
+    def resolve(self, binding: Any, instance: int | None) -> Any:
+        if isinstance(binding, Const):
+            return binding.value
+        if isinstance(binding, ConstItem):
+            return binding.values[instance]
+        if isinstance(binding, Output):
+            return self._whole(binding.stage, binding.key)
+        if isinstance(binding, Item):
+            src, inside = binding.stage, self._inside(binding.stage)
+            src_mapped = self._mapped(src) if inside else src in self.spec.mapped_upstream
+            if src_mapped:  # instance i of a mapped stage feeds instance i
+                value = self._instance_value(src, instance)
+                return value if binding.key is None else value[binding.key]
+            if not inside and binding.key is None:  # scattered: read only element i
+                return self._read(st.element_key(self.req.run_id, src, instance))
+            return self._whole(src, binding.key)[instance]
+        if isinstance(binding, Collect):
+            n = self.instance_count_of(binding.stage)
+            return [self._instance_value(binding.stage, i) for i in range(n)]
+        raise TypeError(f"unknown binding {binding!r}")
+
+    def instance_count_of(self, stage: str) -> int:
+        if self._inside(stage):
+            return sum(1 for s, i in self.values if s == stage and i is not None)
+        return self._count(stage)
+
+    def mapped_count(self, spec: StageSpec) -> int:
+        """How many instances a mapped stage runs inside an unbundled unit."""
+        lengths = set()
+        for b in spec.bindings.values():
+            if isinstance(b, ConstItem):
+                lengths.add(len(b.values))
+            elif isinstance(b, Item):
+                if self._inside(b.stage):
+                    if self._mapped(b.stage):
+                        lengths.add(self.instance_count_of(b.stage))
+                    else:
+                        lengths.add(len(self._whole(b.stage, b.key)))
+                else:
+                    lengths.add(self._count(b.stage))
+        if len(lengths) != 1:
+            raise ValueError(
+                f"stage {spec.id!r} maps over inputs of different lengths {sorted(lengths)}"
+            )
+        return lengths.pop()
+
+    # -- running ------------------------------------------------------------------------
+
+    def run_stage(self, spec: StageSpec, instance: int | None) -> None:
+        start = time.perf_counter()
+        exported = spec.id in self.spec.exports
+        key = st.output_key(self.req.run_id, spec.id, instance)
+        resumed = False
+        try:
+            if exported and self.dep.store.exists(key):
+                value, resumed = st.get(self.dep.store, key), True  # a retry: keep what is stored
+            else:
+                kwargs = {p: self.resolve(b, instance) for p, b in spec.bindings.items()}
+                value = self.dep.functions[spec.id](**kwargs)
+            self.values[spec.id, instance] = value
+            if exported:
+                self._export(spec, instance, key, value)
+        except BaseException as err:
+            raise StageFailed(spec.id, instance, err) from err
+        ms = (time.perf_counter() - start) * 1000
+        with self._record_lock:
+            self.timings.append(
+                {"stage": spec.id, "instance": instance, "ms": round(ms, 3), "resumed": resumed}
+            )
+
+    def _export(self, spec: StageSpec, instance: int | None, key: str, value: Any) -> None:
+        what = f"stage {spec.id!r}" + ("" if instance is None else f" instance {instance}")
+        written, size = st.put(self.dep.store, key, value, what)
+        record: dict[str, Any] = {
+            "stage": spec.id,
+            "instance": instance,
+            "key": key,
+            "bytes": size,
+            "written": written,
+        }
+        if spec.id in self.spec.scatter:
+            try:
+                items = list(value)
+            except TypeError as err:
+                raise TypeError(
+                    f"{what} is mapped over downstream but returned {type(value).__name__}, not a list"
+                ) from err
+            for i, item in enumerate(items):
+                st.put(
+                    self.dep.store,
+                    st.element_key(self.req.run_id, spec.id, i),
+                    item,
+                    f"{what} element {i}",
+                )
+            record["count"] = len(items)
+        elif isinstance(value, list | tuple):
+            record["count"] = len(value)
+        with self._record_lock:
+            self.outputs.append(record)
+            self.outputs[-1]["_value"] = value
+
+    def _pool_run(self, jobs: list[Callable[[], None]]) -> None:
+        if self.threads <= 1 or len(jobs) <= 1:
+            for job in jobs:
+                job()
+            return
+        with ThreadPoolExecutor(max_workers=min(self.threads, len(jobs))) as pool:
+            futures = [pool.submit(job) for job in jobs]
+            _, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            for f in pending:
+                f.cancel()
+            for f in futures:
+                if f.done() and not f.cancelled() and f.exception() is not None:
+                    raise f.exception()  # type: ignore[misc]
+
+    def run(self) -> None:
+        stages = self.spec.stages
+        if self.spec.bundled:
+
+            def chain(i: int) -> Callable[[], None]:
+                return lambda: [self.run_stage(s, i) for s in stages]
+
+            self._pool_run([chain(i) for i in self.req.instances or []])
+            return
+        for s in stages:
+            if s.mapped:
+                n = self.mapped_count(s)
+                self._pool_run([lambda s=s, i=i: self.run_stage(s, i) for i in range(n)])
+            else:
+                self.run_stage(s, None)
+
+
+def _inline(outputs: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
+    """Attach small JSON values inline, within ``budget`` bytes in all."""
+    result = []
+    for rec in outputs:
+        rec = dict(rec)
+        value = rec.pop("_value", None)
+        if budget > 0:
+            try:
+                text = json.dumps(value, allow_nan=False)
+            except (TypeError, ValueError):
+                text = None
+            if text is not None and len(text) <= budget:
+                rec["value"] = value
+                budget -= len(text)
+        result.append(rec)
+    return result
+
+
+def _memory_mb(context: Any) -> float:
+    try:
+        return float(getattr(context, "memory_limit_in_mb", 1769))
+    except (TypeError, ValueError):
+        return 1769.0
+
+
+def run_unit(dep: Deployment, event: Any, memory_mb: float) -> dict[str, Any]:
+    """Run one event against a loaded deployment (the handler's body, callable in-process)."""
+    start = time.perf_counter()
+    try:
+        req = parse_event(event, dep.spec)
+    except Exception as err:
+        return {"ok": False, "error": StageFailed("<event>", None, err).info}
+    inv = Invocation(dep, req, threads=max(1, min(6, math.ceil(vcpus(memory_mb)))))
+    try:
+        inv.run()
+    except StageFailed as failed:
+        return {"ok": False, "error": failed.info, "timings": inv.timings}
+    except Exception as err:
+        return {"ok": False, "error": StageFailed("<unit>", None, err).info, "timings": inv.timings}
+    budget = int(os.environ.get(ENV_INLINE, DEFAULT_INLINE_BYTES))
+    return {
+        "ok": True,
+        "unit": dep.spec.unit,
+        "run_id": req.run_id,
+        "outputs": _inline(inv.outputs, budget),
+        "timings": inv.timings,
+        "threads": inv.threads,
+        "handler_ms": round((time.perf_counter() - start) * 1000, 3),
+    }
+
+
+def handler(event: Any, context: Any) -> dict[str, Any]:
+    """The Lambda entry point. Never raises for task errors: it reports them."""
+    try:
+        dep = deployment()
+    except Exception as err:
+        return {"ok": False, "error": StageFailed("<setup>", None, err).info}
+    return run_unit(dep, event, _memory_mb(context))

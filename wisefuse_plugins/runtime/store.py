@@ -1,0 +1,178 @@
+"""Where outputs live between units: a local directory or an S3 prefix, one interface.
+
+Layout (the same under a directory root or an S3 prefix)::
+
+    runs/<run_id>/<stage>/out.pkl      output of an unmapped stage
+    runs/<run_id>/<stage>/i<k>.pkl     output of instance k of a mapped stage
+    runs/<run_id>/<stage>/e<k>.pkl     element k of an unmapped stage's list output, written
+                                       when another unit maps over it (so each consumer
+                                       downloads only its element)
+
+Values are pickled (protocol 5): the data and the code stay in the user's own account.
+Writes are atomic and first-write-wins (``put`` returns False when the key already
+exists), so a retried invocation never changes what a finished one wrote.
+Keys are validated: no absolute paths, no ``..``, nothing outside the root.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlparse
+
+from wisefuse_plugins.errors import WiseFuseError
+
+_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+PICKLE_PROTOCOL = 5
+
+
+class StoreError(WiseFuseError):
+    """A key that is unsafe, or a value that is missing or cannot be stored."""
+
+
+def check_key(key: str) -> str:
+    """Return ``key`` if every ``/``-separated segment is a plain name; raise otherwise."""
+    parts = key.split("/")
+    if not key or any(not _SEGMENT.match(p) or p in {".", ".."} or ".." in p for p in parts):
+        raise StoreError(
+            f"unsafe store key {key!r}",
+            hint="keys are '/'-separated names of letters, digits, '_', '.', '-' (no '..', no leading '/')",
+        )
+    return key
+
+
+def output_key(run_id: str, stage: str, instance: int | None = None) -> str:
+    part = "out" if instance is None else f"i{instance}"
+    return check_key(f"runs/{run_id}/{stage}/{part}.pkl")
+
+
+def element_key(run_id: str, stage: str, index: int) -> str:
+    return check_key(f"runs/{run_id}/{stage}/e{index}.pkl")
+
+
+def dumps(value: Any, what: str) -> bytes:
+    try:
+        return pickle.dumps(value, protocol=PICKLE_PROTOCOL)
+    except (
+        Exception
+    ) as err:  # pickling raises many types (TypeError, PicklingError, AttributeError)
+        raise StoreError(
+            f"the output of {what} cannot be serialised: {type(err).__name__}: {err}",
+            hint="return plain data (numbers, strings, lists, dicts, numpy arrays) from the task",
+        ) from err
+
+
+class Store(Protocol):
+    """What the handler and the executor need from a store."""
+
+    url: str
+
+    def put_bytes(self, key: str, data: bytes) -> bool:
+        """Write ``data`` at ``key`` unless it exists; True when this call wrote it."""
+        ...
+
+    def get_bytes(self, key: str) -> bytes: ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def list(self, prefix: str) -> list[str]: ...
+
+    def delete_prefix(self, prefix: str) -> int: ...
+
+
+def put(store: Store, key: str, value: Any, what: str) -> tuple[bool, int]:
+    """Pickle and write ``value``; returns (written, size in bytes)."""
+    data = dumps(value, what)
+    return store.put_bytes(key, data), len(data)
+
+
+def get(store: Store, key: str) -> Any:
+    return pickle.loads(store.get_bytes(key))
+
+
+class LocalStore:
+    """A directory; atomic create-if-absent through a temp file and ``os.link``."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).expanduser().resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.url = self.root.as_uri()
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / check_key(key)).resolve()
+        if not path.is_relative_to(self.root):  # belt and braces: check_key already forbids it
+            raise StoreError(f"store key {key!r} escapes the store root {self.root}")
+        return path
+
+    def put_bytes(self, key: str, data: bytes) -> bool:
+        path = self._path(key)
+        if path.exists():
+            return False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, path)  # atomic, and fails if another writer got there first
+            except FileExistsError:
+                return False
+            return True
+        finally:
+            os.unlink(tmp)
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise StoreError(f"no value at {key!r} in store {self.url}") from None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).exists()
+
+    def list(self, prefix: str) -> list[str]:
+        base = self.root / prefix if prefix else self.root
+        if not base.exists():
+            return []
+        return sorted(
+            p.relative_to(self.root).as_posix()
+            for p in base.rglob("*")
+            if p.is_file() and not p.name.startswith(".tmp-")
+        )
+
+    def delete_prefix(self, prefix: str) -> int:
+        keys = self.list(check_key(prefix))
+        for k in keys:
+            (self.root / k).unlink(missing_ok=True)
+        return len(keys)
+
+
+def wisefuse_home() -> Path:
+    """``$WISEFUSE_HOME``, default ``~/.wisefuse``: the local store, profiles, artefacts."""
+    return Path(os.environ.get("WISEFUSE_HOME", "~/.wisefuse")).expanduser()
+
+
+def open_store(url: str | None = None) -> Store:
+    """A store from a URL: ``file:///dir``, a plain path, or ``s3://bucket/prefix``.
+
+    Without a URL: ``$WISEFUSE_STORE``, else the directory ``$WISEFUSE_HOME/store``.
+    """
+    url = url or os.environ.get("WISEFUSE_STORE") or str(wisefuse_home() / "store")
+    parsed = urlparse(url)
+    if parsed.scheme == "s3":
+        from wisefuse_plugins.runtime.s3store import S3Store
+
+        return S3Store(parsed.netloc, parsed.path.lstrip("/"))
+    if parsed.scheme == "file":
+        return LocalStore(parsed.path)
+    if parsed.scheme == "":
+        return LocalStore(url)
+    raise StoreError(
+        f"unknown store URL {url!r}", hint="use a directory, file:///dir or s3://bucket/prefix"
+    )
