@@ -247,3 +247,18 @@ def test_opaque_stages_cannot_run_outside_their_framework(tmp_path):
     )
     with pytest.raises(WiseFuseError, match="opaque stages"):
         run(wf, single_stage_plan(wf), tmp_path)
+
+
+def test_counts_come_from_the_store_when_the_event_has_none(tmp_path):
+    wf = toy_workflow()
+    p = plan(wf, *PLANS["bundles-of-2"])
+    store = st.LocalStore(tmp_path / "store")
+    execute(wf, p, InProcessBackend(store, ROOT), store, workdir=tmp_path / "units", run_id="r1")
+    total = _deployment(wf, p, "total", tmp_path, store)
+    store.delete_prefix("runs/r1/total")
+    out = run_unit(total, {"run_id": "r1"}, 1769)
+    assert out["ok"] and out["outputs"][0]["value"] == expected_total()
+    middle = _deployment(wf, p, "square-middle", tmp_path, store)
+    store.delete_prefix("runs/r1/middle")
+    out = run_unit(middle, {"run_id": "r1", "instances": [4]}, 1769)
+    assert out["ok"] and out["outputs"][0]["value"] == 17

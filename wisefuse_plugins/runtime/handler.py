@@ -10,8 +10,9 @@ Event (per invocation)::
 
     {"run_id": "r-1", "instances": [0, 1], "counts": {"split_video": 8}}
 
-``instances``: which instances a bundled unit runs; ``counts``: how many elements or
-instances an upstream stage outside the unit produced (for ``collect`` and mapping).
+``instances``: which instances a bundled unit runs; ``counts`` (optional): how many
+elements or instances an upstream stage outside the unit produced (for ``collect`` and
+mapping); without it the handler counts the upstream's keys in the store.
 
 What happens: stages run in order in this process; values inside the unit pass in
 memory (fusion); a bundle's instances run concurrently on ``ceil(vCPU)`` threads, each
@@ -149,6 +150,7 @@ class Invocation:
     values: dict[tuple[str, int | None], Any] = field(default_factory=dict)
     _reads: dict[str, Any] = field(default_factory=dict)
     _read_lock: threading.Lock = field(default_factory=threading.Lock)
+    _listed: dict[str, int] = field(default_factory=dict)
     outputs: list[dict[str, Any]] = field(default_factory=list)
     timings: list[dict[str, Any]] = field(default_factory=list)
     _record_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -173,9 +175,20 @@ class Invocation:
         return any(s.id == stage and s.mapped for s in self.spec.stages)
 
     def _count(self, stage: str) -> int:
-        if stage not in self.req.counts:
-            raise EventError(f"event.counts has no entry for upstream stage {stage!r}")
-        return self.req.counts[stage]
+        """Instances (or scattered elements) an outside stage produced.
+
+        From ``event.counts`` when the orchestrator knows it; otherwise by listing the
+        store (orchestrators such as Step Functions then need not pass counts around).
+        """
+        if stage in self.req.counts:
+            return self.req.counts[stage]
+        with self._read_lock:
+            if stage not in self._listed:
+                keys = self.dep.store.list(f"runs/{self.req.run_id}/{stage}")
+                names = [k.rsplit("/", 1)[-1] for k in keys]
+                per_instance = sum(1 for n in names if n.startswith("i"))
+                self._listed[stage] = per_instance or sum(1 for n in names if n.startswith("e"))
+            return self._listed[stage]
 
     def _whole(self, stage: str, key: str | None) -> Any:
         if self._inside(stage):
