@@ -1,0 +1,1 @@
+"""Performance and cost model: Lambda pricing and limits, latency, composition."""
