@@ -1,0 +1,146 @@
+"""End-to-end predictions on hand-built workflows with synthetic profiles of known law."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from wisefuse_plugins.model.limits import vcpus
+from wisefuse_plugins.model.predict import Model, ModelError
+from wisefuse_plugins.model.pricing import DEFAULT, lambda_cost
+from wisefuse_plugins.model.profile import Platform
+
+from ..runtime.toyflows import plan, toy_workflow
+from .synthetic import law_ms, profile
+
+QUIET = Platform(
+    name="test",
+    store_latency_ms=10.0,
+    store_bandwidth_mb_s=100.0,
+    invoke_overhead_ms=0.0,
+    orchestration_ms=0.0,
+    orchestration_usd_per_step=0.0,
+    bill_store_requests=False,
+)
+
+
+def toy_model(wf, platform=QUIET, cpu=None, noise=0.0, draws=2000):
+    cpu = cpu or {"make": 10.0, "square": 200.0, "middle": 300.0, "config": 5.0, "total": 50.0}
+    profiles = {
+        s.id: profile(s.id, s.callable.code_hash, cpu=cpu[s.id], noise=noise, seed=i)
+        for i, s in enumerate(wf.python_stages)
+    }
+    return Model(profiles, platform, draws=draws)
+
+
+def test_series_of_constants_adds_up_with_store_hand_offs():
+    wf = toy_workflow(n=5)
+    m = toy_model(wf)
+    p = plan(wf, [["make"], ["square"], ["middle"], ["config"], ["total"]], memory_mb=1769)
+    pred = m.predict(wf, p)
+    # critical path: make -> square -> middle -> total, each stage alone at 1 vCPU;
+    # every unit boundary costs a PUT and a GET of 10 ms (0 bytes); total reads 5 + 1 inputs
+    io = {"make": 10 + 5 * 10, "square": 10 + 10, "middle": 10 + 10, "total": 5 * 10 + 10 + 10}
+    # make exports its list and scatters 5 elements: 1 + 5 PUTs in one request batch
+    expected_ms = 10 + 200 + 300 + 50 + sum(io.values())
+    assert pred.p50_s * 1000 == pytest.approx(expected_ms, rel=1e-6)
+    assert pred.p95_s == pytest.approx(pred.p50_s)
+
+
+def test_fusing_the_chain_removes_the_hand_off():
+    wf = toy_workflow(n=5)
+    m = toy_model(wf)
+    apart = m.predict(wf, plan(wf, [["make"], ["square"], ["middle"], ["config"], ["total"]]))
+    fused = m.predict(wf, plan(wf, [["make"], ["square", "middle"], ["config"], ["total"]]))
+    assert apart.p50_s - fused.p50_s == pytest.approx(0.020, rel=1e-6)  # one PUT + one GET of 10 ms
+
+
+def test_bundle_of_b_shares_cores():
+    wf = toy_workflow(n=4)
+    m = toy_model(wf)
+    one = plan(
+        wf, [["make"], ["square", "middle"], ["config"], ["total"]], {"square": 1}, memory_mb=3538
+    )
+    four = plan(
+        wf, [["make"], ["square", "middle"], ["config"], ["total"]], {"square": 4}, memory_mb=3538
+    )
+    u1 = {u.unit: u for u in m.predict(wf, one).units}["square-middle"]
+    u4 = {u.unit: u for u in m.predict(wf, four).units}["square-middle"]
+    assert u1.invocations == 4 and u4.invocations == 1
+    # 4 chains of 500 CPU-ms on 2 vCPUs: 1000 ms, plus each chain's GET and PUT (10 ms each) on 2 threads
+    assert u4.p50_ms == pytest.approx(4 * 500 / 2 + 4 * 20 / 2, rel=1e-6)
+    assert u1.p50_ms == pytest.approx(500 + 20, rel=1e-6)
+
+
+def test_cost_is_the_lambda_bill():
+    wf = toy_workflow(n=5)
+    m = toy_model(wf)
+    p = plan(wf, [["make", "square", "middle", "config", "total"]], memory_mb=1024)
+    pred = m.predict(wf, p)
+    v = vcpus(1024)
+    work = (
+        sum(law_ms(0, c, 1024) for c in (10, 5, 50)) + 5 * (200 + 300) / v
+    )  # one thread (ceil(0.58)=1)
+    billed = math.ceil(work + 10)  # total is exported: one PUT
+    assert pred.cost_usd == pytest.approx(lambda_cost(billed, 1024, "x86_64", DEFAULT), rel=1e-3)
+
+
+def test_memory_changes_latency_by_the_law():
+    wf = toy_workflow(n=1)
+    m = toy_model(wf)
+    p512 = m.predict(wf, plan(wf, [["make", "square", "middle", "config", "total"]], memory_mb=512))
+    p700 = m.predict(
+        wf, plan(wf, [["make", "square", "middle", "config", "total"]], memory_mb=700)
+    )  # not profiled
+    work = 10 + 200 + 300 + 5 + 50
+    assert p700.p50_s * 1000 == pytest.approx(work / vcpus(700) + 10, rel=0.01)
+    assert p512.p50_s > p700.p50_s
+
+
+def test_max_of_many_instances_grows_with_n():
+    wf8, wf64 = toy_workflow(n=8), toy_workflow(n=64)
+    groups = [["make"], ["square", "middle"], ["config"], ["total"]]
+    p8 = toy_model(wf8, noise=0.2).predict(wf8, plan(wf8, groups))
+    p64 = toy_model(wf64, noise=0.2).predict(wf64, plan(wf64, groups))
+    u8 = {u.unit: u for u in p8.units}["square-middle"]
+    u64 = {u.unit: u for u in p64.units}["square-middle"]
+    assert u64.p50_ms > u8.p50_ms
+
+
+def test_changed_code_is_never_predicted_from_old_samples():
+    wf = toy_workflow()
+    m = toy_model(wf)
+    m.profiles["square"].code_hash = "e" * 64
+    with pytest.raises(ModelError, match="another version of its code"):
+        m.predict(wf, plan(wf, [["make"], ["square"], ["middle"], ["config"], ["total"]]))
+    del m.profiles["square"]
+    with pytest.raises(ModelError, match="no profile for stage 'square'"):
+        m.check(wf)
+
+
+def test_predict_is_fast_on_small_dags():
+    import time
+
+    wf = toy_workflow()
+    m = toy_model(wf, draws=1000)
+    plans = [
+        plan(
+            wf,
+            [["make"], ["square", "middle"], ["config"], ["total"]],
+            {"square": b},
+            memory_mb=mem,
+        )
+        for b in (1, 2, 5)
+        for mem in (512, 1024, 1769)
+    ]
+    for p in plans:
+        m.predict(wf, p)
+    start = time.perf_counter()
+    for _ in range(20):
+        for p in plans:
+            m.predict(wf, p)
+    per_call = (time.perf_counter() - start) / (20 * len(plans))
+    assert per_call < 0.005, f"{per_call * 1000:.2f} ms per prediction"
+    assert np.isfinite(per_call)

@@ -1,0 +1,436 @@
+"""Predict a plan's end-to-end latency distribution and cost per run.
+
+For each unit the model draws the duration of one invocation (Monte Carlo over the
+stages' fitted distributions), composes its invocations (max of ``ceil(N / b)`` bundles),
+and walks the unit graph (a node starts when all its predecessors are done, after the
+orchestration delay). Common random numbers (fixed seed per stage) make the comparison of
+two plans a comparison of plans, not of noise.
+
+What one invocation of unit ``u`` at memory ``m`` costs in time:
+
+- inputs from outside ``u``: a store GET each (latency + bytes / bandwidth); an input the
+  whole bundle shares (broadcast, gather) is read once per invocation, before the jobs;
+- the jobs: each instance's chain of fused stages (wait + CPU parts, summed), run by
+  ``ceil(vCPU)`` threads on ``vCPU(m)`` cores (:func:`compose.bundle_makespan`);
+- exported outputs: a store PUT each (and one per element when scattered);
+- the runtime's own overhead, and a cold start with the platform's probability.
+
+Fusion shows up as the GETs, PUTs, orchestration steps and cold starts a fused edge no
+longer has; bundling as fewer invocations sharing cores and shared reads.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from wisefuse_plugins.errors import WiseFuseError
+from wisefuse_plugins.ir import Collect, Item, Output, Workflow
+from wisefuse_plugins.model import compose
+from wisefuse_plugins.model.limits import vcpus
+from wisefuse_plugins.model.pricing import DEFAULT, Pricing, lambda_cost
+from wisefuse_plugins.model.profile import Platform, StageProfile
+from wisefuse_plugins.model.scaling import LEVELS, Fit, fit, quantiles
+from wisefuse_plugins.optimizer.plan import Plan, Unit, is_bundled_unit, unit_graph
+
+
+class ModelError(WiseFuseError):
+    """The model cannot predict a plan (missing or stale profiles, impossible memory)."""
+
+
+@dataclass
+class UnitPrediction:
+    unit: str
+    invocations: int
+    memory_mb: int
+    arch: str
+    bundle_size: int
+    p50_ms: float
+    p95_ms: float
+    mean_invocation_ms: float
+    p99_invocation_ms: float
+    cost_usd: float
+    gets: float
+    puts: float
+
+
+@dataclass
+class Prediction:
+    p50_s: float
+    p95_s: float
+    p99_s: float
+    cost_usd: float
+    units: list[UnitPrediction] = field(default_factory=list)
+    samples_s: np.ndarray | None = None
+
+    def percentile(self, q: float) -> float:
+        assert self.samples_s is not None
+        return float(np.quantile(self.samples_s, q / 100))
+
+
+@dataclass
+class _Invocation:
+    """Draws of one invocation's duration, and its store traffic."""
+
+    draws: np.ndarray  # (R,) ms
+    gets: float
+    puts: float
+
+
+class Model:
+    """A performance and cost model fitted to stage profiles.
+
+    Parameters
+    ----------
+    profiles
+        ``stage id -> StageProfile`` for every Python stage of the workflows to predict.
+    platform
+        Store, orchestration and cold-start constants of the target.
+    pricing
+        Prices (:data:`wisefuse_plugins.model.pricing.DEFAULT`).
+    draws
+        Monte Carlo draws per prediction (1000 gives P99 within a few percent).
+    law
+        Force a scaling law (``"vcpu"`` or ``"exp"``); default: the better by held-out error.
+    """
+
+    def __init__(
+        self,
+        profiles: dict[str, StageProfile],
+        platform: Platform | None = None,
+        pricing: Pricing = DEFAULT,
+        *,
+        draws: int = 1000,
+        seed: int = 0,
+        law: str | None = None,
+    ) -> None:
+        self.profiles = profiles
+        self.platform = platform or Platform()
+        self.pricing = pricing
+        self.draws = draws
+        self.seed = seed
+        self.law = law
+        self._fits: dict[tuple[str, str], Fit] = {}
+        self._parts: dict[tuple[str, int, str], tuple[np.ndarray, np.ndarray, int]] = {}
+        self._levels: dict[tuple[str, int], np.ndarray] = {}
+        self._invocations: dict[tuple, _Invocation] = {}
+        self._known: dict[int, Workflow] = {}
+        rng = np.random.default_rng(seed)
+        self._u = rng.random(draws)  # for order statistics
+        self._z = rng.standard_normal(draws)  # for large-bundle sums
+        self._cold = rng.random(draws)
+
+    # -- stages -------------------------------------------------------------------------
+
+    def check(self, workflow: Workflow) -> None:
+        """Raise :class:`ModelError` when a Python stage has no current profile."""
+        for s in workflow.python_stages:
+            self._profile(workflow, s.id)
+
+    def _profile(self, workflow: Workflow, sid: str) -> StageProfile:
+        prof = self.profiles.get(sid)
+        stage = workflow.stage(sid)
+        if prof is None or not prof.samples:
+            raise ModelError(
+                f"no profile for stage {sid!r} of workflow {workflow.name!r}",
+                hint="run `wisefuse profile` on the workflow first",
+            )
+        if stage.callable is not None and prof.code_hash != stage.callable.code_hash:
+            raise ModelError(
+                f"the profile of stage {sid!r} is for another version of its code (code hash differs)",
+                hint="re-profile the stage: `wisefuse profile` skips what is current",
+            )
+        return prof
+
+    def arches(self, workflow: Workflow) -> list[str]:
+        """Architectures every Python stage has profiles for."""
+        sets = [self._profile(workflow, s.id).arches() for s in workflow.python_stages]
+        common = set.intersection(*sets) if sets else set()
+        return sorted(common)
+
+    def stage_fit(self, sid: str, arch: str) -> Fit:
+        key = (sid, arch)
+        if key not in self._fits:
+            by_memory = self.profiles[sid].by_memory(arch)
+            if not by_memory:
+                raise ModelError(
+                    f"stage {sid!r} has no {arch} profile",
+                    hint=f"profile it on {arch} or plan for another arch",
+                )
+            self._fits[key] = fit(by_memory, law=self.law)  # type: ignore[arg-type]
+        return self._fits[key]
+
+    def parts(self, sid: str, memory_mb: int, arch: str) -> tuple[np.ndarray, np.ndarray, int]:
+        """(wait, cpu, threads) per quantile level of ``sid`` at ``memory_mb``.
+
+        At a profiled size the measured quantiles are kept exactly (the fit only splits
+        them into parts); elsewhere the fitted law gives them.
+        """
+        key = (sid, memory_mb, arch)
+        cached = self._parts.get(key)
+        if cached is not None:
+            return cached
+        f = self.stage_fit(sid, arch)
+        wait, cpu = f.split(memory_mb)
+        measured = self.profiles[sid].samples.get((arch, memory_mb))
+        if measured is not None and len(measured):
+            target = quantiles(measured)
+            total = wait + cpu / min(vcpus(memory_mb), f.threads)
+            scale = np.divide(target, total, out=np.ones_like(target), where=total > 0)
+            wait, cpu = wait * scale, cpu * scale
+            wait = np.where(total > 0, wait, target)
+        result = (wait, cpu, f.threads)
+        self._parts[key] = result
+        return result
+
+    def stage_duration_ms(self, sid: str, memory_mb: int, arch: str = "x86_64") -> np.ndarray:
+        """Quantile values of one instance of ``sid`` running alone at ``memory_mb``."""
+        wait, cpu, threads = self.parts(sid, memory_mb, arch)
+        return wait + cpu / min(vcpus(memory_mb), threads)
+
+    def _level_draws(self, sid: str, width: int) -> np.ndarray:
+        key = (sid, width)
+        if key not in self._levels:
+            rng = np.random.default_rng([self.seed, zlib.crc32(sid.encode()), width])
+            self._levels[key] = rng.integers(0, LEVELS, size=(self.draws, width))
+        return self._levels[key]
+
+    # -- one invocation -------------------------------------------------------------------
+
+    def _bytes(self, workflow: Workflow, src: str, dst: str) -> float:
+        edge_bytes = workflow.edge(src, dst).bytes if workflow.graph.has_edge(src, dst) else 0
+        if edge_bytes:
+            return float(edge_bytes)
+        prof = self.profiles.get(src)
+        return float(prof.output_bytes) if prof else 0.0
+
+    def _jobs(
+        self,
+        workflow: Workflow,
+        stages: list[str],
+        unit: set[str],
+        memory: int,
+        arch: str,
+        width: int,
+    ) -> tuple[np.ndarray, np.ndarray, int, float, float]:
+        """(wait, cpu) draws of ``width`` instance chains of ``stages``, with their own I/O."""
+        p = self.platform
+        wait = np.zeros((self.draws, width))
+        cpu = np.zeros((self.draws, width))
+        threads = 1
+        gets = puts = 0.0
+        for sid in stages:
+            w, c, t = self.parts(sid, memory, arch)
+            threads = max(threads, t)
+            levels = self._level_draws(sid, width)
+            wait += w[levels]
+            cpu += c[levels]
+            stage = workflow.stage(sid)
+            for b in stage.bindings.values():
+                if isinstance(b, Item) and b.stage not in unit:  # read this instance's element
+                    nbytes = self._bytes(workflow, b.stage, sid)
+                    if not workflow.stage(b.stage).mapped:
+                        nbytes /= max(stage.parallelism, 1)
+                    wait += p.transfer_ms(nbytes)
+                    gets += 1
+            if self._exported(workflow, sid, unit):
+                elements = self._scattered_elements(workflow, sid, unit)
+                wait += p.transfer_ms(self._out_bytes(sid), 1 + elements)
+                puts += 1 + elements
+        return wait, cpu, threads, gets, puts
+
+    @staticmethod
+    def _scattered_elements(workflow: Workflow, sid: str, unit: set[str]) -> int:
+        """Elements an unmapped output is split into because another unit maps over it."""
+        if workflow.stage(sid).mapped:
+            return 0
+        for d in workflow.successors(sid):
+            dst = workflow.stage(d)
+            if d not in unit and any(
+                isinstance(b, Item) and b.stage == sid for b in dst.bindings.values()
+            ):
+                return dst.parallelism
+        return 0
+
+    def _out_bytes(self, sid: str) -> float:
+        prof = self.profiles.get(sid)
+        return float(prof.output_bytes) if prof else 0.0
+
+    @staticmethod
+    def _exported(workflow: Workflow, sid: str, unit: set[str]) -> bool:
+        succ = workflow.successors(sid)
+        return not succ or any(d not in unit and workflow.edge(sid, d).kind == "data" for d in succ)
+
+    def _shared_reads(
+        self, workflow: Workflow, stages: list[str], unit: set[str]
+    ) -> tuple[float, float]:
+        """(ms, GETs) of inputs read once per invocation: Output and Collect from outside."""
+        p = self.platform
+        ms = gets = 0.0
+        seen: set[tuple[str, str]] = set()
+        for sid in stages:
+            for b in workflow.stage(sid).bindings.values():
+                if (
+                    isinstance(b, Output | Collect)
+                    and b.stage not in unit
+                    and (b.stage, b.kind) not in seen
+                ):
+                    seen.add((b.stage, b.kind))
+                    nbytes = self._bytes(workflow, b.stage, sid)
+                    requests = 1.0
+                    if isinstance(b, Collect):
+                        n = workflow.stage(b.stage).parallelism
+                        nbytes *= n
+                        requests = float(n)
+                    ms += p.transfer_ms(nbytes, requests)
+                    gets += requests
+        return ms, gets
+
+    def invocation(self, workflow: Workflow, unit: Unit) -> _Invocation:
+        """Draws of one invocation of ``unit`` (the largest bundle when bundled)."""
+        self._known.setdefault(id(workflow), workflow)  # keeps the id from being reused
+        key = (id(workflow), tuple(unit.stages), unit.memory_mb, unit.arch, unit.bundle_size)
+        cached = self._invocations.get(key)
+        if cached is not None:
+            return cached
+        for sid in unit.stages:
+            self._profile(workflow, sid)
+        members = set(unit.stages)
+        order = [s for s in workflow.topological_order() if s in members]
+        v = vcpus(unit.memory_mb)
+        pool = max(1, min(6, math.ceil(v)))
+        shared_ms, gets = self._shared_reads(workflow, order, members)
+        total = np.full(self.draws, shared_ms + self.platform.invoke_overhead_ms)
+        puts = 0.0
+        if is_bundled_unit(unit, workflow):
+            width = min(unit.bundle_size, workflow.stage(order[0]).parallelism)
+            chains = [(order, width)]
+        else:  # stage after stage; a mapped stage inside runs all its instances here
+            chains = [([sid], workflow.stage(sid).parallelism) for sid in order]
+        for stages, width in chains:
+            draws, job_gets, job_puts = self._makespan(
+                workflow, stages, members, unit, width, v, pool
+            )
+            total += draws
+            gets += job_gets * width
+            puts += job_puts * width
+        init = max((self.profiles[s].init_ms for s in unit.stages), default=0.0)
+        if init and self.platform.cold_probability > 0:
+            total = total + init * (self._cold < self.platform.cold_probability)
+        result = _Invocation(total, gets, puts)
+        self._invocations[key] = result
+        return result
+
+    def _makespan(
+        self,
+        workflow: Workflow,
+        stages: list[str],
+        unit: set[str],
+        u: Unit,
+        width: int,
+        v: float,
+        pool: int,
+    ) -> tuple[np.ndarray, float, float]:
+        """Draws of ``width`` instance chains run together, and GETs/PUTs per chain."""
+        exact = min(width, compose.EXACT_LIMIT)
+        wait, cpu, threads, gets, puts = self._jobs(
+            workflow, stages, unit, u.memory_mb, u.arch, exact
+        )
+        if width <= compose.EXACT_LIMIT:
+            return compose.bundle_makespan(wait, cpu, v, threads, pool), gets, puts
+        alone = wait[:, 0] + cpu[:, 0] / min(v, threads)
+        longest = compose.max_of(alone, width, self._u)
+        draws = compose.bundle_makespan_large(
+            float(wait.mean()), float(wait.std()), float(cpu.mean()), float(cpu.std()),
+            longest, width, v, threads, pool, self._z,
+        )  # fmt: skip
+        return draws, gets, puts
+
+    # -- the whole plan -------------------------------------------------------------------
+
+    def unit_duration(self, workflow: Workflow, unit: Unit) -> tuple[np.ndarray, int]:
+        """Draws of the time from a unit's start to its last invocation's end, and the count."""
+        inv = self.invocation(workflow, unit)
+        count = unit.invocations(workflow)
+        waves = math.ceil(count / self.platform.max_concurrency)
+        in_flight = min(count, self.platform.max_concurrency)
+        dur = compose.max_of(inv.draws, in_flight, self._u)
+        if waves > 1:
+            dur = dur + (waves - 1) * float(inv.draws.mean())
+        return dur, count
+
+    def unit_cost(self, workflow: Workflow, unit: Unit) -> float:
+        """Expected cost of one run's invocations of ``unit`` (compute, requests, store)."""
+        inv = self.invocation(workflow, unit)
+        count = unit.invocations(workflow)
+        billed = float(np.ceil(inv.draws).mean())
+        init = max((self.profiles[s].init_ms for s in unit.stages), default=0.0)
+        billed += self.platform.cold_probability * math.ceil(init)
+        cost = count * lambda_cost(billed, unit.memory_mb, unit.arch, self.pricing)
+        if self.platform.bill_store_requests:
+            cost += count * (inv.puts * self.pricing.s3_put + inv.gets * self.pricing.s3_get)
+        return cost + self.platform.orchestration_usd_per_step * (1 + count)
+
+    def _opaque_ms(self, sid: str) -> np.ndarray:
+        prof = self.profiles.get(sid)
+        if prof is None or not prof.samples:
+            return np.zeros(self.draws)
+        samples = next(iter(prof.samples.values()))
+        return quantiles(samples)[self._level_draws(sid, 1)[:, 0]]
+
+    def predict(self, workflow: Workflow, plan: Plan) -> Prediction:
+        """P50/P95/P99 end-to-end latency (s) and expected cost per run (USD) of ``plan``."""
+        graph = unit_graph(plan, workflow)
+        units = {u.id: u for u in plan.units}
+        finish: dict[str, np.ndarray] = {}
+        records: list[UnitPrediction] = []
+        cost = 0.0
+        orch = self.platform.orchestration_ms
+        for node in _topo(graph):
+            preds = list(graph.predecessors(node))
+            start = (
+                np.max(np.vstack([finish[p] for p in preds]), axis=0)
+                if preds
+                else np.zeros(self.draws)
+            )
+            if node in units:
+                unit = units[node]
+                dur, count = self.unit_duration(workflow, unit)
+                ucost = self.unit_cost(workflow, unit)
+                inv = self.invocation(workflow, unit)
+                records.append(
+                    UnitPrediction(
+                        unit=node,
+                        invocations=count,
+                        memory_mb=unit.memory_mb,
+                        arch=unit.arch,
+                        bundle_size=unit.bundle_size,
+                        p50_ms=float(np.quantile(dur, 0.5)),
+                        p95_ms=float(np.quantile(dur, 0.95)),
+                        mean_invocation_ms=float(inv.draws.mean()),
+                        p99_invocation_ms=float(np.quantile(inv.draws, 0.99)),
+                        cost_usd=ucost,
+                        gets=inv.gets * count,
+                        puts=inv.puts * count,
+                    )
+                )
+                cost += ucost
+            else:
+                dur = self._opaque_ms(node)
+            finish[node] = start + orch + dur
+        e2e = (
+            np.max(np.vstack(list(finish.values())), axis=0) / 1000
+            if finish
+            else np.zeros(self.draws)
+        )
+        q50, q95, q99 = np.quantile(e2e, [0.5, 0.95, 0.99])
+        return Prediction(float(q50), float(q95), float(q99), cost, records, e2e)
+
+
+def _topo(graph) -> list[str]:
+    import networkx as nx
+
+    return list(nx.topological_sort(graph))

@@ -1,0 +1,171 @@
+"""How a stage's latency changes with memory: two fitted laws, chosen by held-out error.
+
+Lambda gives a function ``v(m) = m / 1769`` vCPUs. A task that needs ``c`` ms of CPU on
+one full vCPU and spends ``a`` ms waiting (I/O, sleep) takes about
+
+    t(m) = a + c / min(v(m), T)                       (the "vcpu law")
+
+where ``T`` is how many threads it keeps busy (1 for plain Python). This law splits a
+duration into a part that memory buys down and a part it cannot, which the bundle model
+needs (cores are shared, waits overlap). Parrotfish (Moghimi et al., 2023) fits instead
+
+    t(m) = a0 + a1 * exp(-m / a2)                     (the "exp law").
+
+Both are fitted per quantile level of the measured distribution, so percentiles
+interpolate between profiled sizes and extrapolate beyond them. :func:`fit` keeps the law
+with the lower leave-one-size-out error when there are three sizes or more, else the vcpu
+law (two points fit two parameters exactly, so nothing would be held out).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from scipy.optimize import OptimizeWarning, curve_fit, nnls
+
+from wisefuse_plugins.model.limits import vcpus
+
+LEVELS = 64
+"""Quantile levels kept per distribution: (j + 0.5) / LEVELS for j in 0..63."""
+
+_LEVEL_GRID = (np.arange(LEVELS) + 0.5) / LEVELS
+THREAD_CHOICES = (1, 2, 4, 6)
+
+Law = Literal["vcpu", "exp"]
+
+
+def quantiles(samples: np.ndarray) -> np.ndarray:
+    """The distribution of ``samples`` as ``LEVELS`` sorted quantile values."""
+    samples = np.asarray(samples, dtype=float)
+    if samples.size == 0:
+        raise ValueError("no samples")
+    return np.quantile(samples, _LEVEL_GRID)
+
+
+def _basis(memory: np.ndarray, threads: int) -> np.ndarray:
+    return 1.0 / np.minimum(np.array([vcpus(m) for m in memory]), threads)
+
+
+@dataclass(frozen=True)
+class Fit:
+    """A fitted law; ``wait`` and ``cpu`` per quantile level (vcpu law) or exp parameters."""
+
+    law: Law
+    threads: int
+    wait: np.ndarray  # (LEVELS,) a: the part memory does not buy down (vcpu law)
+    cpu: np.ndarray  # (LEVELS,) c: CPU ms on one full vCPU (vcpu law)
+    exp: tuple[np.ndarray, np.ndarray, float] | None = None  # (a0, a1, a2) for the exp law
+    loo_error: float | None = None  # median relative error of held-out sizes (P95 level)
+
+    def durations(self, memory_mb: float) -> np.ndarray:
+        """Predicted quantile values (ms) at ``memory_mb``."""
+        if self.law == "exp" and self.exp is not None:
+            a0, a1, a2 = self.exp
+            return np.maximum(a0 + a1 * np.exp(-memory_mb / a2), 0.0)
+        return self.wait + self.cpu / min(vcpus(memory_mb), self.threads)
+
+    def split(self, memory_mb: float) -> tuple[np.ndarray, np.ndarray]:
+        """(wait, cpu) parts at ``memory_mb``; cpu in ms on one full vCPU.
+
+        For the exp law the split comes from the vcpu law fitted to the same data,
+        rescaled so the parts add up to the exp law's prediction.
+        """
+        if self.law == "vcpu":
+            return self.wait, self.cpu
+        total = self.durations(memory_mb)
+        share = min(vcpus(memory_mb), self.threads)
+        vc_total = self.wait + self.cpu / share
+        scale = np.divide(total, vc_total, out=np.ones_like(total), where=vc_total > 0)
+        return self.wait * scale, self.cpu * scale
+
+
+def _fit_vcpu(memory: np.ndarray, table: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """Non-negative least squares per level, threads chosen by total squared error."""
+    best = None
+    for threads in THREAD_CHOICES:
+        if threads > 1 and max(vcpus(m) for m in memory) <= 1:
+            continue  # no profiled size has more than one vCPU: threads cannot be told apart
+        design = np.column_stack([np.ones(len(memory)), _basis(memory, threads)])
+        wait = np.empty(LEVELS)
+        cpu = np.empty(LEVELS)
+        sse = 0.0
+        for j in range(LEVELS):
+            coef, resid = nnls(design, table[:, j])
+            wait[j], cpu[j] = coef
+            sse += resid**2
+        if best is None or sse < best[0] - 1e-9 * max(1.0, best[0]):
+            best = (sse, threads, wait, cpu)
+    assert best is not None
+    return best[1], best[2], best[3]
+
+
+def _fit_exp(memory: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """One decay constant a2 (fitted on the median), then a0, a1 per level by least squares."""
+    med = table[:, LEVELS // 2]
+    scale = float(np.max(memory))
+
+    def law(m, a0, a1, a2):
+        return a0 + a1 * np.exp(-m / a2)
+
+    p0 = (float(med.min()), float(med.max() - med.min()) * 2 + 1e-6, scale / 4)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", OptimizeWarning)  # flat data: a2 is not identifiable
+            (_, _, a2), _ = curve_fit(
+                law, memory, med, p0=p0, bounds=([0, 0, 16.0], [np.inf, np.inf, 1e5]), maxfev=5000
+            )
+    except (RuntimeError, ValueError):
+        a2 = scale / 4
+    design = np.column_stack([np.ones(len(memory)), np.exp(-memory / a2)])
+    a0 = np.empty(LEVELS)
+    a1 = np.empty(LEVELS)
+    for j in range(LEVELS):
+        (a0[j], a1[j]), _ = nnls(design, table[:, j])
+    return a0, a1, float(a2)
+
+
+def _make(law: Law, memory: np.ndarray, table: np.ndarray) -> Fit:
+    threads, wait, cpu = _fit_vcpu(memory, table)
+    if law == "vcpu":
+        return Fit("vcpu", threads, wait, cpu)
+    return Fit("exp", threads, wait, cpu, exp=_fit_exp(memory, table))
+
+
+P95_LEVEL = int(0.95 * LEVELS)
+
+
+def loo_error(law: Law, memory: np.ndarray, table: np.ndarray) -> float:
+    """Median relative error at the P95 level when each profiled size is left out in turn."""
+    errors = []
+    for k in range(len(memory)):
+        keep = np.arange(len(memory)) != k
+        fitted = _make(law, memory[keep], table[keep])
+        pred = fitted.durations(float(memory[k]))[P95_LEVEL]
+        true = table[k, P95_LEVEL]
+        errors.append(abs(pred - true) / max(true, 1e-9))
+    return float(np.median(errors))
+
+
+def fit(by_memory: dict[int, np.ndarray], law: Law | None = None) -> Fit:
+    """Fit a law to the quantiles measured at each memory size.
+
+    ``by_memory`` maps memory (MB) to raw duration samples (ms). With ``law=None`` the
+    better law by leave-one-out error is kept (needs three sizes or more).
+    """
+    if not by_memory:
+        raise ValueError("no profiled memory sizes")
+    memory = np.array(sorted(by_memory), dtype=float)
+    table = np.vstack([quantiles(by_memory[int(m)]) for m in memory])
+    if len(memory) == 1:
+        # One size: assume CPU-bound single-threaded, the common case, and say so by law.
+        share = min(vcpus(float(memory[0])), 1)
+        return Fit("vcpu", 1, np.zeros(LEVELS), table[0] * share)
+    if law is None and len(memory) >= 3:
+        errs = {lw: loo_error(lw, memory, table) for lw in ("vcpu", "exp")}
+        law = min(errs, key=errs.__getitem__)
+        fitted = _make(law, memory, table)
+        return Fit(fitted.law, fitted.threads, fitted.wait, fitted.cpu, fitted.exp, errs[law])
+    return _make(law or "vcpu", memory, table)
