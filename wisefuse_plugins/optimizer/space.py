@@ -1,0 +1,192 @@
+"""The search space and the scoring every planner shares.
+
+A candidate plan is scored by ``(SLO violation, cost)`` compared lexicographically: a plan
+that misses the SLO by less is better, and among plans that meet it the cheaper one is.
+Hard constraints are checked here once for all planners: memory within Lambda's range and
+above what the unit's stages were seen to use, and a predicted P99 invocation time well
+inside the 900 s timeout.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from wisefuse_plugins.errors import WiseFuseError
+from wisefuse_plugins.ir import Workflow
+from wisefuse_plugins.ir.names import safe_name
+from wisefuse_plugins.model.limits import MAX_MEMORY_MB, MAX_TIMEOUT_S
+from wisefuse_plugins.model.predict import Model, Prediction
+from wisefuse_plugins.optimizer.plan import Plan, Unit, hashes_of, is_bundled_unit
+
+MEMORY_GRID = (
+    128,
+    256,
+    512,
+    768,
+    1024,
+    1536,
+    1769,
+    2048,
+    2560,
+    3008,
+    3538,
+    4096,
+    5307,
+    6144,
+    7076,
+    8192,
+    8845,
+    10240,
+)
+"""Memory sizes searched (MB): powers of two, the whole-vCPU points (1769 x k) and Lambda's max."""
+
+TIMEOUT_MARGIN = 0.8
+"""A unit's predicted P99 invocation must stay under 80% of the 900 s timeout."""
+
+MEMORY_HEADROOM = 1.1
+"""A unit's memory must exceed the largest peak seen in its stages by 10%."""
+
+
+class SLOError(WiseFuseError):
+    """An SLO that cannot be parsed."""
+
+
+def parse_slo(slo: float | str, user_max_p95_s: float | None = None) -> float:
+    """Seconds from ``12.5``, ``"12.5s"`` or ``"1.5x"`` (a multiple of User-Max P95)."""
+    if isinstance(slo, int | float) and not isinstance(slo, bool):
+        value = float(slo)
+    else:
+        text = str(slo).strip().lower()
+        try:
+            if text.endswith("x"):
+                if user_max_p95_s is None:
+                    raise SLOError("a relative SLO needs the User-Max P95")
+                value = float(text[:-1]) * user_max_p95_s
+            else:
+                value = float(text.removesuffix("s"))
+        except ValueError:
+            raise SLOError(
+                f"cannot read the SLO {slo!r}",
+                hint="give seconds (12.5 or 12.5s) or a multiple of User-Max P95 (1.5x)",
+            ) from None
+    if math.isnan(value) or value <= 0:
+        raise SLOError(f"the SLO must be a positive duration, got {slo!r}")
+    return value
+
+
+def unit_id(stages: list[str], taken: set[str] | None = None) -> str:
+    """A readable, Lambda-safe id for a unit of ``stages`` (first and last stage)."""
+    raw = stages[0] if len(stages) == 1 else f"{stages[0]}--{stages[-1]}"
+    return safe_name(raw, taken or set())
+
+
+@dataclass
+class Score:
+    p95_s: float
+    cost_usd: float
+    violation_s: float
+    feasible: bool  # hard constraints hold
+    prediction: Prediction
+
+    def key(self) -> tuple[float, float, float]:
+        # infeasible plans sort last; then by SLO violation; then by cost
+        return (0.0 if self.feasible else 1.0, round(self.violation_s, 9), self.cost_usd)
+
+
+@dataclass
+class Space:
+    """A workflow, its model and the SLO, with a cache of scored plans."""
+
+    workflow: Workflow
+    model: Model
+    slo_s: float = math.inf
+    memory_grid: tuple[int, ...] = MEMORY_GRID
+    arches: tuple[str, ...] = ("x86_64",)
+    _cache: dict[tuple, Score] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.model.check(self.workflow)
+        available = set(self.model.arches(self.workflow))
+        self.arches = tuple(a for a in self.arches if a in available) or tuple(sorted(available))
+
+    # -- constraints ----------------------------------------------------------------------
+
+    def min_memory(self, stages: list[str]) -> int:
+        """The smallest grid memory above the stages' observed peak (with headroom)."""
+        peak = max((self.model.profiles[s].peak_memory_mb for s in stages), default=0.0)
+        for m in self.memory_grid:
+            if m >= peak * MEMORY_HEADROOM:
+                return m
+        return MAX_MEMORY_MB
+
+    def memories(self, stages: list[str]) -> list[int]:
+        floor = self.min_memory(stages)
+        return [m for m in self.memory_grid if m >= floor]
+
+    def feasible(self, plan: Plan, pred: Prediction) -> bool:
+        limit_ms = TIMEOUT_MARGIN * MAX_TIMEOUT_S * 1000
+        for unit, up in zip(plan.units, _in_plan_order(plan, pred), strict=True):
+            if unit.memory_mb < self.min_memory(unit.stages) or up.p99_invocation_ms > limit_ms:
+                return False
+        return True
+
+    # -- scoring --------------------------------------------------------------------------
+
+    def score(self, plan: Plan) -> Score:
+        key = signature(plan)
+        cached = self._cache.get(key)
+        if cached is None:
+            pred = self.model.predict(self.workflow, plan)
+            cached = Score(
+                pred.p95_s,
+                pred.cost_usd,
+                max(0.0, pred.p95_s - self.slo_s),
+                self.feasible(plan, pred),
+                pred,
+            )
+            self._cache[key] = cached
+        return cached
+
+    def better(self, a: Plan, b: Plan) -> bool:
+        """True when ``a`` scores strictly better than ``b``."""
+        return self.score(a).key() < self.score(b).key()
+
+    def plan(self, units: list[Unit], **meta) -> Plan:
+        return Plan(
+            workflow=self.workflow.name,
+            units=units,
+            code_hashes=hashes_of(self.workflow),
+            meta=meta,
+        )
+
+    def bundled(self, unit: Unit) -> bool:
+        return is_bundled_unit(unit, self.workflow)
+
+    def instances(self, unit: Unit) -> int:
+        return self.workflow.stage(unit.stages[0]).parallelism
+
+
+def _in_plan_order(plan: Plan, pred: Prediction):
+    by_id = {u.unit: u for u in pred.units}
+    return [by_id[u.id] for u in plan.units]
+
+
+def signature(plan: Plan) -> tuple:
+    return tuple(sorted((tuple(u.stages), u.bundle_size, u.memory_mb, u.arch) for u in plan.units))
+
+
+def replace_unit(plan: Plan, old: Unit, new: Unit) -> Plan:
+    return plan.model_copy(update={"units": [new if u is old else u for u in plan.units]})
+
+
+def bundle_candidates(n: int, limit: int = 24) -> list[int]:
+    """Bundle sizes that give distinct invocation counts ``ceil(n / b)`` (all of them for
+    small ``n``; a geometric subset of about ``limit`` for large ``n``)."""
+    sizes = sorted({math.ceil(n / k) for k in range(1, n + 1)})
+    if len(sizes) <= limit:
+        return sizes
+    picks = {sizes[0], sizes[-1]}
+    for x in (sizes[0] * (sizes[-1] / sizes[0]) ** (i / (limit - 1)) for i in range(limit)):
+        picks.add(min(sizes, key=lambda s: abs(s - x)))
+    return sorted(picks)
