@@ -18,10 +18,12 @@ from __future__ import annotations
 
 from enum import StrEnum
 from functools import cached_property
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-import networkx as nx
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 
 class _Node(BaseModel):
@@ -234,6 +236,8 @@ class Workflow(_Node):
     @cached_property
     def graph(self) -> nx.DiGraph:
         """The stage graph (nodes: stage ids with a ``stage`` attribute; edges: ``edge``)."""
+        import networkx as nx  # lazily: the Lambda handler never needs it
+
         g = nx.DiGraph()
         for s in self.stages:
             g.add_node(s.id, stage=s)
@@ -256,6 +260,8 @@ class Workflow(_Node):
 
     def topological_order(self) -> list[str]:
         """Stage ids in a deterministic topological order (ties broken by declaration order)."""
+        import networkx as nx
+
         rank = {s.id: i for i, s in enumerate(self.stages)}
         return list(nx.lexicographical_topological_sort(self.graph, key=rank.__getitem__))
 

@@ -10,8 +10,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-import networkx as nx
-
 from wisefuse_plugins.ir.errors import IRError
 from wisefuse_plugins.ir.names import is_safe_name
 from wisefuse_plugins.ir.nodes import (
@@ -139,6 +137,8 @@ def _edges(wf: Workflow) -> Problems:
 
 
 def _acyclic(wf: Workflow) -> Problems:
+    import networkx as nx
+
     g = nx.DiGraph()
     g.add_edges_from((e.src, e.dst) for e in wf.edges)
     try:

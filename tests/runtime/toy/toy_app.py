@@ -41,9 +41,9 @@ def flaky(y: int, marker: str) -> int:
     return y
 
 
-def nap(x: int, seconds: float = 0.2) -> int:
+def nap(y: int, seconds: float = 0.2) -> int:
     time.sleep(seconds)
-    return x
+    return y
 
 
 def unpicklable(y: int):

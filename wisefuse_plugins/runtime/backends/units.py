@@ -1,0 +1,74 @@
+"""Plan units on the local Lambda: the executor's ``Invoker`` over :class:`LocalLambda`.
+
+One function per unit, named after it, whose handler is the runtime's
+(``wisefuse_plugins.runtime.handler:handler``) and whose environment points at the unit
+spec, the code root and the store, exactly as a deployed AWS function's does. Deploying
+the same unit again with the same settings keeps its warm workers; changing memory or
+architecture retires them (new configuration, new execution environments), as on Lambda.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wisefuse_plugins.ir import Workflow
+from wisefuse_plugins.model.limits import MAX_TIMEOUT_S
+from wisefuse_plugins.optimizer.plan import Unit
+from wisefuse_plugins.runtime.backends.local import FunctionConfig, LocalLambda
+from wisefuse_plugins.runtime.executor import Invoked
+from wisefuse_plugins.runtime.handler import ENV_ROOT, ENV_SPEC, ENV_STORE
+
+HANDLER = "wisefuse_plugins.runtime.handler:handler"
+
+
+@dataclass
+class LocalUnits:
+    """Deploy and invoke plan units on a :class:`LocalLambda`."""
+
+    lam: LocalLambda
+    store_url: str
+    code_root: Path
+    timeout_s: float = MAX_TIMEOUT_S
+    _deployed: dict[str, FunctionConfig] = field(default_factory=dict)
+
+    def deploy(self, unit: Unit, spec_path: Path, workflow: Workflow) -> None:
+        config = FunctionConfig(
+            name=unit.id,
+            handler=HANDLER,
+            memory_mb=unit.memory_mb,
+            arch=unit.arch,
+            timeout_s=self.timeout_s,
+            env={
+                ENV_SPEC: str(spec_path),
+                ENV_ROOT: str(self.code_root),
+                ENV_STORE: self.store_url,
+            },
+            code_dir=str(self.code_root),
+        )
+        if self._deployed.get(unit.id) != config:
+            self.lam.register(config)
+            self._deployed[unit.id] = config
+
+    def invoke(self, unit_id: str, event: dict[str, Any]) -> Invoked:
+        inv = self.lam.invoke(unit_id, event)
+        error = None
+        if inv.error is not None:  # the runtime failed: out of memory, timeout, crash
+            error = {
+                "stage": f"<unit {unit_id}>",
+                "instance": None,
+                "type": inv.error.get("errorType", "Runtime.Error"),
+                "message": inv.error.get("errorMessage", ""),
+                "traceback": "\n".join(inv.error.get("stackTrace") or []),
+            }
+        return Invoked(
+            payload=inv.payload if isinstance(inv.payload, dict) else {},
+            duration_ms=inv.duration_ms,
+            billed_ms=inv.billed_duration_ms,
+            init_ms=inv.init_duration_ms or 0.0,
+            cold=inv.cold,
+            max_memory_mb=inv.max_memory_used_mb,
+            cost_usd=inv.cost_usd,
+            error=error,
+        )
