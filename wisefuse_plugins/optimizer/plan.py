@@ -15,9 +15,8 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import networkx as nx
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from wisefuse_plugins.ir import IRError, Workflow
@@ -28,6 +27,9 @@ from wisefuse_plugins.model.limits import MAX_MEMORY_MB, MIN_MEMORY_MB
 
 PLAN_FORMAT = "wisefuse-plan"
 PLAN_VERSION = 1
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 Arch = Literal["x86_64", "arm64"]
 
@@ -133,6 +135,8 @@ def _coverage(plan: Plan, wf: Workflow) -> Problems:
 
 
 def _shape(plan: Plan, wf: Workflow) -> Problems:
+    import networkx as nx  # lazily: the Lambda handler imports this module for is_bundled_unit
+
     ids = {s.id for s in wf.stages}
     for i, u in enumerate(plan.units):
         members = [s for s in u.stages if s in ids]
@@ -166,6 +170,8 @@ def _shape(plan: Plan, wf: Workflow) -> Problems:
 
 
 def _acyclic_units(plan: Plan, wf: Workflow) -> Problems:
+    import networkx as nx
+
     owner = {s: u.id for u in plan.units for s in u.stages}
     g = nx.DiGraph()
     g.add_nodes_from(u.id for u in plan.units)
@@ -222,6 +228,8 @@ def check_plan(plan: Plan, workflow: Workflow) -> Plan:
 
 def unit_graph(plan: Plan, workflow: Workflow) -> nx.DiGraph:
     """Units and opaque stages as nodes, their dependencies as edges (for orchestration)."""
+    import networkx as nx
+
     owner = {s: u.id for u in plan.units for s in u.stages}
     g = nx.DiGraph()
     g.add_nodes_from(u.id for u in plan.units)
