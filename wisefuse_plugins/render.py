@@ -47,3 +47,48 @@ def workflow_view(wf: Workflow) -> Group:
     for e in wf.edges:
         edges.add_row(e.src, e.dst, e.kind.value, e.pattern.value, str(e.bytes or "?"))
     return Group(tree, edges)
+
+
+def usd_per_1k(cost_usd: float) -> str:
+    return f"${cost_usd * 1000:.4f}"
+
+
+def plan_table(planned, comparisons=()) -> Group:
+    """The chosen plan unit by unit, then how it compares with other planners.
+
+    ``planned`` and each of ``comparisons`` are :class:`~wisefuse_plugins.optimizer.search.Planned`.
+    """
+    units = Table(title=f"plan for {planned.plan.workflow} (SLO {planned.slo_s:.3f} s)")
+    for col in (
+        "unit",
+        "stages",
+        "bundle",
+        "invocations",
+        "memory",
+        "arch",
+        "P95 (s)",
+        "cost / 1k runs",
+    ):
+        units.add_column(col, justify="right" if col not in ("unit", "stages", "arch") else "left")
+    by_id = {u.unit: u for u in planned.prediction.units}
+    for u in planned.plan.units:
+        up = by_id[u.id]
+        units.add_row(
+            u.id,
+            " > ".join(u.stages),
+            str(u.bundle_size),
+            str(up.invocations),
+            f"{u.memory_mb} MB",
+            u.arch,
+            f"{up.p95_ms / 1000:.3f}",
+            usd_per_1k(up.cost_usd),
+        )
+    summary = Table(title="predicted, per run")
+    for col in ("planner", "P95 (s)", "cost / 1k runs", "meets SLO"):
+        summary.add_column(col, justify="left" if col == "planner" else "right")
+    for p in (planned, *comparisons):
+        ok = "[green]yes[/]" if p.prediction.p95_s <= planned.slo_s else "[red]no[/]"
+        summary.add_row(
+            p.planner, f"{p.prediction.p95_s:.3f}", usd_per_1k(p.prediction.cost_usd), ok
+        )
+    return Group(units, summary)
