@@ -1,24 +1,93 @@
 """Turn what a user points the CLI at into a :class:`~wisefuse_plugins.ir.Workflow`.
 
-Today: IR files. Airflow DAG files and Prefect flow files arrive with their adapters.
+A target is a path, optionally followed by ``::ENTRY`` to pick one workflow in a file:
+
+- ``*.json``: an IR file written by wisefuse;
+- ``*.py``: a workflow file, read by the adapter of its framework. Today that is Airflow:
+  ``dags/etl.py`` or ``dags/etl.py::my_dag_id`` when the file defines several DAGs.
+
+The framework of a ``.py`` file is found by :func:`framework_of` (or given explicitly);
+a new adapter registers a reader in :data:`READERS`.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from pathlib import Path
 
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir import Workflow, load
 
+ENTRY_SEPARATOR = "::"
 
-def load_workflow(target: str | Path) -> Workflow:
-    """Load ``target``: an IR JSON file (``*.json``)."""
-    path = Path(target)
+
+def _read_airflow(path: Path, entry: str | None) -> Workflow:
+    from wisefuse_plugins.adapters.airflow import workflow_from_file
+
+    return workflow_from_file(path, dag_id=entry)
+
+
+READERS: dict[str, Callable[[Path, str | None], Workflow]] = {"airflow": _read_airflow}
+"""Framework name -> reader of a workflow file (path, entry) -> Workflow."""
+
+_IMPORTS = {  # framework -> how its files import it
+    "airflow": re.compile(r"^\s*(from|import)\s+airflow\b", re.M),
+    "prefect": re.compile(r"^\s*(from|import)\s+prefect\b", re.M),
+}
+
+
+def split_target(target: str | Path) -> tuple[Path, str | None]:
+    """``"dags/etl.py::etl"`` -> ``(Path("dags/etl.py"), "etl")``; no ``::`` -> entry None."""
+    text = str(target)
+    path, sep, entry = text.rpartition(ENTRY_SEPARATOR)
+    if not sep:
+        return Path(text), None
+    return Path(path), entry or None
+
+
+def framework_of(path: Path) -> str:
+    """The framework a workflow file is written for, from what it imports (Airflow by default)."""
+    try:
+        source = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "airflow"
+    found = [name for name, pattern in _IMPORTS.items() if pattern.search(source)]
+    return found[0] if len(found) == 1 else "airflow"
+
+
+def load_workflow(
+    target: str | Path, *, entry: str | None = None, framework: str | None = None
+) -> Workflow:
+    """Load ``target``: an IR JSON file, or a workflow file (``*.py``, optionally ``::ENTRY``).
+
+    ``entry`` (or the ``::ENTRY`` suffix) picks the DAG id in a file that defines several;
+    ``framework`` overrides what :func:`framework_of` detects.
+    """
+    path, suffix_entry = split_target(target)
+    entry = entry or suffix_entry
     if path.suffix == ".json":
+        if entry is not None:
+            raise WiseFuseError(
+                f"{str(path)!r} is an IR file: it holds one workflow, so ::{entry} means nothing",
+                hint=f"pass {path} alone",
+            )
         return load(path)
     if not path.exists():
-        raise WiseFuseError(f"{str(path)!r} does not exist", hint="pass an IR file (*.json)")
+        raise WiseFuseError(
+            f"{str(path)!r} does not exist",
+            hint="pass an IR file (*.json) or a DAG file (*.py[::DAG_ID])",
+        )
+    if path.suffix == ".py":
+        name = framework or framework_of(path)
+        reader = READERS.get(name)
+        if reader is None:
+            raise WiseFuseError(
+                f"{str(path)!r} looks like a {name} workflow, which this release cannot read yet",
+                hint=f"readable frameworks: {', '.join(sorted(READERS))}",
+            )
+        return reader(path, entry)
     raise WiseFuseError(
-        f"don't know how to read {str(path)!r}: expected an IR file (*.json)",
+        f"don't know how to read {str(path)!r}: expected an IR file (*.json) or a DAG file (*.py)",
         hint="write the IR of a DAG or flow with the Airflow or Prefect adapter first",
     )
