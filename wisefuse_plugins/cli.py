@@ -88,6 +88,76 @@ def demo() -> None:
     run_demo(console)
 
 
+@app.command()
+def deploy(
+    ir: Annotated[Path, typer.Argument(help="The workflow's IR file (*.json).")],
+    plan: Annotated[Path, typer.Argument(help="The plan file (*.json) to deploy.")],
+    role: Annotated[str, typer.Option("--role", help="Execution role ARN of the functions.")],
+    store: Annotated[str, typer.Option("--store", help="Data store: s3://bucket/prefix.")],
+    prefix: Annotated[str, typer.Option("--prefix", help="Prefix of function names.")] = "wf",
+    region: Annotated[
+        str | None, typer.Option("--region", help="AWS region (default: from the AWS config).")
+    ] = None,
+    layer: Annotated[
+        list[str] | None,
+        typer.Option("--layer", help="Layer version ARN with the dependencies (repeatable)."),
+    ] = None,
+    no_state_machine: Annotated[
+        bool, typer.Option("--no-state-machine", help="Deploy the functions only.")
+    ] = False,
+    sfn_role: Annotated[
+        str | None,
+        typer.Option("--sfn-role", help="Role Step Functions assumes (default: --role)."),
+    ] = None,
+    code_root: Annotated[
+        Path | None,
+        typer.Option("--code-root", help="Folder the IR's source paths are relative to."),
+    ] = None,
+) -> None:
+    """Deploy a plan to AWS: one Lambda function per unit, and a Step Functions machine."""
+    from rich.table import Table
+
+    from wisefuse_plugins.optimizer.plan import load_plan
+    from wisefuse_plugins.runtime.deploy import deploy_plan
+    from wisefuse_plugins.targets import load_workflow
+
+    if not store.startswith("s3://"):
+        raise WiseFuseError(
+            f"--store must be an S3 URL (s3://bucket/prefix), got {store!r}",
+            hint="functions on Lambda read and write their data in S3",
+        )
+    workflow = load_workflow(ir)
+    result = deploy_plan(
+        workflow,
+        load_plan(plan, workflow),
+        role_arn=role,
+        store_url=store,
+        prefix=prefix,
+        region=region,
+        layers=tuple(layer or ()),
+        state_machine=not no_state_machine,
+        state_machine_role_arn=sfn_role,
+        code_root=code_root,
+    )
+    table = Table(title=f"plan {result.plan_hash} of workflow {workflow.name!r}")
+    for column in ("unit", "function version", "change"):
+        table.add_column(column)
+    for unit, change in result.functions.items():
+        what = (
+            "created"
+            if change.created
+            else ", ".join((["code"] if change.code_updated else []) + change.config_updated)
+            or "unchanged"
+        )
+        table.add_row(unit, change.arn, what)
+    console.print(table)
+    if result.state_machine_arn:
+        console.print(f"state machine ({result.state_machine_change}): {result.state_machine_arn}")
+        console.print('start a run with the input {"run_id": "<id>"}')
+    for path in result.skipped_files:
+        err_console.print(f"[yellow]left out of the zip (over 1 MB):[/] {path}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``wisefuse`` console script."""
     try:

@@ -13,6 +13,9 @@ Event (per invocation)::
 ``instances``: which instances a bundled unit runs; ``counts`` (optional): how many
 elements or instances an upstream stage outside the unit produced (for ``collect`` and
 mapping); without it the handler counts the upstream's keys in the store.
+``raise_errors`` (optional, Step Functions sets it): a failure raises
+:class:`WiseFuseUnitFailed` instead of returning ``ok: false``, so that Lambda reports a
+``FunctionError`` and the state machine's ``Retry`` / ``Catch`` see it.
 
 What happens: stages run in order in this process; values inside the unit pass in
 memory (fusion); a bundle's instances run concurrently on ``ceil(vCPU)`` threads, each
@@ -24,7 +27,9 @@ them instead of recomputing and leaves the store as it was.
 Response: ``{"ok": true, "outputs": [...], "timings": [...], "handler_ms": ...}``; small
 JSON outputs also come back inline (within ``WISEFUSE_INLINE_BYTES``, 64 KB by default,
 far below Lambda's 6 MB response limit). A failing task gives ``{"ok": false, "error":
-{"stage", "instance", "type", "message", "traceback"}}``.
+{"stage", "instance", "type", "message", "traceback"}}``. A unit whose spec lists
+``bundles`` adds ``"chunks": {slot: [[0, 1], [2, 3], ...]}``: the instance chunks of each
+bundled unit downstream, which a Step Functions Map iterates over.
 """
 
 from __future__ import annotations
@@ -57,6 +62,16 @@ DEFAULT_INLINE_BYTES = 64 * 1024
 
 class EventError(WiseFuseError):
     """The invocation event is malformed."""
+
+
+class WiseFuseUnitFailed(Exception):
+    """Raised for a failed unit when the event asks for it (Lambda's errorType names it)."""
+
+    def __init__(self, error: dict[str, Any]) -> None:
+        info = {k: v for k, v in error.items() if k != "traceback"}
+        info["traceback"] = str(error.get("traceback", ""))[-4000:]
+        super().__init__(json.dumps(info, default=str))
+        self.error = error
 
 
 @dataclass
@@ -369,12 +384,13 @@ def run_unit(dep: Deployment, event: Any, memory_mb: float) -> dict[str, Any]:
     inv = Invocation(dep, req, threads=max(1, min(6, math.ceil(vcpus(memory_mb)))))
     try:
         inv.run()
+        chunks = _chunks(inv) if dep.spec.bundles else None
     except StageFailed as failed:
         return {"ok": False, "error": failed.info, "timings": inv.timings}
     except Exception as err:
         return {"ok": False, "error": StageFailed("<unit>", None, err).info, "timings": inv.timings}
     budget = int(os.environ.get(ENV_INLINE, DEFAULT_INLINE_BYTES))
-    return {
+    response = {
         "ok": True,
         "unit": dep.spec.unit,
         "run_id": req.run_id,
@@ -383,12 +399,32 @@ def run_unit(dep: Deployment, event: Any, memory_mb: float) -> dict[str, Any]:
         "threads": inv.threads,
         "handler_ms": round((time.perf_counter() - start) * 1000, 3),
     }
+    if chunks is not None:
+        response["chunks"] = chunks
+    return response
+
+
+def _chunks(inv: Invocation) -> dict[str, list[list[int]]]:
+    """Instance chunks of the bundled units downstream that this unit can count."""
+    chunks = {}
+    for b in inv.spec.bundles:
+        n = (
+            inv.instance_count_of(b.stage)
+            if inv._mapped(b.stage)
+            else len(inv._whole(b.stage, b.key))
+        )
+        chunks[b.slot] = [list(range(i, min(i + b.size, n))) for i in range(0, n, b.size)]
+    return chunks
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:
-    """The Lambda entry point. Never raises for task errors: it reports them."""
+    """The Lambda entry point. Reports task errors, or raises them if ``raise_errors``."""
     try:
         dep = deployment()
     except Exception as err:
-        return {"ok": False, "error": StageFailed("<setup>", None, err).info}
-    return run_unit(dep, event, _memory_mb(context))
+        result: dict[str, Any] = {"ok": False, "error": StageFailed("<setup>", None, err).info}
+    else:
+        result = run_unit(dep, event, _memory_mb(context))
+    if not result["ok"] and isinstance(event, dict) and event.get("raise_errors") is True:
+        raise WiseFuseUnitFailed(result["error"])
+    return result
