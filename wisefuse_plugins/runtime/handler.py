@@ -24,7 +24,8 @@ invocation and shared; each exported output is written once, atomically, at
 ``runs/<run>/<stage>/...``. A retried invocation finds its outputs already stored, loads
 them instead of recomputing and leaves the store as it was.
 
-Response: ``{"ok": true, "outputs": [...], "timings": [...], "handler_ms": ...}``; small
+Response: ``{"ok": true, "outputs": [...], "timings": [...], "handler_ms": ...}`` (a
+timing per stage instance: ``ms`` in all, ``fn_ms`` in the user's function alone); small
 JSON outputs also come back inline (within ``WISEFUSE_INLINE_BYTES``, 64 KB by default,
 far below Lambda's 6 MB response limit). A failing task gives ``{"ok": false, "error":
 {"stage", "instance", "type", "message", "traceback"}}``. A unit whose spec lists
@@ -270,22 +271,30 @@ class Invocation:
         exported = spec.id in self.spec.exports
         key = st.output_key(self.req.run_id, spec.id, instance)
         resumed = False
+        fn_ms = 0.0
         try:
             if exported and self.dep.store.exists(key):
                 value, resumed = st.get(self.dep.store, key), True  # a retry: keep what is stored
             else:
                 kwargs = {p: self.resolve(b, instance) for p, b in spec.bindings.items()}
+                fn_start = time.perf_counter()
                 value = self.dep.functions[spec.id](**kwargs)
+                fn_ms = (time.perf_counter() - fn_start) * 1000
             self.values[spec.id, instance] = value
             if exported:
                 self._export(spec, instance, key, value)
         except BaseException as err:
             raise StageFailed(spec.id, instance, err) from err
         ms = (time.perf_counter() - start) * 1000
+        record = {
+            "stage": spec.id,
+            "instance": instance,
+            "ms": round(ms, 3),
+            "fn_ms": round(fn_ms, 3),
+            "resumed": resumed,
+        }
         with self._record_lock:
-            self.timings.append(
-                {"stage": spec.id, "instance": instance, "ms": round(ms, 3), "resumed": resumed}
-            )
+            self.timings.append(record)
 
     def _export(self, spec: StageSpec, instance: int | None, key: str, value: Any) -> None:
         what = f"stage {spec.id!r}" + ("" if instance is None else f" instance {instance}")
