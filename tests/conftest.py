@@ -1,0 +1,149 @@
+"""Shared test set-up: throwaway homes for Airflow and Prefect, and paths into the repository.
+
+Airflow reads ``AIRFLOW_HOME`` and Prefect ``PREFECT_HOME`` when they are first imported, so
+both are pointed at a temporary folder in ``pytest_configure``, before any test module is
+collected; a test run never touches ``~/airflow`` or ``~/.prefect``. Neither framework is
+imported here: plain unit tests don't pay for them. The expensive parts are lazy,
+session-scoped fixtures: ``airflow_home`` migrates the metadata database once (a few
+seconds), and the first Prefect flow run of the session starts one temporary API server
+(about 10 s) that every later flow run of the process reuses.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+AIRFLOW_DAGS = REPO_ROOT / "airflow"
+PREFECT_FLOWS = REPO_ROOT / "prefect"
+
+_STATE: dict[str, Path] = {}
+
+
+def framework_env(state_dir: Path) -> dict[str, str]:
+    """The environment that isolates Airflow and Prefect inside ``state_dir``."""
+    airflow_home = state_dir / "airflow-home"
+    prefect_home = state_dir / "prefect-home"
+    return {
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(AIRFLOW_DAGS),
+        "PREFECT_HOME": str(prefect_home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_MEMO_STORE_PATH": str(prefect_home / "memo_store.toml"),
+        "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(prefect_home / "storage"),
+        # The temporary server needs ~10 s here; leave room on a loaded CI machine.
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    }
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Point both frameworks at a fresh temporary folder before anything imports them."""
+    state_dir = Path(tempfile.mkdtemp(prefix="wisefuse-tests-"))
+    _STATE["dir"] = state_dir
+    os.environ.update(framework_env(state_dir))
+    # A developer's own Prefect server or Cloud must not receive test runs.
+    for name in ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_PROFILE"):
+        os.environ.pop(name, None)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state_dir = _STATE.pop("dir", None)
+    if state_dir is not None:
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    """The repository's root folder."""
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def airflow_dags_folder() -> Path:
+    """The repository's DAG folder (``airflow/``, not a package)."""
+    return AIRFLOW_DAGS
+
+
+@pytest.fixture(scope="session")
+def prefect_flows_folder() -> Path:
+    """The repository's flow folder (``prefect/``, not a package)."""
+    return PREFECT_FLOWS
+
+
+def load_module_from_path(path: Path | str, name: str | None = None) -> ModuleType:
+    """Import a file that is not in a package (a DAG or flow file) under a private name."""
+    path = Path(path)
+    name = name or f"_wisefuse_test_{path.parent.name}_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def load_module() -> Callable[..., ModuleType]:
+    """``load_module(path)`` imports a DAG or flow file by path (see ``load_module_from_path``)."""
+    return load_module_from_path
+
+
+@pytest.fixture(scope="session")
+def airflow_home() -> Iterator[Path]:
+    """A temporary ``AIRFLOW_HOME`` with a migrated metadata database, once per session.
+
+    Needed by ``dag.test()``; parsing DAG files (``airflow_dagbag``) does not need it.
+    """
+    home = Path(os.environ["AIRFLOW_HOME"])
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"airflow db migrate failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
+    yield home
+
+
+@pytest.fixture(scope="session")
+def airflow_dagbag() -> Any:
+    """The repository's DAG folder parsed once by Airflow (no database needed)."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(AIRFLOW_DAGS))
+
+
+@pytest.fixture(scope="session")
+def prefect_env() -> Iterator[dict[str, str]]:
+    """Prefect for this session: settings in a temporary ``PREFECT_HOME`` and one temporary
+    API server that every flow run of the session shares.
+
+    Prefect's own ``prefect_test_harness`` runs the server: started here (about 10 s), and
+    at the end of the session it drains Prefect's log and event workers *before* stopping
+    the server. Left to Prefect's ``atexit`` hooks instead, shutdown logs to streams pytest
+    has closed and the log worker retries a stopped server for more than a minute.
+    """
+    from prefect.testing.utilities import prefect_test_harness
+
+    names = [name for name in framework_env(Path()) if name.startswith("PREFECT_")]
+    timeout = int(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"])
+    with prefect_test_harness(server_startup_timeout=timeout):
+        yield {name: os.environ[name] for name in names}
