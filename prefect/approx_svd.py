@@ -10,8 +10,9 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from examples.apps import svd
 from prefect import flow, task, unmapped
+
+from examples.apps import svd
 
 SMALL = svd.SIZES["small"]
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from examples.apps import ml_pipeline
 from prefect import flow, task, unmapped
+
+from examples.apps import ml_pipeline
 
 SMALL = ml_pipeline.SIZES["small"]
 

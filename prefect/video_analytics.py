@@ -10,8 +10,9 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from examples.apps import video
 from prefect import flow, task
+
+from examples.apps import video
 
 
 @task
