@@ -1,0 +1,223 @@
+"""Benchmark of the local Lambda backend: CPU share by memory size, in both clock modes.
+
+Runs, on real worker processes, a CPU-bound function (a pure-Python loop, one thread) and
+a sleep-bound function (``time.sleep``) at 256, 512, 1024, 1769 and 3538 MB, in the
+"cgroup" clock (real CFS quota, wall time) and the "cpu-clock" clock (unthrottled run,
+converted), and prints the Lambda-equivalent durations next to what Lambda's
+memory/1769 vCPU rule predicts. Then it measures the backend's own overhead: the
+caller-side latency of a warm invocation of a no-op handler (median of 50), and a cold
+start. The benchmarked functions are defined in this file, which the workers import.
+
+    .venv/bin/python benchmarks/local_backend.py [--json out.json] [--reps 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+SIZES = [256, 512, 1024, 1769, 3538]
+CPU_LOOP = 3_000_000  # ~70 ms of one core here at full speed
+SLEEP_S = 0.2
+
+
+# --- the functions under test (imported by the workers: keep this module light) -------
+
+
+def cpu_bound(event: dict[str, Any], context: Any) -> int:
+    x = 0
+    for i in range(event.get("n", CPU_LOOP)):
+        x += i
+    return x
+
+
+def sleep_bound(event: dict[str, Any], context: Any) -> str:
+    time.sleep(event.get("s", SLEEP_S))
+    return "ok"
+
+
+def noop(event: dict[str, Any], context: Any) -> None:
+    return None
+
+
+# --- the benchmark --------------------------------------------------------------------
+
+
+def _measure(modes: list[str], reps: int) -> dict[str, dict[str, Any]]:
+    """Figures per clock mode; the modes take turns run by run, so that changing load on
+    the host affects them alike."""
+    from contextlib import ExitStack
+
+    from wisefuse_plugins.runtime.backends.local import FunctionConfig, LocalLambda
+
+    here = str(Path(__file__).resolve().parent)
+    out: dict[str, dict[str, Any]] = {
+        mode: {"cpu_bound": {}, "sleep_bound": {}, "host_wait_pct": {}, "clock_used": {}}
+        for mode in modes
+    }
+    with ExitStack() as stack:
+        backends = {mode: stack.enter_context(LocalLambda(clock=mode)) for mode in modes}  # type: ignore[arg-type]
+
+        def register(name: str, handler: str, memory_mb: int) -> None:
+            config = FunctionConfig(
+                name=name,
+                handler=f"local_backend.{handler}",
+                memory_mb=memory_mb,
+                code_dir=here,
+                timeout_s=60,
+            )
+            for ll in backends.values():
+                ll.register(config)
+
+        for kind, event in (("cpu_bound", {"n": CPU_LOOP}), ("sleep_bound", {"s": SLEEP_S})):
+            for m in SIZES:
+                name = f"{kind}-{m}"
+                register(name, kind, m)
+                for ll in backends.values():
+                    ll.invoke(name, event)  # cold start, not measured
+                runs: dict[str, list[Any]] = {mode: [] for mode in modes}
+                for _ in range(reps):
+                    for mode, ll in backends.items():
+                        runs[mode].append(ll.invoke(name, event))
+                for mode in modes:
+                    assert all(r.ok for r in runs[mode]), runs[mode][0].error
+                    out[mode][kind][str(m)] = statistics.median(r.duration_ms for r in runs[mode])
+                    waits = [100 * (r.host_wait_ms or 0) / r.wall_ms for r in runs[mode]]
+                    out[mode]["host_wait_pct"][name] = statistics.median(waits)
+                    out[mode]["clock_used"][name] = runs[mode][0].clock
+        for mode, ll in backends.items():
+            cold = []
+            for _ in range(3):  # registering again retires the warm worker: a new cold start
+                ll.register(
+                    FunctionConfig(
+                        name="noop", handler="local_backend.noop", memory_mb=1769, code_dir=here
+                    )
+                )
+                cold.append(ll.invoke("noop").init_duration_ms or 0.0)
+            latencies, durations = [], []
+            for _ in range(50):
+                t0 = time.perf_counter()
+                inv = ll.invoke("noop")
+                latencies.append((time.perf_counter() - t0) * 1000)
+                durations.append(inv.duration_ms)
+                assert not inv.cold
+            out[mode]["handler_overhead_ms"] = statistics.median(latencies)
+            out[mode]["noop_duration_ms"] = statistics.median(durations)
+            out[mode]["init_ms"] = statistics.median(cold)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", type=Path, help="write the figures to this file")
+    parser.add_argument("--reps", type=int, default=5, help="warm runs per size (median)")
+    args = parser.parse_args(argv)
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from wisefuse_plugins.model.limits import vcpus
+    from wisefuse_plugins.runtime.backends.local import host_info
+
+    console = Console()
+    host = host_info()
+    modes = (["cgroup"] if host.cpu_cgroup is not None else []) + ["cpu-clock"]
+    console.print(
+        f"[bold]Local Lambda backend[/]: CPU-bound loop of {CPU_LOOP:,} iterations (one thread) "
+        f"and a {SLEEP_S * 1000:.0f} ms sleep, at {', '.join(map(str, SIZES))} MB; "
+        f"median of {args.reps} warm runs each, the clock modes {modes} taking turns.\n"
+        f"Host: {host.cores} cores, load average {os.getloadavg()[0]:.2f}; "
+        f"cgroup v1 cpu: {host.cpu_reason if host.cpu_cgroup is None else 'yes'}; "
+        f"memory: {host.memory_reason if host.memory_cgroup is None else 'yes'}; "
+        f"schedstat: {host.schedstat}; Python {sys.version.split()[0]}."
+    )
+    if host.cpu_cgroup is None:
+        console.print(f"[yellow]cgroup mode unavailable: {host.cpu_reason}[/]")
+    started = time.perf_counter()
+    by_mode = _measure(modes, args.reps)
+
+    ref = {mode: by_mode[mode]["cpu_bound"]["1769"] for mode in modes}
+    table = Table(title="Lambda-equivalent duration (ms), median of warm runs")
+    table.add_column("memory MB", justify="right")
+    table.add_column("vCPU", justify="right")
+    for mode in modes:
+        table.add_column(f"CPU-bound\n{mode}", justify="right")
+    table.add_column("CPU-bound\nexpected*", justify="right")
+    for mode in modes:
+        table.add_column(f"sleep-bound\n{mode}", justify="right")
+    for m in SIZES:
+        expected = ref[modes[0]] * max(1769 / m, 1.0)
+        table.add_row(
+            str(m),
+            f"{vcpus(m):.3f}",
+            *[f"{by_mode[mode]['cpu_bound'][str(m)]:.1f}" for mode in modes],
+            f"{expected:.1f}",
+            *[f"{by_mode[mode]['sleep_bound'][str(m)]:.1f}" for mode in modes],
+        )
+    console.print(table)
+    console.print(
+        f"* expected: the {modes[0]} figure at 1769 MB x max(1769 / m, 1) (one thread cannot use "
+        "more than 1 vCPU)."
+    )
+    over = Table(title="Backend overhead (warm no-op, 1769 MB)")
+    for col in (
+        "clock",
+        "invoke() latency ms (median of 50)",
+        "reported Duration ms",
+        "cold start (Init) ms",
+    ):
+        over.add_column(col, justify="right")
+    for mode in modes:
+        r = by_mode[mode]
+        over.add_row(
+            mode,
+            f"{r['handler_overhead_ms']:.2f}",
+            f"{r['noop_duration_ms']:.2f}",
+            f"{r['init_ms']:.1f}",
+        )
+    console.print(over)
+    waits = {
+        mode: max(by_mode[mode]["host_wait_pct"].values()) for mode in modes if mode == "cpu-clock"
+    }
+    if waits:
+        console.print(
+            f"cpu-clock: workers waited for a host CPU at most {waits['cpu-clock']:.1f}% of their "
+            "time (median per size); that wait is discounted from the figures."
+        )
+    console.print(f"Ran in {time.perf_counter() - started:.0f} s.")
+
+    if args.json:
+        best = modes[0]
+        doc = {
+            "cpu_bound": by_mode[best]["cpu_bound"],
+            "sleep_bound": by_mode[best]["sleep_bound"],
+            "clock_modes": modes,
+            "handler_overhead_ms": by_mode[best]["handler_overhead_ms"],
+            "by_mode": by_mode,
+            "params": {
+                "sizes_mb": SIZES,
+                "cpu_loop": CPU_LOOP,
+                "sleep_s": SLEEP_S,
+                "reps": args.reps,
+            },
+            "host": {
+                "cores": host.cores,
+                "cpu_cgroup": host.cpu_cgroup is not None,
+                "memory_cgroup": host.memory_cgroup is not None,
+                "schedstat": host.schedstat,
+                "loadavg": os.getloadavg()[0],
+            },
+        }
+        args.json.write_text(json.dumps(doc, indent=2))
+        console.print(f"Wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

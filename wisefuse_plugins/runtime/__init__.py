@@ -1,0 +1,1 @@
+"""Runtime: the Lambda handler that runs any plan unit, the data store, and the backends."""

@@ -1,0 +1,953 @@
+"""The embedded local backend: AWS Lambda on this machine, for real.
+
+A :class:`LocalLambda` runs *functions* (name, handler, memory, architecture, timeout,
+environment), not plan units: like Lambda it knows nothing of the workflow. Each
+invocation runs in a worker process that plays one execution environment: it is
+started cold (interpreter + handler import, measured as INIT), reused warm within a
+keep-alive window, runs one invocation at a time, and is replaced when it crashes,
+times out or runs out of memory. Memory is limited per worker (cgroup v1 memory
+controller, else RLIMIT_AS) and CPU is given Lambda's share of memory / 1769 vCPUs either
+for real (cgroup v1 CPU quota, clock "cgroup") or by converting an unthrottled run's CPU
+and wall time (clock "cpu-clock", see :mod:`.cpuclock`). Every invocation is billed with
+:mod:`wisefuse_plugins.model.pricing`. How it works and how it differs from Lambda:
+docs/local-backend.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import math
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from wisefuse_plugins.errors import WiseFuseError
+from wisefuse_plugins.model import limits
+from wisefuse_plugins.model.pricing import DEFAULT as DEFAULT_PRICING
+from wisefuse_plugins.model.pricing import Pricing, billed_ms, lambda_cost
+from wisefuse_plugins.runtime.backends import cgroups
+from wisefuse_plugins.runtime.backends.cpuclock import CpuClock, equivalent_s, schedstat_available
+from wisefuse_plugins.runtime.backends.worker import OOM_ERROR, read_frame, write_frame
+
+Clock = Literal["auto", "cgroup", "cpu-clock"]
+MemoryMode = Literal["auto", "cgroup", "rlimit", "none"]
+
+WORKER_SCRIPT = str(Path(__file__).with_name("worker.py"))
+#: Memory a worker may use on top of the function's memory_mb, for the interpreter. An
+#: idle worker whose handler module imports numpy measures 31 MB resident here (Python
+#: 3.11: 12 MB bare, +19 MB numpy and OpenBLAS), of which 19 MB are charged to its
+#: cgroup (shared library pages already cached are charged elsewhere). 32 MB covers it,
+#: so the handler's own data gets about memory_mb. Lambda counts its runtime (~35-40 MB
+#: for Python) inside memory_mb, so the local limit is looser by about this much:
+#: compare Invocation.max_memory_used_mb, which includes the interpreter, with memory_mb.
+DEFAULT_MEMORY_ALLOWANCE_MB = 32
+#: CFS bandwidth period bounds. A quota of q per period p lets a job run q then stall
+#: p - q, so a job of a few periods finishes anywhere between C and C/s + p: short periods
+#: make short invocations take C/s, as the model assumes. The quota cannot go below 1 ms
+#: (kernel minimum), hence a longer period for the smallest shares (13.8 ms at 128 MB).
+CFS_MIN_PERIOD_US = 10_000
+CFS_MAX_PERIOD_US = 20_000
+#: CFS weight (cpu.shares) of a worker's CPU cgroup; a plain process has 1024. When other
+#: processes load the host, a worker at the default weight is time-sliced with them and
+#: both clocks suffer: wall time waits for a core (cgroup) and CPU time itself grows by
+#: up to 1.6x here, from cache and SMT interference (cpu-clock). At 16x the weight a
+#: worker runs in long slices, as a Lambda environment has its share to itself; the
+#: quota still caps it at its share in cgroup mode.
+DEFAULT_CPU_WEIGHT = 16_384
+LOG_TAIL_BYTES = 4096
+ACCOUNT_ID = "000000000000"
+_JOIN_CGROUPS = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 97; shift; done; shift; exec "$@"'
+_instances = itertools.count(1)
+
+
+class LocalLambdaError(WiseFuseError):
+    """The backend could not run an invocation (not an error of the function itself)."""
+
+
+class FunctionNotFound(LocalLambdaError):
+    """Like Lambda's ResourceNotFoundException."""
+
+
+class RequestTooLarge(LocalLambdaError):
+    """Like Lambda's RequestEntityTooLargeException: the event is over the payload limit."""
+
+
+class TooManyRequests(LocalLambdaError):
+    """Like Lambda's TooManyRequestsException: the concurrency limit is reached."""
+
+
+@dataclass(frozen=True)
+class FunctionConfig:
+    """A function as Lambda knows it. ``code_dir`` is prepended to sys.path (Lambda's /var/task).
+
+    ``timeout_s`` may be fractional here (Lambda takes whole seconds), which keeps tests fast.
+    """
+
+    name: str
+    handler: str
+    memory_mb: int = 128
+    arch: str = "x86_64"
+    timeout_s: float = 3.0
+    env: Mapping[str, str] = field(default_factory=dict)
+    code_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.code_dir is not None:
+            object.__setattr__(self, "code_dir", os.fspath(self.code_dir))
+        if not self.name or not all(c.isalnum() or c in "-_" for c in self.name):
+            raise ValueError(f"function name must be letters, digits, '-' or '_': {self.name!r}")
+        if "." not in self.handler and ":" not in self.handler:
+            raise ValueError(
+                f"handler must be 'module.function' or 'module:function': {self.handler!r}"
+            )
+        limits.check_memory(self.memory_mb)
+        limits.check_arch(self.arch)
+        limits.check_timeout(self.timeout_s)
+
+    @property
+    def vcpus(self) -> float:
+        return limits.vcpus(self.memory_mb)
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """What one invocation returned and what it cost, as Lambda's response and REPORT line."""
+
+    request_id: str
+    function_name: str
+    payload: Any  # the handler's return value, JSON round-tripped; None on error
+    error: dict[str, Any] | None  # {errorType, errorMessage, stackTrace}
+    duration_ms: float  # Lambda-equivalent, in the clock mode below
+    billed_duration_ms: int  # ceil(duration) + ceil(init) on a cold start
+    init_duration_ms: float | None  # None when warm
+    max_memory_used_mb: int
+    memory_size_mb: int
+    arch: str
+    cold: bool
+    cost_usd: float  # compute at memory_size_mb and arch + one request
+    clock: str  # "cgroup" | "cpu-clock"
+    memory_mode: str  # "cgroup" | "rlimit" | "none"
+    worker_pid: int | None
+    wall_ms: float  # measured wall time of the invocation on this host
+    cpu_ms: float  # CPU time the handler used (all threads and reaped children)
+    logs: str = ""  # the tail of what the handler printed during this invocation
+    #: cpu-clock only: time its threads were runnable but waited for a host CPU (other
+    #: load); discounted from duration_ms, and a sign of a noisy measurement when large
+    host_wait_ms: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def report_line(self) -> str:
+        """The invocation as a Lambda ``REPORT`` log line."""
+        line = (
+            f"REPORT RequestId: {self.request_id}\tDuration: {self.duration_ms:.2f} ms\t"
+            f"Billed Duration: {self.billed_duration_ms} ms\tMemory Size: {self.memory_size_mb} MB\t"
+            f"Max Memory Used: {self.max_memory_used_mb} MB"
+        )
+        if self.init_duration_ms is not None:
+            line += f"\tInit Duration: {self.init_duration_ms:.2f} ms"
+        return line
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    """What this machine lets the backend do, with the reason when it cannot."""
+
+    cores: int
+    cpu_cgroup: cgroups.Hierarchy | None
+    cpu_reason: str
+    memory_cgroup: cgroups.Hierarchy | None
+    memory_reason: str
+    schedstat: bool
+
+
+def host_info() -> HostInfo:
+    cpu, mem = cgroups.detect("cpu"), cgroups.detect("memory")
+    return HostInfo(
+        cores=len(os.sched_getaffinity(0)),
+        cpu_cgroup=cpu.hierarchy,
+        cpu_reason=cpu.reason,
+        memory_cgroup=mem.hierarchy,
+        memory_reason=mem.reason,
+        schedstat=schedstat_available(),
+    )
+
+
+@dataclass
+class _Function:
+    config: FunctionConfig
+    generation: int
+    clock: str
+    memory_mode: str
+
+
+@dataclass(eq=False)
+class _Worker:
+    fn: _Function
+    proc: subprocess.Popen[bytes]
+    req_w: int
+    resp_r: int
+    life_w: int
+    groups: dict[str, cgroups.Cgroup]
+    log_path: Path
+    last_used: float = 0.0
+    dead: bool = False
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+@dataclass
+class _Waited:
+    """What waiting for a worker's frame gave, on the parent's clock (CLOCK_MONOTONIC)."""
+
+    frame: tuple[dict[str, Any], bytes] | None  # None: timed out or the worker died
+    start: float
+    end: float
+    clock: CpuClock | None  # cpu-clock samples, if sampled
+    timed_out: bool
+
+    def measure(
+        self,
+        share: float,
+        start: float | None = None,
+        end: float | None = None,
+        cpu_fallback: float = 0.0,
+    ) -> tuple[float, float, float | None, float]:
+        """(equivalent s, wall s, host wait s, CPU s) over [start, end], by default the
+        whole wait; the worker's own timestamps keep the parent's wake-up latency out."""
+        lo = self.start if start is None else start
+        hi = self.end if end is None else end
+        wall = max(hi - lo, 0.0)
+        if self.clock is None:
+            return wall, wall, None, cpu_fallback
+        if not self.clock.available:  # no schedstat: the whole-run formula, no wait known
+            return equivalent_s(wall, cpu_fallback, 0.0, share), wall, None, cpu_fallback
+        eq, cpu, delay = self.clock.window(lo, hi)
+        return eq, wall, delay, cpu
+
+
+_teardown_lock = threading.Lock()
+
+
+def _kill(worker: _Worker) -> None:
+    """SIGKILL a worker's process group and whatever else is in its cgroups."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(worker.pid, signal.SIGKILL)
+    for group in worker.groups.values():
+        for pid in group.pids():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _destroy(worker: _Worker) -> None:
+    """Kill a worker, its children and its cgroups, close its pipes; once, never raises.
+
+    Only the thread that owns the worker (its invoker, or whoever took it from the idle
+    pool) calls this: closing the pipes under another thread's feet could close a reused
+    fd number.
+    """
+    with _teardown_lock:
+        if worker.dead:
+            return
+        worker.dead = True
+    _kill(worker)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        worker.proc.wait(timeout=10)
+    for fd in (worker.req_w, worker.resp_r, worker.life_w):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    for group in worker.groups.values():
+        group.remove()
+    with contextlib.suppress(OSError):
+        worker.log_path.unlink()
+
+
+class _State:
+    """Everything the cleanup needs, kept apart from LocalLambda so a finalizer can own it."""
+
+    def __init__(self, limit: int) -> None:
+        self.cond = threading.Condition()
+        self.limit = limit
+        self.workers: set[_Worker] = set()
+        self.idle: dict[str, list[_Worker]] = {}
+        self.busy = 0  # running invocations, including workers being started
+        self.closed = False
+        self.tmpdir = Path(tempfile.mkdtemp(prefix="wisefuse-local-"))
+        self.stop = threading.Event()
+
+    def take_idle(self, predicate: Any) -> list[_Worker]:
+        """Remove (under the lock) and return idle workers matching ``predicate``."""
+        out = []
+        for name, pool in list(self.idle.items()):
+            keep = [w for w in pool if not predicate(w)]
+            out += [w for w in pool if predicate(w)]
+            self.idle[name] = keep
+        for w in out:
+            self.workers.discard(w)
+        return out
+
+    def shutdown(self) -> None:
+        """Close: idle workers are destroyed here; busy ones are killed, and their invoking
+        threads (which see the worker die) destroy them; stragglers after 10 s go anyway."""
+        with self.cond:
+            self.closed = True
+            idle = [w for pool in self.idle.values() for w in pool]
+            self.idle.clear()
+            self.workers.difference_update(idle)
+            busy = list(self.workers)
+            self.cond.notify_all()
+        self.stop.set()
+        for w in idle:
+            _destroy(w)
+        for w in busy:
+            _kill(w)
+        with self.cond:
+            self.cond.wait_for(lambda: not self.workers, timeout=10)
+            stragglers = list(self.workers)
+            self.workers.clear()
+        for w in stragglers:
+            _destroy(w)
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+
+def _reaper(state: _State, keep_alive_s: float) -> None:
+    """Retire workers idle for longer than the keep-alive window, as Lambda does."""
+    period = min(max(keep_alive_s / 4, 0.05), 30.0)
+    while not state.stop.wait(period):
+        now = time.monotonic()
+        with state.cond:
+            expired = state.take_idle(lambda w, now=now: now - w.last_used > keep_alive_s)
+        for w in expired:
+            _destroy(w)
+
+
+class LocalLambda:
+    """Lambda on this machine. Thread-safe; use as a context manager or call :meth:`close`.
+
+    - ``clock``: "auto" gives a function the cgroup CPU quota when the host can (cgroup v1
+      CPU controller writable and the share fits in the host's cores), else "cpu-clock".
+    - ``memory``: "auto" uses the cgroup v1 memory controller when writable, else RLIMIT_AS.
+    - ``concurrency_limit``: invocations running at once, and workers alive at once (idle
+      workers of other functions are evicted to make room). Over the limit, an invocation
+      waits for a free slot (``on_limit="wait"``) or raises :class:`TooManyRequests`
+      (``on_limit="throttle"``, as Lambda does).
+    - ``init_boost``: INIT runs unthrottled, as observed on Lambda (not documented by AWS).
+    - ``cpu_weight``: cpu.shares of the workers' CPU cgroups (see DEFAULT_CPU_WEIGHT);
+      None leaves the host's default.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Clock = "auto",
+        memory: MemoryMode = "auto",
+        keep_alive_s: float = 600.0,
+        concurrency_limit: int | None = None,
+        on_limit: Literal["wait", "throttle"] = "wait",
+        memory_allowance_mb: int = DEFAULT_MEMORY_ALLOWANCE_MB,
+        init_boost: bool = True,
+        cpu_weight: int | None = DEFAULT_CPU_WEIGHT,
+        pricing: Pricing = DEFAULT_PRICING,
+        python: str = sys.executable,
+        sample_interval_s: float = 0.005,
+    ) -> None:
+        if clock not in ("auto", "cgroup", "cpu-clock"):
+            raise ValueError(f"clock must be 'auto', 'cgroup' or 'cpu-clock', got {clock!r}")
+        if memory not in ("auto", "cgroup", "rlimit", "none"):
+            raise ValueError(f"memory must be 'auto', 'cgroup', 'rlimit' or 'none', got {memory!r}")
+        if on_limit not in ("wait", "throttle"):
+            raise ValueError(f"on_limit must be 'wait' or 'throttle', got {on_limit!r}")
+        self.host = host_info()
+        if clock == "cgroup" and self.host.cpu_cgroup is None:
+            raise LocalLambdaError(
+                f"clock='cgroup' needs a writable cgroup v1 CPU controller: {self.host.cpu_reason}",
+                hint="use clock='auto' or 'cpu-clock'",
+            )
+        if memory == "cgroup" and self.host.memory_cgroup is None:
+            raise LocalLambdaError(
+                f"memory='cgroup' needs a writable cgroup v1 memory controller: {self.host.memory_reason}",
+                hint="use memory='auto' or 'rlimit'",
+            )
+        self.clock = clock
+        self.memory = memory
+        self.keep_alive_s = keep_alive_s
+        self.on_limit = on_limit
+        self.memory_allowance_mb = memory_allowance_mb
+        self.init_boost = init_boost
+        self.cpu_weight = cpu_weight
+        self.pricing = pricing
+        self.python = python
+        self.sample_interval_s = sample_interval_s
+        limit = concurrency_limit or max(4, 2 * self.host.cores)
+        self._id = next(_instances)
+        self._seq = itertools.count(1)
+        self._functions: dict[str, _Function] = {}
+        self._generations = itertools.count(1)
+        self._executor: ThreadPoolExecutor | None = None
+        self._state = _State(limit)
+        for h in (self.host.cpu_cgroup, self.host.memory_cgroup):
+            if h is not None:
+                cgroups.sweep_stale(h)
+        self._finalizer = weakref.finalize(self, self._state.shutdown)
+        threading.Thread(
+            target=_reaper, args=(self._state, keep_alive_s), name="wisefuse-reaper", daemon=True
+        ).start()
+
+    # --- configuration ---------------------------------------------------------------
+
+    @property
+    def concurrency_limit(self) -> int:
+        return self._state.limit
+
+    def register(self, config: FunctionConfig) -> None:
+        """Create or update a function; an update retires its warm workers (new code, new size)."""
+        share = config.vcpus
+        if self.clock == "cpu-clock" or self.host.cpu_cgroup is None:
+            clock = "cpu-clock"
+        elif self.clock == "cgroup":
+            clock = "cgroup"  # shares above the host's cores are capped at the host's cores
+        else:
+            clock = "cgroup" if share <= self.host.cores else "cpu-clock"
+        if self.memory == "auto":
+            memory = "cgroup" if self.host.memory_cgroup is not None else "rlimit"
+        else:
+            memory = self.memory
+        fn = _Function(config, next(self._generations), clock, memory)
+        with self._state.cond:
+            self._check_open()
+            self._functions[config.name] = fn
+            stale = self._state.take_idle(
+                lambda w: w.fn.config.name == config.name and w.fn is not fn
+            )
+        for w in stale:
+            _destroy(w)
+
+    def function(self, name: str) -> FunctionConfig:
+        return self._function(name).config
+
+    def warm_workers(self, name: str | None = None) -> list[int]:
+        """Pids of idle, warm workers (of ``name``, or of all functions)."""
+        with self._state.cond:
+            pools = [self._state.idle.get(name, [])] if name else list(self._state.idle.values())
+            return [w.pid for pool in pools for w in pool]
+
+    def worker_pids(self) -> list[int]:
+        """Pids of all live workers, idle or busy."""
+        with self._state.cond:
+            return [w.pid for w in self._state.workers]
+
+    # --- invoking --------------------------------------------------------------------
+
+    def invoke(self, name: str, event: Any = None) -> Invocation:
+        """Run ``name`` on ``event`` synchronously (RequestResponse) and return the outcome.
+
+        Errors of the function (exceptions, timeout, out of memory, crash) come back in
+        ``Invocation.error``; errors of the request (unknown function, event too large,
+        throttled, backend closed) are raised.
+        """
+        return self._invoke(name, event, limits.MAX_SYNC_REQUEST_BYTES)
+
+    def invoke_async(self, name: str, event: Any = None) -> Future[Invocation]:
+        """Queue an invocation (Event type: 1 MB payload limit, checked now); a Future."""
+        body = self._encode(name, event, limits.MAX_ASYNC_REQUEST_BYTES)
+        with self._state.cond:
+            self._check_open()
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(
+                    max_workers=self._state.limit, thread_name_prefix="wisefuse-invoke"
+                )
+            executor = self._executor
+        return executor.submit(self._run, name, body)
+
+    def invoke_many(
+        self, name: str, events: Iterable[Any], *, max_parallel: int | None = None
+    ) -> list[Invocation]:
+        """Invoke ``name`` once per event, concurrently; results in the order of ``events``."""
+        bodies = [self._encode(name, e, limits.MAX_SYNC_REQUEST_BYTES) for e in events]
+        if not bodies:
+            return []
+        n = min(len(bodies), max_parallel or self._state.limit)
+        with ThreadPoolExecutor(max_workers=n, thread_name_prefix="wisefuse-many") as pool:
+            futures = [pool.submit(self._run, name, body) for body in bodies]
+            return [f.result() for f in futures]
+
+    def close(self) -> None:
+        """Kill every worker and remove every cgroup and temporary file; idempotent."""
+        with self._state.cond:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+        self._finalizer()
+
+    def __enter__(self) -> LocalLambda:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- internals -------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._state.closed:
+            raise LocalLambdaError("this LocalLambda is closed")
+
+    def _function(self, name: str) -> _Function:
+        try:
+            return self._functions[name]
+        except KeyError:
+            raise FunctionNotFound(
+                f"Function not found: {name}", hint="register() it first"
+            ) from None
+
+    def _encode(self, name: str, event: Any, limit: int) -> bytes:
+        self._function(name)
+        body = json.dumps({} if event is None else event).encode()
+        if len(body) > limit:
+            raise RequestTooLarge(
+                f"Request must be smaller than {limit} bytes for the InvokeFunction operation "
+                f"(got {len(body)} bytes)",
+                hint="pass large data through the store, by reference",
+            )
+        return body
+
+    def _invoke(self, name: str, event: Any, limit: int) -> Invocation:
+        return self._run(name, self._encode(name, event, limit))
+
+    def _acquire(self, fn: _Function) -> _Worker | None:
+        """A warm worker of ``fn``, or None with a slot reserved to start one."""
+        state = self._state
+        doomed: list[_Worker] = []
+        try:
+            with state.cond:
+                while True:
+                    self._check_open()
+                    pool = state.idle.get(fn.config.name, [])
+                    while pool:
+                        w = pool.pop()  # most recently used first, as Lambda tends to
+                        if w.fn is fn and w.proc.poll() is None:
+                            state.busy += 1
+                            return w
+                        state.workers.discard(w)
+                        doomed.append(w)
+                    if state.busy < state.limit:
+                        if len(state.workers) >= state.limit:  # make room: evict the LRU idle
+                            idle = [w for p in state.idle.values() for w in p]
+                            lru = min(idle, key=lambda w: w.last_used)
+                            doomed += state.take_idle(lambda w, lru=lru: w is lru)
+                        state.busy += 1
+                        return None
+                    if self.on_limit == "throttle":
+                        raise TooManyRequests(
+                            f"Rate Exceeded: {state.limit} concurrent invocations already running",
+                            hint="raise concurrency_limit or use on_limit='wait'",
+                        )
+                    state.cond.wait()
+        finally:
+            for w in doomed:
+                _destroy(w)
+
+    def _release(self, worker: _Worker | None, healthy: bool) -> None:
+        """Give the slot back; a healthy worker goes to the idle pool, any other is destroyed
+        before its slot is freed (so the limit also bounds workers alive)."""
+        state = self._state
+        with state.cond:
+            keep = (
+                worker is not None
+                and healthy
+                and not state.closed
+                and not worker.dead
+                and self._functions.get(worker.fn.config.name) is worker.fn
+            )
+            if keep:
+                assert worker is not None
+                worker.last_used = time.monotonic()
+                state.idle.setdefault(worker.fn.config.name, []).append(worker)
+                state.busy -= 1
+                state.cond.notify_all()
+                return
+        if worker is not None:
+            _destroy(worker)
+        with state.cond:
+            if worker is not None:
+                state.workers.discard(worker)
+            state.busy -= 1
+            state.cond.notify_all()
+
+    def _spawn(self, fn: _Function) -> _Worker:
+        """Start a worker process (in its cgroups when the modes ask for them)."""
+        cfg = fn.config
+        tag = cgroups.group_name(self._id, next(self._seq))
+        groups: dict[str, cgroups.Cgroup] = {}
+        limit_bytes = (cfg.memory_mb + self.memory_allowance_mb) * 1024 * 1024
+        fds: list[int] = []
+        log = None
+        try:
+            if fn.memory_mode == "cgroup":
+                assert self.host.memory_cgroup is not None
+                g = groups["memory"] = cgroups.Cgroup(self.host.memory_cgroup, tag)
+                g.write("memory.limit_in_bytes", limit_bytes)
+                with contextlib.suppress(OSError):  # no swap: over the limit kills, as on Lambda
+                    g.write("memory.memsw.limit_in_bytes", limit_bytes)
+                with contextlib.suppress(OSError):
+                    g.write("memory.swappiness", 0)
+            if self.host.cpu_cgroup is not None and (fn.clock == "cgroup" or self.cpu_weight):
+                g = groups["cpu"] = cgroups.Cgroup(self.host.cpu_cgroup, tag)
+                if self.cpu_weight:
+                    with contextlib.suppress(OSError):  # a weight is a nicety, not a must
+                        g.write("cpu.shares", self.cpu_weight)
+                if fn.clock == "cgroup":
+                    period, quota = cfs_bandwidth(cfg.vcpus)
+                    g.write("cpu.cfs_period_us", period)
+                    g.write("cpu.cfs_quota_us", -1 if self.init_boost else quota)
+            req_r, req_w = os.pipe()
+            resp_r, resp_w = os.pipe()
+            life_r, life_w = os.pipe()
+            fds = [req_r, req_w, resp_r, resp_w, life_r, life_w]
+            log_path = self._state.tmpdir / f"{tag}.log"
+            log = open(log_path, "wb")  # noqa: SIM115 - handed to the child, closed below
+            wcfg = {
+                "handler": cfg.handler,
+                "code_dir": cfg.code_dir,
+                "fds": [req_r, resp_w, life_r],
+                "function_name": cfg.name,
+                "memory_mb": cfg.memory_mb,
+                "arn": f"arn:aws:lambda:{self.pricing.region}:{ACCOUNT_ID}:function:{cfg.name}",
+                "rlimit_bytes": limit_bytes if fn.memory_mode == "rlimit" else None,
+            }
+            cmd = [self.python, WORKER_SCRIPT, json.dumps(wcfg)]
+            if groups:
+                procs = [str(g.procs_file) for g in groups.values()]
+                cmd = ["/bin/sh", "-c", _JOIN_CGROUPS, "wisefuse-worker", *procs, "--", *cmd]
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                pass_fds=(req_r, resp_w, life_r),
+                env=self._env(cfg),
+                cwd=cfg.code_dir or None,
+                start_new_session=True,
+            )
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            for g in groups.values():
+                g.remove()
+            raise
+        finally:
+            if log is not None:
+                log.close()
+        for fd in (req_r, resp_w, life_r):
+            os.close(fd)
+        worker = _Worker(fn, proc, req_w, resp_r, life_w, groups, log_path)
+        with self._state.cond:
+            if self._state.closed:
+                worker_closed = True
+            else:
+                worker_closed = False
+                self._state.workers.add(worker)
+        if worker_closed:
+            _destroy(worker)
+            self._check_open()
+        return worker
+
+    def _env(self, cfg: FunctionConfig) -> dict[str, str]:
+        env = dict(os.environ)
+        env.setdefault("AWS_REGION", self.pricing.region)
+        env.setdefault("AWS_DEFAULT_REGION", self.pricing.region)
+        env.update(
+            {
+                "AWS_LAMBDA_FUNCTION_NAME": cfg.name,
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(cfg.memory_mb),
+                "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+                "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{cfg.name}",
+                "LAMBDA_TASK_ROOT": cfg.code_dir or os.getcwd(),
+                "WISEFUSE_LOCAL_LAMBDA": "1",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(cfg.env)
+        return env
+
+    def _await(
+        self,
+        worker: _Worker,
+        budget_s: float,
+        share: float,
+        sampled: bool,
+        *,
+        request: tuple[dict[str, Any], bytes] | None = None,
+        start: float | None = None,
+    ) -> _Waited:
+        """Send ``request`` (if any) and wait for the worker's next frame within ``budget_s``.
+
+        ``budget_s`` is in Lambda-equivalent time: wall time, unless ``sampled``
+        (cpu-clock), where the worker's threads are sampled while it runs.
+        """
+        clock = CpuClock(worker.pid, share) if sampled else None
+        start = time.perf_counter() if start is None else start
+        if request is not None:
+            try:
+                write_frame(worker.req_w, *request)
+            except OSError:  # the worker is gone (BrokenPipeError)
+                if clock:
+                    clock.tick()
+                return _Waited(None, start, time.perf_counter(), clock, False)
+        poller = select.poll()
+        poller.register(worker.resp_r, select.POLLIN | select.POLLHUP | select.POLLERR)
+        # cpu-clock may run faster than Lambda (share > host cores): bound the wall time too
+        hard_stop = start + budget_s * max(1.0, share / self.host.cores) + 1.0
+        interval = 0.001
+        while True:
+            if clock:
+                wait = min(interval, self.sample_interval_s)
+                interval *= 2
+            else:
+                wait = budget_s - (time.perf_counter() - start)
+            ready = poller.poll(max(0, math.ceil(wait * 1000)))
+            if ready:
+                frame = read_frame(worker.resp_r)
+                if clock:
+                    clock.tick()
+                return _Waited(frame, start, time.perf_counter(), clock, False)
+            now = time.perf_counter()
+            elapsed = clock.tick() if clock else now - start
+            if elapsed >= budget_s or now >= hard_stop:
+                return _Waited(None, start, now, clock, True)
+
+    def _run(self, name: str, body: bytes) -> Invocation:
+        fn = self._function(name)
+        worker = self._acquire(fn)
+        healthy = False
+        try:
+            rid = str(uuid.uuid4())
+            init_ms: float | None = None
+            if worker is None:
+                t_spawn = time.perf_counter()
+                worker = self._spawn(fn)
+                init_ms, error = self._init(fn, worker, rid, t_spawn)
+                if error is not None:
+                    return self._result(fn, worker, rid, error=error, init_ms=init_ms)
+            inv, healthy = self._run_on(fn, worker, rid, body, init_ms)
+            return inv
+        finally:
+            self._release(worker, healthy)
+
+    def _init(
+        self, fn: _Function, worker: _Worker, rid: str, t_spawn: float
+    ) -> tuple[float, dict[str, Any] | None]:
+        """Wait for a new worker to import the handler: (init ms, error or None)."""
+        cfg = fn.config
+        # INIT budget: Lambda's 10 s, then a retry within the invocation's own timeout
+        waited = self._await(
+            worker,
+            limits.INIT_TIMEOUT_S + cfg.timeout_s,
+            cfg.vcpus,
+            fn.clock == "cpu-clock" and not self.init_boost,
+            start=t_spawn,
+        )
+        frame = waited.frame
+        ready = frame is not None and frame[0].get("kind") == "ready"
+        init_ms = waited.measure(cfg.vcpus, end=frame[0]["t"] if ready else None)[0] * 1000
+        if waited.timed_out:
+            return init_ms, _timeout_error(rid, cfg.timeout_s)
+        if frame is None:
+            return init_ms, self._death_error(worker)
+        if not ready:
+            return init_ms, frame[0].get("error") or self._death_error(worker)
+        if fn.clock == "cgroup" and self.init_boost:
+            worker.groups["cpu"].write("cpu.cfs_quota_us", cfs_bandwidth(cfg.vcpus)[1])
+        return init_ms, None
+
+    def _run_on(
+        self, fn: _Function, worker: _Worker, rid: str, body: bytes, init_ms: float | None
+    ) -> tuple[Invocation, bool]:
+        """One invocation on a ready worker: (outcome, whether the worker may be reused)."""
+        cfg = fn.config
+        share = cfg.vcpus
+        sampled = fn.clock == "cpu-clock"
+        if "memory" in worker.groups:
+            with contextlib.suppress(OSError):
+                worker.groups["memory"].write("memory.max_usage_in_bytes", 0)
+        # a cold invocation's logs include what the handler module printed at import
+        log_start = 0 if init_ms is not None else _size(worker.log_path)
+        waited = self._await(
+            worker,
+            cfg.timeout_s,
+            share,
+            sampled,
+            request=({"request_id": rid, "timeout_s": cfg.timeout_s}, body),
+        )
+        logs = _tail(worker.log_path, log_start)
+        if waited.frame is None:  # timed out, or the worker died
+            eq, wall, wait, cpu = waited.measure(share)
+            if waited.timed_out:
+                peak = self._peak_from_cgroup(worker)
+                _destroy(worker)
+                error, duration_ms = _timeout_error(rid, cfg.timeout_s), cfg.timeout_s * 1000
+            else:
+                error, duration_ms = self._death_error(worker), eq * 1000
+                oom = error["errorType"] == "Runtime.OutOfMemory"
+                peak = cfg.memory_mb if oom else self._peak_from_cgroup(worker)
+            inv = self._result(
+                fn,
+                worker,
+                rid,
+                error=error,
+                duration_ms=duration_ms,
+                init_ms=init_ms,
+                wall_ms=wall * 1000,
+                cpu_ms=cpu * 1000,
+                peak_mb=peak,
+                logs=logs,
+                host_wait_ms=None if wait is None else wait * 1000,
+            )
+            return inv, False
+        meta, payload_bytes = waited.frame
+        error = meta.get("error")
+        eq, wall, wait, _ = waited.measure(
+            share, meta["t_start"], meta["t_end"], cpu_fallback=meta["cpu_ms"] / 1000
+        )
+        oom = bool(error) and error.get("errorType") == "Runtime.OutOfMemory"
+        inv = self._result(
+            fn,
+            worker,
+            rid,
+            payload=json.loads(payload_bytes) if error is None and payload_bytes else None,
+            error=error,
+            duration_ms=eq * 1000,
+            init_ms=init_ms,
+            wall_ms=wall * 1000,
+            cpu_ms=float(meta.get("cpu_ms", 0.0)),
+            peak_mb=cfg.memory_mb if oom else math.ceil(meta.get("max_rss_kb", 0) / 1024),
+            logs=logs,
+            host_wait_ms=None if wait is None else wait * 1000,
+        )
+        return inv, not meta.get("fatal", False)
+
+    def _result(
+        self,
+        fn: _Function,
+        worker: _Worker,
+        rid: str,
+        *,
+        payload: Any = None,
+        error: dict[str, Any] | None = None,
+        duration_ms: float = 0.0,
+        init_ms: float | None = None,
+        wall_ms: float = 0.0,
+        cpu_ms: float = 0.0,
+        peak_mb: int = 0,
+        logs: str = "",
+        host_wait_ms: float | None = None,
+    ) -> Invocation:
+        cfg = fn.config
+        billed = billed_ms(duration_ms, init_ms, self.pricing)
+        return Invocation(
+            request_id=rid,
+            function_name=cfg.name,
+            payload=payload,
+            error=error,
+            duration_ms=duration_ms,
+            billed_duration_ms=billed,
+            init_duration_ms=init_ms,
+            max_memory_used_mb=peak_mb,
+            memory_size_mb=cfg.memory_mb,
+            arch=cfg.arch,
+            cold=init_ms is not None,
+            cost_usd=lambda_cost(billed, cfg.memory_mb, cfg.arch, self.pricing),
+            clock=fn.clock,
+            memory_mode=fn.memory_mode,
+            worker_pid=worker.pid,
+            wall_ms=wall_ms,
+            cpu_ms=cpu_ms,
+            logs=logs,
+            host_wait_ms=host_wait_ms,
+        )
+
+    def _peak_from_cgroup(self, worker: _Worker) -> int:
+        g = worker.groups.get("memory")
+        return math.ceil(g.read_int("memory.max_usage_in_bytes") / 2**20) if g else 0
+
+    def _death_error(self, worker: _Worker) -> dict[str, Any]:
+        """Why a worker died: the cgroup OOM killer, or an exit status / signal."""
+        try:
+            rc = worker.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            rc = None
+        g = worker.groups.get("memory")
+        if g is not None and g.read_keyed("memory.oom_control").get("oom_kill", 0) > 0:
+            return dict(OOM_ERROR)
+        if rc == 97 and worker.groups:
+            raise LocalLambdaError(
+                f"could not move a worker into its cgroups {list(worker.groups)}"
+            )
+        if rc is not None and rc < 0:
+            try:
+                sig = _SIGNAL_NAMES.get(-rc) or signal.Signals(-rc).name.lower()
+            except ValueError:
+                sig = str(-rc)
+            msg = f"Runtime exited with error: signal: {sig}"
+        else:
+            msg = f"Runtime exited with error: exit status {rc}"
+        return {"errorType": "Runtime.ExitError", "errorMessage": msg, "stackTrace": []}
+
+
+_SIGNAL_NAMES = {
+    signal.SIGKILL: "killed",
+    signal.SIGSEGV: "segmentation fault",
+    signal.SIGABRT: "aborted",
+    signal.SIGTERM: "terminated",
+    signal.SIGBUS: "bus error",
+}
+
+
+def cfs_bandwidth(share: float) -> tuple[int, int]:
+    """(cpu.cfs_period_us, cpu.cfs_quota_us) giving ``share`` CPUs in slices of >= 1 ms."""
+    period = min(CFS_MAX_PERIOD_US, max(CFS_MIN_PERIOD_US, math.ceil(1000 / share)))
+    return period, max(1000, round(share * period))
+
+
+def _timeout_error(rid: str, timeout_s: float) -> dict[str, Any]:
+    return {
+        "errorType": "Sandbox.Timedout",
+        "errorMessage": f"RequestId: {rid} Error: Task timed out after {timeout_s:.2f} seconds",
+        "stackTrace": [],
+    }
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _tail(path: Path, start: int) -> str:
+    """What was written to the log since ``start``, at most the last 4 KB (as LogType=Tail)."""
+    try:
+        with open(path, "rb") as f:
+            end = f.seek(0, os.SEEK_END)
+            f.seek(max(start, end - LOG_TAIL_BYTES))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
