@@ -15,7 +15,7 @@ from .toyflows import PLANS, ROOT, expected_total, plan, toy_workflow
 
 @pytest.fixture(scope="module")
 def lam():
-    with LocalLambda(keep_alive_s=60) as backend:
+    with LocalLambda(keep_alive_s=60, concurrency_limit=8) as backend:
         yield backend
 
 
@@ -52,3 +52,18 @@ def test_unit_timeout_is_a_runtime_error(lam, tmp_path):
     with pytest.raises(RunFailed) as info:
         execute(wf, p, units, store, workdir=tmp_path / "u")
     assert "timed out" in info.value.error["message"].lower()
+
+
+def test_measure_reports_lambda_equivalent_latency_and_cost(lam, tmp_path):
+    from wisefuse_plugins.runtime.measure import measure
+
+    wf = toy_workflow(n=4, middle=toy_app.nap, middle_args={"seconds": 0.3})
+    store = st.LocalStore(tmp_path / "store")
+    units = LocalUnits(lam, store.url, ROOT, timeout_s=30)
+    groups, bundle = PLANS["bundles-of-2"]
+    m = measure(wf, plan(wf, groups, bundle), units, store, workdir=tmp_path / "u", runs=2)
+    assert len(m.e2e_s) == 2 and m.cold_starts == 0  # the warm-up paid the cold starts
+    # two chunks of two 0.3 s naps each, in parallel on one thread per chunk: >= 0.6 s
+    assert 0.6 <= m.p50_s <= m.wall_s[0] + 0.05
+    assert m.mean_cost_usd > 0
+    assert store.list("runs") == []
