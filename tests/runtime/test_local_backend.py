@@ -19,7 +19,7 @@ import pytest
 
 from wisefuse_plugins.model import limits, pricing
 from wisefuse_plugins.runtime.backends import cgroups
-from wisefuse_plugins.runtime.backends.cpuclock import equivalent_s
+from wisefuse_plugins.runtime.backends.cpuclock import CpuClock, equivalent_s
 from wisefuse_plugins.runtime.backends.local import (
     FunctionConfig,
     FunctionNotFound,
@@ -288,7 +288,16 @@ def test_payload_limits(ll: LocalLambda, code_dir: str) -> None:
 
 
 def test_context_and_environment(ll: LocalLambda, code_dir: str) -> None:
-    ll.register(fn(code_dir, "ctx", "ctx", memory_mb=256, timeout_s=7, env={"CUSTOM": "yes"}))
+    ll.register(
+        FunctionConfig(
+            name="ctx",
+            handler="wf_handlers:ctx",
+            code_dir=Path(code_dir),  # type: ignore[arg-type]
+            memory_mb=256,
+            timeout_s=7,
+            env={"CUSTOM": "yes"},
+        )
+    )
     inv = ll.invoke("ctx")
     p = inv.payload
     assert p["function_name"] == "ctx" and p["memory_limit_in_mb"] == "256"
@@ -485,6 +494,15 @@ def test_cpu_clock_formula() -> None:
     assert equivalent_s(1.0, 2.0, 2.0, 4.0) == pytest.approx(0.5)
     # ... and 1 vCPU in 2 s
     assert equivalent_s(1.0, 2.0, 2.0, 1.0) == pytest.approx(2.0)
+
+
+def test_cpu_clock_window_keeps_the_parents_latency_out() -> None:
+    clock = CpuClock(os.getpid(), 0.5)
+    # 10 ms busy, then 10 ms in which the worker computed 2 ms and answered at 12 ms
+    clock.intervals = [(0.0, 0.010, 0.010, 0.0), (0.010, 0.020, 0.002, 0.0)]
+    eq, cpu, delay = clock.window(0.0, 0.012)
+    assert eq == pytest.approx(0.024) and cpu == pytest.approx(0.012) and delay == 0.0
+    assert clock.window(0.0, 0.020)[0] == pytest.approx(0.032)  # + 8 ms counted as idle
 
 
 # --- cleanup -------------------------------------------------------------------------
