@@ -25,7 +25,7 @@ PREFIX = "wisefuse-"
 
 
 @functools.cache
-def _pid_namespace() -> str:
+def pid_namespace() -> str:
     """Our pid namespace's inode: a pid is only meaningful inside its namespace."""
     try:
         return os.readlink("/proc/self/ns/pid").split("[")[-1].rstrip("]")
@@ -35,7 +35,7 @@ def _pid_namespace() -> str:
 
 def group_name(*parts: object) -> str:
     """``wisefuse-<pid>-<pid namespace>-<parts>``: who owns a folder, for the sweep."""
-    return "-".join([f"{PREFIX}{os.getpid()}", _pid_namespace(), *map(str, parts)])
+    return "-".join([f"{PREFIX}{os.getpid()}", pid_namespace(), *map(str, parts)])
 
 
 #: A file a controller must have for us to use it.
@@ -179,6 +179,14 @@ def _remove(path: Path, timeout_s: float) -> bool:
         time.sleep(0.01)
 
 
+def owner_gone(name: str, prefix: str = PREFIX) -> bool:
+    """True if ``<prefix><pid>-<pid namespace>-...`` names a dead process of our namespace."""
+    owner, _, rest = name[len(prefix) :].partition("-")
+    if not name.startswith(prefix) or rest.split("-", 1)[0] != pid_namespace():
+        return False  # not ours, or another container's: its pids mean nothing here
+    return owner.isdigit() and int(owner) != os.getpid() and not _alive(int(owner))
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -197,12 +205,7 @@ def sweep_stale(hierarchy: Hierarchy) -> list[Path]:
     except OSError:
         return removed
     for d in entries:
-        if not d.name.startswith(PREFIX) or not d.is_dir():
-            continue
-        owner, _, rest = d.name[len(PREFIX) :].partition("-")
-        if rest.split("-", 1)[0] != _pid_namespace():  # another container's: not ours to judge
-            continue
-        if not owner.isdigit() or int(owner) == os.getpid() or _alive(int(owner)):
+        if not d.is_dir() or not owner_gone(d.name):
             continue
         if _remove(d, 1.0):
             removed.append(d)

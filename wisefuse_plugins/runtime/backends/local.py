@@ -70,6 +70,7 @@ CFS_MAX_PERIOD_US = 20_000
 #: quota still caps it at its share in cgroup mode.
 DEFAULT_CPU_WEIGHT = 16_384
 LOG_TAIL_BYTES = 4096
+TMP_PREFIX = "wisefuse-local-"  # + owner pid and pid namespace: the workers' log folder
 ACCOUNT_ID = "000000000000"
 _JOIN_CGROUPS = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 97; shift; done; shift; exec "$@"'
 _instances = itertools.count(1)
@@ -291,7 +292,8 @@ class _State:
         self.idle: dict[str, list[_Worker]] = {}
         self.busy = 0  # running invocations, including workers being started
         self.closed = False
-        self.tmpdir = Path(tempfile.mkdtemp(prefix="wisefuse-local-"))
+        owner = f"{TMP_PREFIX}{os.getpid()}-{cgroups.pid_namespace()}-"
+        self.tmpdir = Path(tempfile.mkdtemp(prefix=owner))
         self.stop = threading.Event()
 
     def take_idle(self, predicate: Any) -> list[_Worker]:
@@ -407,6 +409,7 @@ class LocalLambda:
         for h in (self.host.cpu_cgroup, self.host.memory_cgroup):
             if h is not None:
                 cgroups.sweep_stale(h)
+        _sweep_tmpdirs()
         self._finalizer = weakref.finalize(self, self._state.shutdown)
         threading.Thread(
             target=_reaper, args=(self._state, keep_alive_s), name="wisefuse-reaper", daemon=True
@@ -622,6 +625,7 @@ class LocalLambda:
             resp_r, resp_w = os.pipe()
             life_r, life_w = os.pipe()
             fds = [req_r, req_w, resp_r, resp_w, life_r, life_w]
+            self._state.tmpdir.mkdir(exist_ok=True)  # if a tmp cleaner removed it
             log_path = self._state.tmpdir / f"{tag}.log"
             log = open(log_path, "wb")  # noqa: SIM115 - handed to the child, closed below
             wcfg = {
@@ -919,6 +923,13 @@ _SIGNAL_NAMES = {
     signal.SIGTERM: "terminated",
     signal.SIGBUS: "bus error",
 }
+
+
+def _sweep_tmpdirs() -> None:
+    """Remove log folders left by backends whose process was killed before closing."""
+    for d in Path(tempfile.gettempdir()).glob(f"{TMP_PREFIX}*"):
+        if cgroups.owner_gone(d.name, TMP_PREFIX):
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def cfs_bandwidth(share: float) -> tuple[int, int]:
