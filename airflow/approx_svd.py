@@ -7,6 +7,7 @@ singular values. The task functions are thin wrappers of ``examples.apps.svd``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,8 +15,9 @@ from airflow.sdk import dag, task
 
 from examples.apps import svd
 
-# Small enough for tests; ``svd.run(**SIZE)`` gives the same result.
-SIZE: dict[str, Any] = dict(svd.SIZES["small"])
+# Small enough for tests (`wisefuse demo` sets WISEFUSE_EXAMPLE_SIZE=default); ``svd.run(**SIZE)``
+# gives the same result.
+SIZE: dict[str, Any] = dict(svd.SIZES[os.environ.get("WISEFUSE_EXAMPLE_SIZE", "small")])
 
 
 @task(multiple_outputs=False)

@@ -7,6 +7,7 @@ wrappers of ``examples.apps.ml_pipeline``: that module is the user's code.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,8 +15,9 @@ from airflow.sdk import dag, task
 
 from examples.apps import ml_pipeline
 
-# Small enough for tests; ``ml_pipeline.run(**SIZE)`` gives the same result.
-SIZE: dict[str, Any] = dict(ml_pipeline.SIZES["small"])
+# Small enough for tests (`wisefuse demo` sets WISEFUSE_EXAMPLE_SIZE=default); ``ml_pipeline.run(**SIZE)``
+# gives the same result.
+SIZE: dict[str, Any] = dict(ml_pipeline.SIZES[os.environ.get("WISEFUSE_EXAMPLE_SIZE", "small")])
 
 
 @task(multiple_outputs=False)

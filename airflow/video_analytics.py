@@ -7,6 +7,7 @@ task functions are thin wrappers of ``examples.apps.video``: that module is the 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,7 +17,7 @@ from examples.apps import video
 
 # Small enough for tests (dag.test() in a few seconds); the plain run at this size gives
 # the same result: ``video.run(**SIZE)``.
-SIZE: dict[str, Any] = dict(video.SIZES["small"])
+SIZE: dict[str, Any] = dict(video.SIZES[os.environ.get("WISEFUSE_EXAMPLE_SIZE", "small")])
 
 
 @task

@@ -262,3 +262,17 @@ def test_counts_come_from_the_store_when_the_event_has_none(tmp_path):
     store.delete_prefix("runs/r1/middle")
     out = run_unit(middle, {"run_id": "r1", "instances": [4]}, 1769)
     assert out["ok"] and out["outputs"][0]["value"] == 17
+
+
+def test_observe_learns_parallelism_from_a_run():
+    from wisefuse_plugins.runtime.observe import observe, with_parallelism
+
+    wf = toy_workflow(n=7)
+    guessed = with_parallelism(wf, {"square": 3, "middle": 3}, source="expected")
+    assert guessed.stage("square").parallelism == 3
+    observed, outputs = observe(guessed, ROOT)
+    assert (
+        observed.stage("square").parallelism == 7
+        and observed.stage("middle").parallelism_source == "observed"
+    )
+    assert outputs == {"total": expected_total(7)}
