@@ -154,7 +154,9 @@ def test_rerun_of_same_invocation_leaves_store_unchanged(tmp_path):
         k: ((store.root / k).stat().st_mtime_ns, store.get_bytes(k)) for k in store.list("runs/r1")
     }
     dep = _deployment(wf, p, "square-middle", tmp_path, store)
-    again = run_unit(dep, {"run_id": "r1", "instances": [0, 1], "counts": {"make": 5}}, 1769)
+    again = run_unit(
+        dep, {"run_id": "r1", "instances": [0, 1], "counts": {"make": 5}, "resume": True}, 1769
+    )
     assert again["ok"]
     # exported outputs are loaded, not recomputed; in-memory intermediates are recomputed
     assert {(t["stage"], t["resumed"]) for t in again["timings"]} == {
@@ -167,6 +169,13 @@ def test_rerun_of_same_invocation_leaves_store_unchanged(tmp_path):
     }
     assert after == snapshot
     assert result.outputs["total"] == expected_total()
+    # without resume the work is redone, yet nothing stored is overwritten
+    redo = run_unit(dep, {"run_id": "r1", "instances": [0, 1], "counts": {"make": 5}}, 1769)
+    assert redo["ok"] and not any(t["resumed"] for t in redo["timings"])
+    assert not any(o["written"] for o in redo["outputs"])
+    assert {
+        k: ((store.root / k).stat().st_mtime_ns, store.get_bytes(k)) for k in store.list("runs/r1")
+    } == snapshot
 
 
 def test_bundle_reads_shared_input_once_and_scatter_elements(tmp_path):

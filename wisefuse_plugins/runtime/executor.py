@@ -11,8 +11,9 @@ Prefect and Step Functions orchestrate through their own emitters). Per run it:
 4. retries a failed invocation as often as its stages' ``retries`` allow (outputs already
    stored are reused, never rewritten), and otherwise stops the run with the stage, the
    instance and the task's traceback;
-5. returns the sink stages' outputs, the end-to-end latency, the cost and one record per
-   invocation.
+5. returns the sink stages' outputs, the end-to-end latency, the cost (Lambda bills plus
+   the store's requests priced as S3 requests, whichever store is used) and one record
+   per invocation.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import networkx as nx
 
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir import ConstItem, Item, Workflow
+from wisefuse_plugins.model.pricing import DEFAULT, Pricing, s3_cost
 from wisefuse_plugins.optimizer.plan import Plan, Unit, check_plan, is_bundled_unit, unit_graph
 from wisefuse_plugins.runtime import store as st
 from wisefuse_plugins.runtime.spec import unit_spec, write_spec
@@ -94,6 +96,12 @@ class RunResult:
     e2e_s: float
     cost_usd: float
     calls: list[Call] = field(default_factory=list)
+
+
+def call_cost(call: Call, pricing: Pricing = DEFAULT) -> float:
+    """An invocation's Lambda bill plus the S3 requests it made (as S3 would bill them)."""
+    store = call.invoked.payload.get("store") or {}
+    return call.invoked.cost_usd + s3_cost(store.get("puts", 0), store.get("gets", 0), pricing)
 
 
 def prepare(workflow: Workflow, plan: Plan, workdir: Path) -> dict[str, Path]:
@@ -177,7 +185,7 @@ def execute(
             if orchestration_s:
                 time.sleep(orchestration_s)
             start = time.perf_counter() - t0
-            invoked = invoker.invoke(unit.id, event)
+            invoked = invoker.invoke(unit.id, {**event, "resume": attempt > 0})
             call = Call(unit.id, instances, attempt, start, time.perf_counter() - t0, invoked)
             with lock:
                 calls.append(call)
@@ -240,7 +248,7 @@ def execute(
     if failure is not None:
         raise RunFailed(failure[0], failure[1], calls)
     outputs = _sink_outputs(workflow, store, run_id, counts) if fetch_outputs else {}
-    cost = sum(c.invoked.cost_usd for c in calls)
+    cost = sum(call_cost(c) for c in calls)
     return RunResult(run_id, outputs, e2e, cost, calls)
 
 

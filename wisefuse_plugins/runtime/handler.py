@@ -13,6 +13,9 @@ Event (per invocation)::
 ``instances``: which instances a bundled unit runs; ``counts`` (optional): how many
 elements or instances an upstream stage outside the unit produced (for ``collect`` and
 mapping); without it the handler counts the upstream's keys in the store.
+``resume`` (optional, set by orchestrators on a retry): outputs a previous attempt
+stored are loaded instead of recomputed (without it they are recomputed, and still never
+overwritten: writes are create-if-absent).
 ``raise_errors`` (optional, Step Functions sets it): a failure raises
 :class:`WiseFuseUnitFailed` instead of returning ``ok: false``, so that Lambda reports a
 ``FunctionError`` and the state machine's ``Retry`` / ``Catch`` see it.
@@ -21,11 +24,12 @@ What happens: stages run in order in this process; values inside the unit pass i
 memory (fusion); a bundle's instances run concurrently on ``ceil(vCPU)`` threads, each
 running its whole chain (bundling); inputs from outside are read from the store once per
 invocation and shared; each exported output is written once, atomically, at
-``runs/<run>/<stage>/...``. A retried invocation finds its outputs already stored, loads
-them instead of recomputing and leaves the store as it was.
+``runs/<run>/<stage>/...``. A retried invocation (``resume``) finds its outputs already
+stored, loads them instead of recomputing and leaves the store as it was.
 
 Response: ``{"ok": true, "outputs": [...], "timings": [...], "handler_ms": ...}`` (a
-timing per stage instance: ``ms`` in all, ``fn_ms`` in the user's function alone); small
+timing per stage instance: ``ms`` in all, ``fn_ms`` in the user's function alone; the
+store requests made, ``store: {gets, puts}``, billed as S3 bills them); small
 JSON outputs also come back inline (within ``WISEFUSE_INLINE_BYTES``, 64 KB by default,
 far below Lambda's 6 MB response limit). A failing task gives ``{"ok": false, "error":
 {"stage", "instance", "type", "message", "traceback"}}``. A unit whose spec lists
@@ -114,6 +118,7 @@ class Request:
     run_id: str
     instances: list[int] | None
     counts: dict[str, int]
+    resume: bool = False  # a retry: reuse outputs a previous attempt stored
 
 
 def parse_event(event: Any, spec: UnitSpec) -> Request:
@@ -141,7 +146,10 @@ def parse_event(event: Any, spec: UnitSpec) -> Request:
         for k, v in counts.items()
     ):
         raise EventError("event.counts must map stage ids to non-negative integers")
-    return Request(run_id, instances, counts)
+    resume = event.get("resume", False)
+    if not isinstance(resume, bool):
+        raise EventError("event.resume must be true or false")
+    return Request(run_id, instances, counts, resume)
 
 
 class StageFailed(Exception):
@@ -163,6 +171,7 @@ class Invocation:
     dep: Deployment
     req: Request
     threads: int
+    store: st.CountingStore = field(init=False)
     values: dict[tuple[str, int | None], Any] = field(default_factory=dict)
     _reads: dict[str, Any] = field(default_factory=dict)
     _read_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -170,6 +179,9 @@ class Invocation:
     outputs: list[dict[str, Any]] = field(default_factory=list)
     timings: list[dict[str, Any]] = field(default_factory=list)
     _record_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.store = st.CountingStore(self.dep.store)
 
     @property
     def spec(self) -> UnitSpec:
@@ -181,7 +193,7 @@ class Invocation:
         """Read an outside value once per invocation, however many instances need it."""
         with self._read_lock:
             if key not in self._reads:
-                self._reads[key] = st.get(self.dep.store, key)
+                self._reads[key] = st.get(self.store, key)
             return self._reads[key]
 
     def _inside(self, stage: str) -> bool:
@@ -200,7 +212,7 @@ class Invocation:
             return self.req.counts[stage]
         with self._read_lock:
             if stage not in self._listed:
-                keys = self.dep.store.list(f"runs/{self.req.run_id}/{stage}")
+                keys = self.store.list(f"runs/{self.req.run_id}/{stage}")
                 names = [k.rsplit("/", 1)[-1] for k in keys]
                 per_instance = sum(1 for n in names if n.startswith("i"))
                 self._listed[stage] = per_instance or sum(1 for n in names if n.startswith("e"))
@@ -273,8 +285,8 @@ class Invocation:
         resumed = False
         fn_ms = 0.0
         try:
-            if exported and self.dep.store.exists(key):
-                value, resumed = st.get(self.dep.store, key), True  # a retry: keep what is stored
+            if exported and self.req.resume and self.store.exists(key):
+                value, resumed = st.get(self.store, key), True  # a retry: keep what is stored
             else:
                 kwargs = {p: self.resolve(b, instance) for p, b in spec.bindings.items()}
                 fn_start = time.perf_counter()
@@ -298,7 +310,7 @@ class Invocation:
 
     def _export(self, spec: StageSpec, instance: int | None, key: str, value: Any) -> None:
         what = f"stage {spec.id!r}" + ("" if instance is None else f" instance {instance}")
-        written, size = st.put(self.dep.store, key, value, what)
+        written, size = st.put(self.store, key, value, what)
         record: dict[str, Any] = {
             "stage": spec.id,
             "instance": instance,
@@ -315,7 +327,7 @@ class Invocation:
                 ) from err
             for i, item in enumerate(items):
                 st.put(
-                    self.dep.store,
+                    self.store,
                     st.element_key(self.req.run_id, spec.id, i),
                     item,
                     f"{what} element {i}",
@@ -406,6 +418,7 @@ def run_unit(dep: Deployment, event: Any, memory_mb: float) -> dict[str, Any]:
         "outputs": _inline(inv.outputs, budget),
         "timings": inv.timings,
         "threads": inv.threads,
+        "store": {"gets": inv.store.gets, "puts": inv.store.puts},
         "handler_ms": round((time.perf_counter() - start) * 1000, 3),
     }
     if chunks is not None:

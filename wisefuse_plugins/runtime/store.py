@@ -20,6 +20,7 @@ import os
 import pickle
 import re
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
@@ -176,3 +177,42 @@ def open_store(url: str | None = None) -> Store:
     raise StoreError(
         f"unknown store URL {url!r}", hint="use a directory, file:///dir or s3://bucket/prefix"
     )
+
+
+class CountingStore:
+    """Wraps a store and counts its requests, as S3 bills them.
+
+    GET and HEAD (``exists``) are billed as GETs; PUT and LIST as PUTs. The handler wraps
+    its store in one per invocation, so every figure of cost covers the store too.
+    """
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.url = inner.url
+        self.gets = 0
+        self.puts = 0
+        self._lock = threading.Lock()
+
+    def _count(self, gets: int = 0, puts: int = 0) -> None:
+        with self._lock:
+            self.gets += gets
+            self.puts += puts
+
+    def put_bytes(self, key: str, data: bytes) -> bool:
+        self._count(puts=1)
+        return self.inner.put_bytes(key, data)
+
+    def get_bytes(self, key: str) -> bytes:
+        self._count(gets=1)
+        return self.inner.get_bytes(key)
+
+    def exists(self, key: str) -> bool:
+        self._count(gets=1)
+        return self.inner.exists(key)
+
+    def list(self, prefix: str) -> list[str]:
+        self._count(puts=1)
+        return self.inner.list(prefix)
+
+    def delete_prefix(self, prefix: str) -> int:
+        return self.inner.delete_prefix(prefix)
