@@ -1,15 +1,289 @@
-"""``wisefuse demo``: the whole path on a bundled example (grows with each part that lands)."""
+"""``wisefuse demo``: the whole path on a bundled example, on the local backend.
+
+Load the example DAG (or flow) -> show its IR -> run it once to learn its parallelism ->
+calibrate the local backend -> profile every stage at a few memory sizes -> plan it at
+three SLOs (multiples of User-Max's predicted P95) with WiseFuse and with every baseline ->
+run each plan for real on the embedded Lambda -> one table of measured P95 and cost per
+1,000 runs, with the SLO met or not -> the Pareto plot, the plans and the rewritten DAG.
+
+Everything happens under ``--out`` (default ``./wisefuse-demo``), including the profile
+archive and the store, so a demo never touches ``~/.wisefuse``. It needs the repository's
+example DAGs and flows (run it from a clone).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
+from rich.table import Table
+
+from wisefuse_plugins.errors import WiseFuseError
+
+REPO = Path(__file__).resolve().parent.parent
+APPS = {
+    "video": ("video_analytics.py", "video_analytics"),
+    "ml": ("ml_pipeline.py", "ml_pipeline"),
+    "svd": ("approx_svd.py", "approx_svd"),
+}
+PLANNERS = ("user-min", "user-max", "power-tuning", "sonic", "photons", "faastlane")
+SLOS = ("1.5x", "2.5x", "5x")
 
 
-def run_demo(console: Console) -> None:
-    from wisefuse_plugins.ir import load
-    from wisefuse_plugins.render import workflow_view
+@dataclass
+class DemoSettings:
+    """What the demo runs; ``quick()`` is the smoke-test size."""
 
-    ir_file = Path(__file__).resolve().parent.parent / "tests" / "data" / "video_analytics.ir.json"
-    console.print(workflow_view(load(ir_file)))
+    app: str = "video"
+    framework: str = "airflow"
+    out: Path = Path("wisefuse-demo")
+    size: str = "default"
+    memories: tuple[int, ...] = (512, 1769, 3538)
+    profile_runs: int = 3
+    runs: int = 3
+    slos: tuple[str, ...] = SLOS
+    planners: tuple[str, ...] = PLANNERS
+
+    @classmethod
+    def quick(cls, **kw: Any) -> DemoSettings:
+        return cls(size="small", memories=(1024, 3538), profile_runs=2, runs=2, **kw)
+
+
+@dataclass
+class Row:
+    name: str
+    slo_s: float | None
+    predicted_p95_s: float
+    predicted_cost: float
+    measured_p95_s: float
+    measured_cost: float
+    runs: int
+    correct: bool
+
+    @property
+    def met(self) -> bool | None:
+        return None if self.slo_s is None else self.measured_p95_s <= self.slo_s
+
+
+@dataclass
+class DemoResult:
+    rows: list[Row] = field(default_factory=list)
+    plot: Path | None = None
+    dag_file: Path | None = None
+    plans: list[Path] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@contextlib.contextmanager
+def _env(**values: str) -> Iterator[None]:
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _load(settings: DemoSettings):
+    file, entry = APPS[settings.app]
+    folder = REPO / settings.framework
+    path = folder / file
+    if not path.exists():
+        raise WiseFuseError(
+            f"the demo's example {path} is not here",
+            hint="run `wisefuse demo` from a clone of the repository",
+        )
+    if settings.framework == "airflow":
+        from wisefuse_plugins.adapters.airflow import workflow_from_file
+
+        return workflow_from_file(path)
+    from wisefuse_plugins.adapters.prefect import load_flow_file, trace_flow
+
+    return trace_flow(load_flow_file(path, entry), **_prefect_size(settings))
+
+
+def _prefect_size(settings: DemoSettings) -> dict[str, Any]:
+    import importlib
+
+    module = importlib.import_module(
+        f"examples.apps.{ {'video': 'video', 'ml': 'ml_pipeline', 'svd': 'svd'}[settings.app] }"
+    )
+    return dict(module.SIZES[settings.size])
+
+
+def run_demo(console: Console, settings: DemoSettings | None = None) -> DemoResult:
+    """Run the demo and print as it goes; returns the table's rows and the files written."""
+    settings = settings or DemoSettings()
+    out = settings.out.resolve()
+    home = out / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with _env(
+        WISEFUSE_HOME=str(home),
+        WISEFUSE_EXAMPLE_SIZE=settings.size,
+        WISEFUSE_DB_URL=f"sqlite:///{home / 'profiles.sqlite'}",
+    ):
+        return _run(console, settings, out, home, started)
+
+
+def _step(console: Console, n: int, text: str) -> None:
+    console.rule(f"[bold]{n}. {text}")
+
+
+def _run(
+    console: Console, settings: DemoSettings, out: Path, home: Path, started: float
+) -> DemoResult:
+    from wisefuse_plugins.model.predict import Model
+    from wisefuse_plugins.optimizer.plan import dump_plan
+    from wisefuse_plugins.optimizer.search import baseline, frontier, optimize
+    from wisefuse_plugins.plots import frontier_plot
+    from wisefuse_plugins.profiles.archive import open_archive
+    from wisefuse_plugins.profiles.calibrate import calibrate_local
+    from wisefuse_plugins.profiles.profiler import profile_workflow
+    from wisefuse_plugins.render import plan_table, workflow_view
+    from wisefuse_plugins.runtime import store as st
+    from wisefuse_plugins.runtime.backends.local import LocalLambda
+    from wisefuse_plugins.runtime.backends.units import LocalUnits
+    from wisefuse_plugins.runtime.measure import measure
+    from wisefuse_plugins.runtime.observe import observe
+
+    result = DemoResult()
+    _step(
+        console,
+        1,
+        f"load the {settings.app} example ({settings.framework}, size {settings.size!r})",
+    )
+    workflow = _load(settings)
+    with console.status("running it once, in-process, to learn how wide its mapped stages are"):
+        workflow, expected = observe(workflow)
+    console.print(workflow_view(workflow))
+
+    store = st.LocalStore(home / "store")
+    archive = open_archive()
+    code_root = Path(workflow.source.root)
+    with LocalLambda(keep_alive_s=900, concurrency_limit=16) as lam:
+        units = LocalUnits(lam, store.url, code_root, timeout_s=600)
+        _step(console, 2, "calibrate the local Lambda and profile every stage")
+        platform = calibrate_local(store, lam, archive=archive)
+        console.print(
+            f"store: {platform.store_latency_ms:.2f} ms per request, {platform.store_bandwidth_mb_s:.0f} MB/s; "
+            f"invocation overhead {platform.invoke_overhead_ms:.2f} ms"
+        )
+        summary = profile_workflow(
+            workflow,
+            memories=settings.memories,
+            runs=settings.profile_runs,
+            backend=units,
+            archive=archive,
+            code_root=code_root,
+            store=store,
+            workdir=out / "profile-units",
+            console=console,
+        )
+        for failure in getattr(summary, "failures", []):
+            console.print(f"[yellow]could not run[/] {failure}")
+        model = Model(archive.profiles_for(workflow), platform)
+
+        _step(console, 3, f"plan at SLOs {', '.join(settings.slos)} of User-Max's P95")
+        planned = []
+        for slo in settings.slos:
+            ours = optimize(workflow, model, slo)
+            planned.append((f"wisefuse @ {slo}", ours))
+            path = dump_plan(ours.plan, out / f"plan-{slo}.json")
+            result.plans.append(path)
+        others = [(name, baseline(workflow, model, name)) for name in settings.planners]
+        console.print(plan_table(planned[0][1], [p for _, p in others]))
+
+        _step(
+            console, 4, f"run every plan for real: 1 warm-up + {settings.runs} measured runs each"
+        )
+        for name, p in [*others, *planned]:
+            workdir = out / "units" / name.replace(" ", "").replace("@", "-")
+            m = measure(workflow, p.plan, units, store, workdir=workdir, runs=settings.runs)
+            slo = p.slo_s if name.startswith("wisefuse") else None
+            result.rows.append(
+                Row(
+                    name,
+                    slo,
+                    p.prediction.p95_s,
+                    p.prediction.cost_usd,
+                    m.p95_s,
+                    m.mean_cost_usd,
+                    m.runs,
+                    m.outputs == expected,
+                )
+            )
+            console.print(
+                f"  {name}: measured P95 {m.p95_s:.2f} s, ${m.mean_cost_usd * 1000:.4f} per 1,000 runs"
+            )
+
+    _step(console, 5, "results")
+    console.print(results_table(result.rows, settings))
+    with console.status("drawing the cost / P95 frontier"):
+        points = frontier(workflow, model, points=8)
+        result.plot = frontier_plot(
+            points, [p for _, p in others], out / "frontier.png", title=f"{workflow.name}: predicted cost vs P95",
+            slos=[p.slo_s for _, p in planned],
+        )  # fmt: skip
+    result.dag_file = _emit(workflow, planned[1][1].plan, out, settings)
+    result.seconds = time.perf_counter() - started
+    console.print(f"Pareto plot: {result.plot}")
+    console.print(f"plans: {', '.join(str(p) for p in result.plans)}")
+    if result.dag_file:
+        console.print(
+            f"rewritten {settings.framework} file (plan at {settings.slos[1]}): {result.dag_file}"
+        )
+    console.print(f"profiles and store: {home}   ({result.seconds:.0f} s in all)")
+    return result
+
+
+def _emit(workflow, plan, out: Path, settings: DemoSettings) -> Path | None:
+    """The rewritten DAG/flow file, when the framework's emitter is available."""
+    try:
+        if settings.framework == "airflow":
+            from wisefuse_plugins.emitters.airflow import emit_dag as emit
+        else:
+            from wisefuse_plugins.emitters.prefect import emit_flow as emit
+    except ImportError:
+        return None
+    path = out / f"{workflow.name}_wisefuse.py"
+    path.write_text(emit(workflow, plan))
+    return path
+
+
+def results_table(rows: list[Row], settings: DemoSettings) -> Table:
+    table = Table(
+        title=f"measured on the local Lambda ({settings.runs} runs per plan after a warm-up)"
+    )
+    for col in (
+        "plan",
+        "SLO (s)",
+        "predicted P95 (s)",
+        "measured P95 (s)",
+        "cost / 1k runs",
+        "SLO met",
+        "same result",
+    ):
+        table.add_column(col, justify="left" if col == "plan" else "right")
+    for r in rows:
+        met = "-" if r.met is None else ("[green]yes[/]" if r.met else "[red]no[/]")
+        table.add_row(
+            r.name,
+            "-" if r.slo_s is None else f"{r.slo_s:.2f}",
+            f"{r.predicted_p95_s:.2f}",
+            f"{r.measured_p95_s:.2f}",
+            f"${r.measured_cost * 1000:.4f}",
+            met,
+            "yes" if r.correct else "[red]NO[/]",
+        )
+    return table
