@@ -279,3 +279,41 @@ def single_stage_plan(workflow: Workflow, memory_mb: int = 1769, arch: Arch = "x
         Unit(id=s.id, stages=[s.id], memory_mb=memory_mb, arch=arch) for s in workflow.python_stages
     ]
     return Plan(workflow=workflow.name, units=units, code_hashes=hashes_of(workflow))
+
+
+def chains_plan(
+    workflow: Workflow, bundle_size: int = 1, memory_mb: int = 1769, arch: Arch = "x86_64"
+) -> Plan:
+    """Every chain fused: stages joined by one-to-one data edges share a unit.
+
+    Unmapped chains become one invocation; mapped chains one unit per ``bundle_size``
+    instances. A simple, always-valid plan (tests, baselines, a starting point).
+    """
+    import networkx as nx
+
+    g = nx.Graph()
+    g.add_nodes_from(s.id for s in workflow.python_stages)
+    for e in workflow.edges:
+        src, dst = workflow.stage(e.src), workflow.stage(e.dst)
+        chain = e.kind == "data" and e.pattern == EdgePattern.ONE_TO_ONE
+        alike = src.mapped == dst.mapped and src.parallelism == dst.parallelism
+        if chain and alike and src.is_python and dst.is_python:
+            g.add_edge(e.src, e.dst)
+    order = {sid: i for i, sid in enumerate(workflow.topological_order())}
+    units = []
+    for comp in sorted(nx.connected_components(g), key=lambda c: min(order[s] for s in c)):
+        stages = sorted(comp, key=order.__getitem__)
+        mapped = workflow.stage(stages[0]).mapped
+        uid = stages[0] if len(stages) == 1 else f"{stages[0]}--{stages[-1]}"
+        units.append(
+            Unit(
+                id=uid[:64],
+                stages=stages,
+                bundle_size=bundle_size if mapped else 1,
+                memory_mb=memory_mb,
+                arch=arch,
+            )
+        )
+    return check_plan(
+        Plan(workflow=workflow.name, units=units, code_hashes=hashes_of(workflow)), workflow
+    )
