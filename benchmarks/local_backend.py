@@ -7,8 +7,12 @@ converted), and prints the Lambda-equivalent durations next to what Lambda's
 memory/1769 vCPU rule predicts. Then it measures the backend's own overhead: the
 caller-side latency of a warm invocation of a no-op handler (median of 50), and a cold
 start. The benchmarked functions are defined in this file, which the workers import.
+Last, cold starts with and without ``preload`` (the fork server): INIT of a handler whose
+module imports a heavy framework (``airflow.sdk`` by default; ``--cold-modules
+airflow.sdk,prefect``), and of this light module, spawned vs forked.
 
     .venv/bin/python benchmarks/local_backend.py [--json out.json] [--reps 5]
+    .venv/bin/python benchmarks/local_backend.py --cold-only [--cold-modules airflow.sdk,prefect]
 """
 
 from __future__ import annotations
@@ -122,10 +126,105 @@ def _measure(modes: list[str], reps: int) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _cold_starts(modules: list[str], reps: int) -> list[dict[str, Any]]:
+    """INIT of cold starts, spawned vs forked from a fork server preloading the module."""
+    import importlib.util
+    import tempfile
+
+    from wisefuse_plugins.runtime.backends.local import FunctionConfig, LocalLambda
+
+    here = str(Path(__file__).resolve().parent)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="wisefuse-bench-") as tmp:
+        cases = [("light module (this file)", "local_backend.noop", here, ("json",))]
+        for mod in modules:
+            if importlib.util.find_spec(mod.split(".")[0]) is None:
+                print(f"skipping {mod}: not installed")
+                continue
+            stem = "bench_imports_" + mod.replace(".", "_")
+            (Path(tmp) / f"{stem}.py").write_text(
+                f"import {mod}\n\ndef handler(event, context):\n    return None\n"
+            )
+            cases.append((f"imports {mod}", f"{stem}.handler", tmp, (mod,)))
+        for label, handler, code_dir, preload in cases:
+            for pre in ((), preload):
+                with LocalLambda(preload=pre) as ll:
+                    inits, walls = [], []
+                    for _ in range(reps):  # registering again retires the warm worker: cold
+                        ll.register(
+                            FunctionConfig(
+                                name="cold",
+                                handler=handler,
+                                code_dir=code_dir,
+                                memory_mb=1769,
+                                timeout_s=120,
+                            )
+                        )
+                        t0 = time.perf_counter()
+                        inv = ll.invoke("cold")
+                        walls.append((time.perf_counter() - t0) * 1000)
+                        assert inv.ok and inv.cold, inv.error
+                        inits.append(inv.init_duration_ms or 0.0)
+                    rows.append(
+                        {
+                            "handler": label,
+                            "preload": list(pre),
+                            "init_ms": statistics.median(inits),
+                            "invoke_ms": statistics.median(walls),
+                            "first_invoke_ms": walls[0],
+                            "preload_ms": ll.preload_ms,
+                            "preload_cpu_ms": ll.preload_cpu_ms,
+                            "fallback": ll.preload_fallback,
+                        }
+                    )
+    return rows
+
+
+def _print_cold(console: Any, rows: list[dict[str, Any]], reps: int) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"Cold starts at 1769 MB, median of {reps} (ms)")
+    for col in ("handler", "preload", "Init", "invoke()", "first invoke()", "preload once (CPU)"):
+        table.add_column(col, justify="left" if col in ("handler", "preload") else "right")
+    for r in rows:
+        once = (
+            f"{r['preload_ms']:.0f} ({r['preload_cpu_ms']:.0f})"
+            if r["preload_ms"] is not None
+            else "-"
+        )
+        table.add_row(
+            r["handler"],
+            ", ".join(r["preload"]) or "- (spawned)",
+            f"{r['init_ms']:.1f}",
+            f"{r['invoke_ms']:.1f}",
+            f"{r['first_invoke_ms']:.1f}",
+            once,
+        )
+    console.print(table)
+    console.print(
+        "preload once: the fork server's import of wisefuse_plugins.runtime.handler and the "
+        "preloads, paid once by the first cold start (its invoke()) and not counted in any "
+        "Init; with preload, Init understates a real Lambda cold start by the preloads' "
+        "import time."
+    )
+    for r in rows:
+        if r["fallback"]:
+            console.print(f"[yellow]{r['handler']}: preload fell back: {r['fallback']}[/]")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", type=Path, help="write the figures to this file")
     parser.add_argument("--reps", type=int, default=5, help="warm runs per size (median)")
+    parser.add_argument(
+        "--cold-modules",
+        default="airflow.sdk",
+        help="comma-separated modules a handler imports, for the preload cold starts",
+    )
+    parser.add_argument("--cold-reps", type=int, default=3, help="cold starts per case (median)")
+    parser.add_argument(
+        "--cold-only", action="store_true", help="only the cold starts with and without preload"
+    )
     args = parser.parse_args(argv)
 
     from rich.console import Console
@@ -149,6 +248,14 @@ def main(argv: list[str] | None = None) -> int:
     if host.cpu_cgroup is None:
         console.print(f"[yellow]cgroup mode unavailable: {host.cpu_reason}[/]")
     started = time.perf_counter()
+    modules = [m for m in args.cold_modules.split(",") if m]
+    if args.cold_only:
+        cold = _cold_starts(modules, args.cold_reps)
+        _print_cold(console, cold, args.cold_reps)
+        console.print(f"Ran in {time.perf_counter() - started:.0f} s.")
+        if args.json:
+            args.json.write_text(json.dumps({"cold_starts": cold}, indent=2))
+        return 0
     by_mode = _measure(modes, args.reps)
 
     table = Table(title="Lambda-equivalent duration (ms), median of warm runs")
@@ -200,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
             f"cpu-clock: workers waited for a host CPU at most {waits['cpu-clock']:.1f}% of their "
             "time (median per size); that wait is discounted from the figures."
         )
+    cold = _cold_starts(modules, args.cold_reps)
+    _print_cold(console, cold, args.cold_reps)
     console.print(f"Ran in {time.perf_counter() - started:.0f} s.")
 
     if args.json:
@@ -210,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
             "clock_modes": modes,
             "handler_overhead_ms": by_mode[best]["handler_overhead_ms"],
             "by_mode": by_mode,
+            "cold_starts": cold,
             "params": {
                 "sizes_mb": SIZES,
                 "cpu_loop": CPU_LOOP,

@@ -609,3 +609,231 @@ def test_invocation_is_json_friendly(ll: LocalLambda, code_dir: str) -> None:
 
     assert json.loads(json.dumps(asdict(inv)))["payload"]["event"] == {"k": [1, 2]}
     assert os.environ.get("AWS_LAMBDA_FUNCTION_NAME") is None  # the parent's env is untouched
+
+
+# --- preload: workers forked from a fork server ------------------------------------------
+
+PRELOAD = ("json",)
+
+
+def ppid(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def gone(pid: int, timeout_s: float = 5.0) -> bool:
+    """No process and no zombie: killed and reaped."""
+    deadline = time.monotonic() + timeout_s
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return not os.path.exists(f"/proc/{pid}")
+
+
+@pytest.fixture(scope="module")
+def pl(code_dir: str):
+    with LocalLambda(preload=PRELOAD) as backend:
+        yield backend
+
+
+def test_preload_cold_start_forks_and_reuses(pl: LocalLambda, code_dir: str) -> None:
+    assert pl.forkserver_pid is None and pl.preload_ms is None  # started lazily
+    pl.register(
+        FunctionConfig(
+            name="pctx",
+            handler="wf_handlers.ctx",
+            code_dir=code_dir,
+            memory_mb=256,
+            env={"CUSTOM": "forked"},
+        )
+    )
+    first = pl.invoke("pctx")
+    server = pl.forkserver_pid
+    assert server is not None and pl.preload_fallback is None
+    assert pl.preload_ms is not None and pl.preload_ms > 0
+    assert first.ok and first.cold and first.init_duration_ms is not None, first.error
+    assert ppid(first.worker_pid) == server  # forked from the server, not spawned
+    assert first.payload["custom"] == "forked" and first.payload["env_memory"] == "256"
+    assert first.payload["function_name"] == "pctx"
+    assert first.logs == "hello from the handler\n"
+    second = pl.invoke("pctx")
+    assert not second.cold and second.worker_pid == first.worker_pid
+    # another function: forked from the same server, its own environment
+    pl.register(fn(code_dir, "pnoop", "noop", memory_mb=1769))
+    other = pl.invoke("pnoop", {"x": 1})
+    assert other.ok and other.cold and ppid(other.worker_pid) == server
+    assert other.payload == {"pid": other.worker_pid, "event": {"x": 1}}
+    assert pl.forkserver_pid == server
+    # import errors are reported as for a spawned worker
+    pl.register(FunctionConfig(name="pbad", handler="wf_nowhere.handler", code_dir=code_dir))
+    bad = pl.invoke("pbad")
+    assert bad.error is not None and bad.error["errorType"] == "Runtime.ImportModuleError"
+
+
+def test_preload_timeout_kills_and_reaps(pl: LocalLambda, code_dir: str) -> None:
+    pl.register(fn(code_dir, "pslow", "nap", memory_mb=1769, timeout_s=0.5))
+    inv = pl.invoke("pslow", {"s": 30})
+    assert inv.error is not None and inv.error["errorType"] == "Sandbox.Timedout"
+    assert gone(inv.worker_pid)  # killed and reaped by the fork server: no zombie
+    ok = pl.invoke("pslow", {"s": 0.01})
+    assert ok.ok and ok.cold and ppid(ok.worker_pid) == pl.forkserver_pid
+    pl.register(fn(code_dir, "pexits", "exits"))
+    dead = pl.invoke("pexits")
+    assert dead.error is not None
+    assert dead.error["errorMessage"] == "Runtime exited with error: exit status 3"
+    assert gone(dead.worker_pid)
+
+
+@needs_memory_cgroup
+def test_preload_out_of_memory_cgroup(code_dir: str) -> None:
+    with LocalLambda(memory="cgroup", clock="cpu-clock", preload=PRELOAD) as backend:
+        _oom_roundtrip(backend, code_dir, "cgroup")
+        (pid,) = backend.warm_workers("mem")
+        assert ppid(pid) == backend.forkserver_pid
+        assert any(
+            line.split(":")[1] == "memory" and "/wisefuse-" in line
+            for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+        )
+
+
+def test_preload_out_of_memory_rlimit(code_dir: str) -> None:
+    with LocalLambda(memory="rlimit", clock="cpu-clock", preload=PRELOAD) as backend:
+        _oom_roundtrip(backend, code_dir, "rlimit")
+        (pid,) = backend.warm_workers("mem")
+        assert ppid(pid) == backend.forkserver_pid
+
+
+@needs_cpu_cgroup
+def test_preload_cpu_quota_applies(pl: LocalLambda, code_dir: str) -> None:
+    """A CPU-bound loop at 512 MB takes ~1769/512 = 3.5x its time at 1769 MB (per CPU ms)."""
+    stretch = {}
+    for m in (512, 1769):
+        pl.register(fn(code_dir, f"pspin{m}", "spin", memory_mb=m, timeout_s=30))
+        cold = pl.invoke(f"pspin{m}", {"n": 10})
+        assert ppid(cold.worker_pid) == pl.forkserver_pid and cold.clock == "cgroup"
+        runs = [pl.invoke(f"pspin{m}", {"n": 1_000_000}) for _ in range(3)]
+        stretch[m] = _stretch(runs)
+    ratio = stretch[512] / stretch[1769]
+    assert 2.3 <= ratio <= 5.0, stretch
+
+
+def test_preload_close_and_server_death(code_dir: str) -> None:
+    before = set(our_cgroups())
+    backend = LocalLambda(preload=PRELOAD)
+    tmpdir = backend._state.tmpdir
+    backend.register(fn(code_dir, "pchild", "child", memory_mb=256))
+    backend.register(fn(code_dir, "pnap", "nap", memory_mb=1769, timeout_s=60))
+    inv = backend.invoke("pchild")
+    first_server = backend.forkserver_pid
+    assert first_server is not None and ppid(inv.worker_pid) == first_server
+    pids = [inv.worker_pid, inv.payload, first_server]
+    # the fork server dies: its idle worker is retired, this cold start spawns, the next
+    # one starts a new server
+    os.kill(first_server, 9)
+    assert gone(first_server)
+    again = backend.invoke("pchild")
+    assert again.ok and again.cold and ppid(again.worker_pid) == os.getpid()  # spawned
+    pids += [again.worker_pid, again.payload]
+    busy = backend.invoke_async("pnap", {"s": 30})
+    deadline = time.monotonic() + 60
+    while backend.forkserver_pid is None or len(backend.worker_pids()) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    second_server = backend.forkserver_pid
+    assert second_server not in (None, first_server)
+    pids += [second_server, *backend.worker_pids()]
+    backend.close()
+    assert busy.result(timeout=5).error is not None
+    assert [p for p in pids if not gone(p)] == []
+    assert set(our_cgroups()) <= before
+    assert not tmpdir.exists()
+
+
+def test_preload_falls_back_when_a_preload_starts_a_thread(
+    code_dir: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    (Path(code_dir) / "wf_threaded.py").write_text(
+        "import threading, time\nthreading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", code_dir)  # the fork server inherits our environment
+    with LocalLambda(preload=("wf_threaded", "json")) as backend:
+        backend.register(fn(code_dir, "pthr", "noop", memory_mb=512))
+        inv = backend.invoke("pthr")
+        assert inv.ok and inv.cold and ppid(inv.worker_pid) == os.getpid()  # spawned
+        assert backend.preload_fallback is not None and "threads" in backend.preload_fallback
+        assert backend.forkserver_pid is None
+        assert "workers are spawned instead" in caplog.text
+        assert backend.invoke("pthr").worker_pid == inv.worker_pid
+
+
+def test_preload_workers_die_with_a_killed_parent(code_dir: str) -> None:
+    script = textwrap.dedent(
+        f"""
+        import time
+        from wisefuse_plugins.runtime.backends.local import FunctionConfig, LocalLambda
+        ll = LocalLambda(preload={PRELOAD!r})
+        ll.register(FunctionConfig(name="orphan", handler="wf_handlers.nap",
+                                   code_dir={code_dir!r}, memory_mb=256, timeout_s=60))
+        ll.invoke_async("orphan", {{"s": 60}})
+        while not ll.worker_pids():
+            time.sleep(0.01)
+        print(ll.worker_pids()[0], ll.forkserver_pid, flush=True)
+        time.sleep(60)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        worker, server = map(int, proc.stdout.readline().split())
+        assert alive(worker) and alive(server) and ppid(worker) == server
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 5
+    while (alive(worker) or alive(server)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not alive(worker) and not alive(server)
+    LocalLambda().close()  # sweeps the dead owner's folders
+    assert not [
+        g
+        for h in (HOST.cpu_cgroup, HOST.memory_cgroup)
+        if h
+        for g in cgroups.own_groups(h, proc.pid)
+    ]
+
+
+def test_preload_validation() -> None:
+    with pytest.raises(ValueError, match="sequence"):
+        LocalLambda(preload="airflow.sdk")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="module name"):
+        LocalLambda(preload=("airflow sdk",))
+
+
+@pytest.mark.skipif(
+    __import__("importlib.util").util.find_spec("airflow") is None, reason="airflow not installed"
+)
+def test_preload_airflow_cold_start_is_much_faster(code_dir: str) -> None:
+    """The point of preload: a handler importing airflow.sdk no longer pays it per cold start."""
+    (Path(code_dir) / "wf_airflow.py").write_text(
+        "import airflow.sdk\n\ndef handler(event, context):\n    return airflow.sdk.__name__\n"
+    )
+    config = FunctionConfig(
+        name="af", handler="wf_airflow.handler", code_dir=code_dir, memory_mb=1769, timeout_s=60
+    )
+    inits = {}
+    for preload in ((), ("airflow.sdk",)):
+        with LocalLambda(preload=preload) as backend:
+            backend.register(config)
+            inv = backend.invoke("af")
+            assert inv.ok and inv.payload == "airflow.sdk", inv.error
+            assert inv.init_duration_ms is not None
+            inits[preload] = (inv.init_duration_ms, backend.preload_ms)
+    spawned, forked = inits[()][0], inits[("airflow.sdk",)][0]
+    print(
+        f"\ncold start of a handler importing airflow.sdk: INIT {spawned:.0f} ms spawned, "
+        f"{forked:.0f} ms forked (the fork server's one-time preload: "
+        f"{inits[('airflow.sdk',)][1]:.0f} ms)"
+    )
+    assert forked < 0.5 * spawned

@@ -9,8 +9,9 @@ times out or runs out of memory. Memory is limited per worker (cgroup v1 memory
 controller, else RLIMIT_AS) and CPU is given Lambda's share of memory / 1769 vCPUs either
 for real (cgroup v1 CPU quota, clock "cgroup") or by converting an unthrottled run's CPU
 and wall time (clock "cpu-clock", see :mod:`.cpuclock`). Every invocation is billed with
-:mod:`wisefuse_plugins.model.pricing`. How it works and how it differs from Lambda:
-docs/local-backend.md.
+:mod:`wisefuse_plugins.model.pricing`. With ``preload``, new workers are forked from a
+fork server that imported heavy modules once (:mod:`.forkserver`) instead of spawned. How
+it works and how it differs from Lambda: docs/local-backend.md.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import logging
 import math
 import os
 import select
@@ -30,7 +32,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +44,7 @@ from wisefuse_plugins.model.pricing import DEFAULT as DEFAULT_PRICING
 from wisefuse_plugins.model.pricing import Pricing, billed_ms, lambda_cost
 from wisefuse_plugins.runtime.backends import cgroups
 from wisefuse_plugins.runtime.backends.cpuclock import CpuClock, equivalent_s, schedstat_available
+from wisefuse_plugins.runtime.backends.forkserver import ForkedProcess, ForkServer, ForkServerError
 from wisefuse_plugins.runtime.backends.worker import OOM_ERROR, read_frame, write_frame
 
 Clock = Literal["auto", "cgroup", "cpu-clock"]
@@ -72,8 +75,14 @@ DEFAULT_CPU_WEIGHT = 16_384
 LOG_TAIL_BYTES = 4096
 TMP_PREFIX = "wisefuse-local-"  # + owner pid and pid namespace: the workers' log folder
 ACCOUNT_ID = "000000000000"
+#: Imported by the fork server before the ``preload`` modules: the runtime's Lambda handler.
+RUNTIME_HANDLER_MODULE = "wisefuse_plugins.runtime.handler"
+#: How long the fork server may take to import its preloads before the backend gives up
+#: on preloading (airflow.sdk took 3-40 s here, depending on the load).
+PRELOAD_TIMEOUT_S = 300.0
 _JOIN_CGROUPS = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 97; shift; done; shift; exec "$@"'
 _instances = itertools.count(1)
+log = logging.getLogger(__name__)
 
 
 class LocalLambdaError(WiseFuseError):
@@ -202,7 +211,7 @@ class _Function:
 @dataclass(eq=False)
 class _Worker:
     fn: _Function
-    proc: subprocess.Popen[bytes]
+    proc: subprocess.Popen[bytes] | ForkedProcess  # spawned, or forked by the fork server
     req_w: int
     resp_r: int
     life_w: int
@@ -214,6 +223,14 @@ class _Worker:
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    @property
+    def reusable(self) -> bool:
+        """Alive, and not forked by a fork server that has died since (its exit status
+        would be unknown): such workers finish their invocation and are retired."""
+        if isinstance(self.proc, ForkedProcess) and self.proc.orphaned:
+            return False
+        return self.proc.poll() is None
 
 
 @dataclass
@@ -251,6 +268,8 @@ _teardown_lock = threading.Lock()
 
 def _kill(worker: _Worker) -> None:
     """SIGKILL a worker's process group and whatever else is in its cgroups."""
+    if isinstance(worker.proc, ForkedProcess):
+        worker.proc.kill()  # by pidfd: the very process, whatever happened to its pid
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(worker.pid, signal.SIGKILL)
     for group in worker.groups.values():
@@ -273,6 +292,8 @@ def _destroy(worker: _Worker) -> None:
     _kill(worker)
     with contextlib.suppress(subprocess.TimeoutExpired):
         worker.proc.wait(timeout=10)
+    if isinstance(worker.proc, ForkedProcess):
+        worker.proc.close()  # the fork server may reap it now
     for fd in (worker.req_w, worker.resp_r, worker.life_w):
         with contextlib.suppress(OSError):
             os.close(fd)
@@ -295,6 +316,11 @@ class _State:
         owner = f"{TMP_PREFIX}{os.getpid()}-{cgroups.pid_namespace()}-"
         self.tmpdir = Path(tempfile.mkdtemp(prefix=owner))
         self.stop = threading.Event()
+        # the fork server (preload): started lazily under fs_lock; None when not running
+        self.forkserver: ForkServer | None = None
+        self.fs_lock = threading.Lock()
+        self.fs_disabled: str | None = None  # why preloading was given up, for good
+        self.fs_starts = 0
 
     def take_idle(self, predicate: Any) -> list[_Worker]:
         """Remove (under the lock) and return idle workers matching ``predicate``."""
@@ -328,6 +354,10 @@ class _State:
             self.workers.clear()
         for w in stragglers:
             _destroy(w)
+        with self.cond:  # after the workers: their exit statuses come through it
+            fs, self.forkserver = self.forkserver, None
+        if fs is not None:
+            fs.close()
         shutil.rmtree(self.tmpdir, ignore_errors=True)
 
 
@@ -355,6 +385,10 @@ class LocalLambda:
     - ``init_boost``: INIT runs unthrottled, as observed on Lambda (not documented by AWS).
     - ``cpu_weight``: cpu.shares of the workers' CPU cgroups (see DEFAULT_CPU_WEIGHT);
       None leaves the host's default.
+    - ``preload``: modules (e.g. ``("airflow.sdk",)``) imported once by a fork server,
+      started on the first cold start, that then forks every new worker instead of
+      spawning an interpreter. INIT then excludes the preloads' import time (a real
+      Lambda cold start would pay it): see :attr:`preload_ms` and docs/local-backend.md.
     """
 
     def __init__(
@@ -371,6 +405,7 @@ class LocalLambda:
         pricing: Pricing = DEFAULT_PRICING,
         python: str = sys.executable,
         sample_interval_s: float = 0.005,
+        preload: Sequence[str] = (),
     ) -> None:
         if clock not in ("auto", "cgroup", "cpu-clock"):
             raise ValueError(f"clock must be 'auto', 'cgroup' or 'cpu-clock', got {clock!r}")
@@ -378,6 +413,11 @@ class LocalLambda:
             raise ValueError(f"memory must be 'auto', 'cgroup', 'rlimit' or 'none', got {memory!r}")
         if on_limit not in ("wait", "throttle"):
             raise ValueError(f"on_limit must be 'wait' or 'throttle', got {on_limit!r}")
+        if isinstance(preload, str):
+            raise ValueError(f"preload must be a sequence of module names, got {preload!r}")
+        for name in preload:
+            if not name or not all(part.isidentifier() for part in name.split(".")):
+                raise ValueError(f"preload: not a module name: {name!r}")
         self.host = host_info()
         if clock == "cgroup" and self.host.cpu_cgroup is None:
             raise LocalLambdaError(
@@ -399,6 +439,11 @@ class LocalLambda:
         self.pricing = pricing
         self.python = python
         self.sample_interval_s = sample_interval_s
+        self.preload = tuple(preload)
+        #: Wall ms the (latest) fork server spent importing the runtime handler and the
+        #: preloads, once: a cost INIT no longer shows (None before the first cold start).
+        self.preload_ms: float | None = None
+        self.preload_cpu_ms: float | None = None
         limit = concurrency_limit or max(4, 2 * self.host.cores)
         self._id = next(_instances)
         self._seq = itertools.count(1)
@@ -420,6 +465,17 @@ class LocalLambda:
     @property
     def concurrency_limit(self) -> int:
         return self._state.limit
+
+    @property
+    def forkserver_pid(self) -> int | None:
+        """Pid of the running fork server (``preload``), else None."""
+        fs = self._state.forkserver
+        return fs.pid if fs is not None and fs.alive else None
+
+    @property
+    def preload_fallback(self) -> str | None:
+        """Why this backend gave up preloading and spawns every worker, if it did."""
+        return self._state.fs_disabled
 
     def register(self, config: FunctionConfig) -> None:
         """Create or update a function; an update retires its warm workers (new code, new size)."""
@@ -546,7 +602,7 @@ class LocalLambda:
                     pool = state.idle.get(fn.config.name, [])
                     while pool:
                         w = pool.pop()  # most recently used first, as Lambda tends to
-                        if w.fn is fn and w.proc.poll() is None:
+                        if w.fn is fn and w.reusable:
                             state.busy += 1
                             return w
                         state.workers.discard(w)
@@ -579,6 +635,7 @@ class LocalLambda:
                 and not state.closed
                 and not worker.dead
                 and self._functions.get(worker.fn.config.name) is worker.fn
+                and not (isinstance(worker.proc, ForkedProcess) and worker.proc.orphaned)
             )
             if keep:
                 assert worker is not None
@@ -595,14 +652,77 @@ class LocalLambda:
             state.busy -= 1
             state.cond.notify_all()
 
-    def _spawn(self, fn: _Function) -> _Worker:
-        """Start a worker process (in its cgroups when the modes ask for them)."""
+    def _spawn(self, fn: _Function) -> tuple[_Worker, float]:
+        """Start a worker (forked from the fork server with ``preload``, else spawned), in
+        its cgroups when the modes ask for them: (worker, perf_counter when it started)."""
+        server = self._forkserver() if self.preload else None
+        if server is not None:
+            try:
+                return self._start_worker(fn, server)
+            except ForkServerError as exc:
+                log.warning("fork server: %s; spawning the worker instead", exc)
+                if not server.alive:  # the next cold start starts a new one
+                    with self._state.fs_lock, self._state.cond:
+                        if self._state.forkserver is server:
+                            self._state.forkserver = None
+                    server.close()
+        return self._start_worker(fn, None)
+
+    def _forkserver(self) -> ForkServer | None:
+        """The fork server, started on the first call (the caller waits for its preloads);
+        None if preloading was given up, or if the server died since the last cold start
+        (this cold start spawns; the next one starts a new server)."""
+        state = self._state
+        with state.fs_lock:
+            if state.fs_disabled is not None or state.closed:
+                return None
+            fs = state.forkserver
+            if fs is not None:
+                if fs.alive:
+                    return fs
+                log.warning(
+                    "the fork server (pid %s) died: %s; spawning this worker, restarting the "
+                    "server on the next cold start",
+                    fs.pid,
+                    fs.error,
+                )
+                with state.cond:
+                    state.forkserver = None
+                fs.close()
+                return None
+            fs = ForkServer()
+            state.fs_starts += 1
+            state.tmpdir.mkdir(exist_ok=True)
+            try:
+                with state.cond:
+                    self._check_open()
+                    state.forkserver = fs  # so that close() can kill it while it starts
+                fs.start(
+                    self.python,
+                    [RUNTIME_HANDLER_MODULE, *self.preload],
+                    env=self._base_env(),
+                    log_path=state.tmpdir / f"forkserver-{state.fs_starts}.log",
+                )
+                fs.wait_ready(PRELOAD_TIMEOUT_S)
+            except (ForkServerError, OSError, LocalLambdaError) as exc:
+                fs.close()
+                with state.cond:
+                    if state.forkserver is fs:
+                        state.forkserver = None
+                if not state.closed:
+                    state.fs_disabled = f"{type(exc).__name__}: {exc}"
+                    log.warning("preload %s: %s; workers are spawned instead", self.preload, exc)
+                return None
+            self.preload_ms, self.preload_cpu_ms = fs.preload_ms, fs.preload_cpu_ms
+            return fs
+
+    def _start_worker(self, fn: _Function, server: ForkServer | None) -> tuple[_Worker, float]:
         cfg = fn.config
         tag = cgroups.group_name(self._id, next(self._seq))
         groups: dict[str, cgroups.Cgroup] = {}
         limit_bytes = (cfg.memory_mb + self.memory_allowance_mb) * 1024 * 1024
         fds: list[int] = []
-        log = None
+        logf = None
         try:
             if fn.memory_mode == "cgroup":
                 assert self.host.memory_cgroup is not None
@@ -627,7 +747,7 @@ class LocalLambda:
             fds = [req_r, req_w, resp_r, resp_w, life_r, life_w]
             self._state.tmpdir.mkdir(exist_ok=True)  # if a tmp cleaner removed it
             log_path = self._state.tmpdir / f"{tag}.log"
-            log = open(log_path, "wb")  # noqa: SIM115 - handed to the child, closed below
+            logf = open(log_path, "wb")  # noqa: SIM115 - handed to the child, closed below
             wcfg = {
                 "handler": cfg.handler,
                 "code_dir": cfg.code_dir,
@@ -637,29 +757,44 @@ class LocalLambda:
                 "arn": f"arn:aws:lambda:{self.pricing.region}:{ACCOUNT_ID}:function:{cfg.name}",
                 "rlimit_bytes": limit_bytes if fn.memory_mode == "rlimit" else None,
             }
-            cmd = [self.python, WORKER_SCRIPT, json.dumps(wcfg)]
-            if groups:
-                procs = [str(g.procs_file) for g in groups.values()]
-                cmd = ["/bin/sh", "-c", _JOIN_CGROUPS, "wisefuse-worker", *procs, "--", *cmd]
-            proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                pass_fds=(req_r, resp_w, life_r),
-                env=self._env(cfg),
-                cwd=cfg.code_dir or None,
-                start_new_session=True,
-            )
-        except BaseException:
-            for fd in fds:
+            procs = [str(g.procs_file) for g in groups.values()]
+            env = self._env(cfg)
+            proc: subprocess.Popen[bytes] | ForkedProcess
+            t_start = time.perf_counter()
+            if server is not None:  # the child joins its cgroups itself, then serves
+                proc = server.fork(
+                    wcfg,
+                    env=env,
+                    cwd=cfg.code_dir,
+                    procs=procs,
+                    fds=(req_r, resp_w, life_r, logf.fileno()),
+                )
+            else:
+                cmd = [self.python, WORKER_SCRIPT, json.dumps(wcfg)]
+                if groups:
+                    cmd = ["/bin/sh", "-c", _JOIN_CGROUPS, "wisefuse-worker", *procs, "--", *cmd]
+                proc = subprocess.Popen(
+                    cmd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=logf,
+                    stderr=logf,
+                    pass_fds=(req_r, resp_w, life_r),
+                    env=env,
+                    cwd=cfg.code_dir or None,
+                    start_new_session=True,
+                )
+        except BaseException:  # also a failed fork: a child it made anyway dies with its
+            for fd in fds:  # lifeline's end-of-file and with its cgroups
                 os.close(fd)
             for g in groups.values():
                 g.remove()
+            if logf is not None:
+                with contextlib.suppress(OSError):
+                    log_path.unlink()
             raise
         finally:
-            if log is not None:
-                log.close()
+            if logf is not None:
+                logf.close()
         for fd in (req_r, resp_w, life_r):
             os.close(fd)
         worker = _Worker(fn, proc, req_w, resp_r, life_w, groups, log_path)
@@ -672,12 +807,18 @@ class LocalLambda:
         if worker_closed:
             _destroy(worker)
             self._check_open()
-        return worker
+        return worker, t_start
 
-    def _env(self, cfg: FunctionConfig) -> dict[str, str]:
+    def _base_env(self) -> dict[str, str]:
+        """The environment common to all functions (the fork server's)."""
         env = dict(os.environ)
         env.setdefault("AWS_REGION", self.pricing.region)
         env.setdefault("AWS_DEFAULT_REGION", self.pricing.region)
+        env.update({"WISEFUSE_LOCAL_LAMBDA": "1", "PYTHONUNBUFFERED": "1"})
+        return env
+
+    def _env(self, cfg: FunctionConfig) -> dict[str, str]:
+        env = self._base_env()
         env.update(
             {
                 "AWS_LAMBDA_FUNCTION_NAME": cfg.name,
@@ -685,8 +826,6 @@ class LocalLambda:
                 "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
                 "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{cfg.name}",
                 "LAMBDA_TASK_ROOT": cfg.code_dir or os.getcwd(),
-                "WISEFUSE_LOCAL_LAMBDA": "1",
-                "PYTHONUNBUFFERED": "1",
             }
         )
         env.update(cfg.env)
@@ -746,8 +885,7 @@ class LocalLambda:
             rid = str(uuid.uuid4())
             init_ms: float | None = None
             if worker is None:
-                t_spawn = time.perf_counter()
-                worker = self._spawn(fn)
+                worker, t_spawn = self._spawn(fn)
                 init_ms, error = self._init(fn, worker, rid, t_spawn)
                 if error is not None:
                     return self._result(fn, worker, rid, error=error, init_ms=init_ms)
