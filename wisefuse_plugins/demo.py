@@ -153,7 +153,7 @@ def _run(
     from wisefuse_plugins.render import plan_table, workflow_view
     from wisefuse_plugins.runtime import store as st
     from wisefuse_plugins.runtime.backends.local import LocalLambda
-    from wisefuse_plugins.runtime.backends.units import LocalUnits
+    from wisefuse_plugins.runtime.backends.units import LocalUnits, preload_for
     from wisefuse_plugins.runtime.measure import measure
     from wisefuse_plugins.runtime.observe import observe
 
@@ -171,7 +171,7 @@ def _run(
     store = st.LocalStore(home / "store")
     archive = open_archive()
     code_root = Path(workflow.source.root)
-    with LocalLambda(keep_alive_s=900, concurrency_limit=16) as lam:
+    with LocalLambda(keep_alive_s=900, concurrency_limit=16, preload=preload_for(workflow)) as lam:
         units = LocalUnits(lam, store.url, code_root, timeout_s=600)
         _step(console, 2, "calibrate the local Lambda and profile every stage")
         platform = calibrate_local(store, lam, archive=archive)
