@@ -1,0 +1,109 @@
+"""Profiles: the archive of measured samples, the profiler, calibration and importers.
+
+Every name loads its module on first use: the archive pulls in SQLAlchemy, the profiler
+the runtime, the importers Airflow or Prefect, and :mod:`.coldstart` (the profiler's
+Lambda handler) must stay cheap to import, because a cold start pays for it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from wisefuse_plugins.profiles.archive import (
+        ENV_DB_URL,
+        SCHEMA_VERSION,
+        SOURCES,
+        Archive,
+        ArchiveError,
+        FailureRecord,
+        Sample,
+        Stats,
+        default_url,
+        open_archive,
+        profiles_for,
+    )
+    from wisefuse_plugins.profiles.calibrate import calibrate_local, load_platform
+    from wisefuse_plugins.profiles.importers import (
+        HistoryError,
+        ImportResult,
+        ReportLine,
+        import_airflow,
+        import_lambda_reports,
+        import_prefect,
+        parse_report,
+        parse_reports,
+    )
+    from wisefuse_plugins.profiles.profiler import (
+        Failure,
+        ProfilerError,
+        ProfileSummary,
+        Setting,
+        profile_workflow,
+    )
+
+_LAZY = {
+    "ENV_DB_URL": "archive",
+    "SCHEMA_VERSION": "archive",
+    "SOURCES": "archive",
+    "Archive": "archive",
+    "ArchiveError": "archive",
+    "FailureRecord": "archive",
+    "Sample": "archive",
+    "Stats": "archive",
+    "default_url": "archive",
+    "open_archive": "archive",
+    "profiles_for": "archive",
+    "profile_workflow": "profiler",
+    "ProfileSummary": "profiler",
+    "ProfilerError": "profiler",
+    "Setting": "profiler",
+    "Failure": "profiler",
+    "calibrate_local": "calibrate",
+    "load_platform": "calibrate",
+    "ReportLine": "importers",
+    "parse_report": "importers",
+    "parse_reports": "importers",
+    "import_lambda_reports": "importers",
+    "import_airflow": "importers",
+    "import_prefect": "importers",
+    "ImportResult": "importers",
+    "HistoryError": "importers",
+}
+
+__all__ = [
+    "ENV_DB_URL",
+    "SCHEMA_VERSION",
+    "SOURCES",
+    "Archive",
+    "ArchiveError",
+    "Failure",
+    "FailureRecord",
+    "HistoryError",
+    "ImportResult",
+    "ProfileSummary",
+    "ProfilerError",
+    "ReportLine",
+    "Sample",
+    "Setting",
+    "Stats",
+    "calibrate_local",
+    "default_url",
+    "import_airflow",
+    "import_lambda_reports",
+    "import_prefect",
+    "load_platform",
+    "open_archive",
+    "parse_report",
+    "parse_reports",
+    "profile_workflow",
+    "profiles_for",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

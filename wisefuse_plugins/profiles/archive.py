@@ -1,0 +1,703 @@
+"""The profile archive: every measured sample, keyed by the code it measured.
+
+One ``samples`` table holds what the profiler and the importers measured, one row per
+stage instance run, keyed by (workflow, stage, code_hash, memory_mb, arch, bundle_size,
+backend). The model never reads rows directly: :meth:`Archive.profiles_for` turns the
+rows of a workflow's *current* code into :class:`~wisefuse_plugins.model.profile.StageProfile`
+s, so a changed function (new code hash) never reuses old samples.
+
+Where it lives: ``sqlite:///$WISEFUSE_HOME/profiles.sqlite`` by default, any SQLAlchemy
+URL through ``WISEFUSE_DB_URL`` (PostgreSQL runs the same Core statements). SQLite is
+opened in WAL mode with a busy timeout, every write transaction starts with
+``BEGIN IMMEDIATE`` and a "database is locked" is retried, so several profilers or
+importers writing at once lose nothing. See ``docs/profiles.md`` for the schema.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    inspect,
+    select,
+    tuple_,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.pool import StaticPool
+
+from wisefuse_plugins.errors import WiseFuseError
+from wisefuse_plugins.ir import Workflow
+from wisefuse_plugins.model.profile import Platform, StageProfile
+from wisefuse_plugins.runtime.store import wisefuse_home
+
+ENV_DB_URL = "WISEFUSE_DB_URL"
+#: Bumped on every incompatible change of the tables; an archive with a newer version is
+#: refused rather than misread.
+SCHEMA_VERSION = 1
+#: Where samples come from (the ``source`` column).
+SOURCES = ("profiler", "lambda-report", "airflow", "prefect")
+#: Code hash recorded for opaque stages (no Python callable to hash).
+OPAQUE_HASH = ""
+#: How long a writer keeps retrying a locked SQLite database before giving up.
+LOCK_RETRY_S = 120.0
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+metadata = MetaData()
+
+samples_table = Table(
+    "samples",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("workflow", String(256), nullable=False),
+    Column("stage", String(256), nullable=False),
+    Column("code_hash", String(64), nullable=False),
+    Column("memory_mb", Integer, nullable=False),
+    Column("arch", String(16), nullable=False),
+    Column("bundle_size", Integer, nullable=False),
+    Column("backend", String(32), nullable=False),
+    Column("instance", Integer, nullable=True),
+    Column("duration_ms", Float, nullable=False),
+    Column("init_ms", Float, nullable=True),
+    Column("cold", Boolean, nullable=False),
+    Column("input_bytes", BigInteger, nullable=True),
+    Column("output_bytes", BigInteger, nullable=True),
+    Column("peak_memory_mb", Float, nullable=True),
+    Column("timestamp", DateTime(timezone=True), nullable=False),
+    Column("source", String(32), nullable=False),
+    Column("ref", String(512), nullable=True),
+    Index(
+        "ix_samples_key",
+        "workflow",
+        "stage",
+        "code_hash",
+        "backend",
+        "arch",
+        "memory_mb",
+        "bundle_size",
+    ),
+    Index("ux_samples_ref", "ref", unique=True),
+)
+
+failures_table = Table(
+    "failures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("workflow", String(256), nullable=False),
+    Column("stage", String(256), nullable=False),
+    Column("code_hash", String(64), nullable=False),
+    Column("memory_mb", Integer, nullable=False),
+    Column("arch", String(16), nullable=False),
+    Column("bundle_size", Integer, nullable=False),
+    Column("backend", String(32), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("timestamp", DateTime(timezone=True), nullable=False),
+    Index("ix_failures_key", "workflow", "stage", "code_hash", "backend", "arch"),
+)
+
+platforms_table = Table(
+    "platforms",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("data", Text, nullable=False),
+    Column("measured_at", DateTime(timezone=True), nullable=False),
+)
+
+meta_table = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", String(256), nullable=False),
+)
+
+T = TypeVar("T")
+
+
+class ArchiveError(WiseFuseError):
+    """The archive cannot be opened, read or written (bad URL, newer schema, locked too long)."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes: they were stored as UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One run of one stage instance, as measured.
+
+    ``duration_ms`` is the function alone, Lambda-equivalent where the source allows it
+    (profiler, Lambda REPORT lines); importers from Airflow and Prefect record the task's
+    run time under their worker (see ``docs/profiles.md``). ``init_ms`` is the cold start
+    of the execution environment when ``cold``. ``peak_memory_mb`` is the invocation's
+    (shared by the instances of a bundle). ``ref`` names the sample at its origin (a
+    Lambda request id, an Airflow task instance, a Prefect task run): importing the same
+    history twice records it once.
+    """
+
+    workflow: str
+    stage: str
+    code_hash: str
+    memory_mb: int
+    duration_ms: float
+    arch: str = "x86_64"
+    bundle_size: int = 1
+    backend: str = "local"
+    instance: int | None = None
+    init_ms: float | None = None
+    cold: bool = False
+    input_bytes: int | None = None
+    output_bytes: int | None = None
+    peak_memory_mb: float | None = None
+    timestamp: datetime = field(default_factory=_now)
+    source: str = "profiler"
+    ref: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.memory_mb, int) or self.memory_mb <= 0:
+            raise ValueError(f"memory_mb must be a positive integer, got {self.memory_mb!r}")
+        if not isinstance(self.bundle_size, int) or self.bundle_size < 1:
+            raise ValueError(f"bundle_size must be >= 1, got {self.bundle_size!r}")
+        if not math.isfinite(self.duration_ms) or self.duration_ms < 0:
+            raise ValueError(f"duration_ms must be finite and >= 0, got {self.duration_ms!r}")
+
+    def row(self) -> dict[str, Any]:
+        row = dataclasses.asdict(self)
+        row["timestamp"] = _utc(self.timestamp)
+        return row
+
+    @classmethod
+    def from_row(cls, row: Any) -> Sample:
+        data = {f.name: getattr(row, f.name) for f in dataclasses.fields(cls)}
+        data["timestamp"] = _utc(data["timestamp"])
+        data["cold"] = bool(data["cold"])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class FailureRecord:
+    """A setting that could not run: out of memory, timeout, crash (kept to skip it next time)."""
+
+    workflow: str
+    stage: str
+    code_hash: str
+    memory_mb: int
+    arch: str
+    bundle_size: int
+    backend: str
+    kind: str
+    message: str
+    timestamp: datetime = field(default_factory=_now)
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Summary of the samples of one (stage, memory, bundle) setting."""
+
+    count: int
+    p50_ms: float
+    p95_ms: float
+    mean_ms: float
+
+
+def default_url() -> str:
+    """``$WISEFUSE_DB_URL``, else ``sqlite:///$WISEFUSE_HOME/profiles.sqlite``."""
+    url = os.environ.get(ENV_DB_URL)
+    if url:
+        return url
+    return f"sqlite:///{(wisefuse_home() / 'profiles.sqlite').resolve()}"
+
+
+def _is_locked(err: DBAPIError) -> bool:
+    text = str(getattr(err, "orig", err)).lower()
+    return "locked" in text or "busy" in text
+
+
+def _is_race(err: DBAPIError) -> bool:
+    """Another process created the same table or inserted the same ``ref`` first."""
+    text = str(getattr(err, "orig", err)).lower()
+    return isinstance(err, IntegrityError) or "already exists" in text
+
+
+class Archive:
+    """Samples, failures and platform constants in one SQL database (SQLAlchemy Core).
+
+    Opening creates the tables on first use and checks the schema version; an archive
+    written by a newer wisefuse is refused with :class:`ArchiveError`. Thread- and
+    process-safe for writers. Use as a context manager or call :meth:`close`.
+    """
+
+    def __init__(self, url: str | None = None, *, echo: bool = False) -> None:
+        self.url = url or default_url()
+        self.engine = _engine(self.url, echo)
+        self.schema_version = self._retry(self._init_schema, "open")
+        if self.schema_version > SCHEMA_VERSION:
+            self.engine.dispose()
+            raise ArchiveError(
+                f"the profile archive at {self._shown_url()} has schema version "
+                f"{self.schema_version}, newer than this wisefuse understands ({SCHEMA_VERSION})",
+                hint="upgrade wisefuse-plugins, or point WISEFUSE_DB_URL / --db at another database",
+            )
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _shown_url(self) -> str:
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    def _init_schema(self) -> int:
+        with self.engine.begin() as conn:
+            if inspect(conn).has_table("meta"):
+                found = conn.execute(
+                    select(meta_table.c.value).where(meta_table.c.key == "schema_version")
+                ).scalar()
+                if found is not None and int(found) > SCHEMA_VERSION:
+                    return int(found)  # refused by the caller, before touching anything
+            metadata.create_all(conn)
+            found = conn.execute(
+                select(meta_table.c.value).where(meta_table.c.key == "schema_version")
+            ).scalar()
+            if found is None:
+                conn.execute(
+                    insert(meta_table).values(key="schema_version", value=str(SCHEMA_VERSION))
+                )
+                return SCHEMA_VERSION
+            return int(found)
+
+    def _retry(self, fn: Callable[[], T], what: str) -> T:
+        """Run ``fn`` (one transaction), again while the database is locked or raced.
+
+        SQLite allows one writer at a time: the busy timeout waits inside the driver, and
+        this loop covers what it does not (a lock held longer than the timeout, or a
+        schema change racing with another process creating the same tables).
+        """
+        deadline = time.monotonic() + LOCK_RETRY_S
+        delay = 0.005
+        races = 0
+        while True:
+            try:
+                return fn()
+            except DBAPIError as err:
+                locked = isinstance(err, OperationalError) and _is_locked(err)
+                raced = _is_race(err) and races < 5
+                if not (locked or raced) or time.monotonic() > deadline:
+                    raise ArchiveError(
+                        f"profile archive {self._shown_url()}: cannot {what}: {err.orig}",
+                        hint="check the database URL (WISEFUSE_DB_URL / --db) and that it is reachable",
+                    ) from err
+                races += raced
+                time.sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, 0.25)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Archive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- samples ----------------------------------------------------------------------
+
+    def add(self, samples: Iterable[Sample]) -> int:
+        """Record ``samples`` in one transaction; returns how many were new.
+
+        A sample whose ``ref`` is already recorded is skipped, so re-importing the same
+        history is harmless.
+        """
+        rows = [s.row() for s in samples]
+        if not rows:
+            return 0
+
+        def write() -> int:
+            with self.engine.begin() as conn:
+                refs = [r["ref"] for r in rows if r["ref"] is not None]
+                known: set[str] = set()
+                for chunk in _chunks(refs, 500):
+                    known.update(
+                        conn.execute(
+                            select(samples_table.c.ref).where(samples_table.c.ref.in_(chunk))
+                        ).scalars()
+                    )
+                fresh = []
+                for r in rows:
+                    if r["ref"] is not None:
+                        if r["ref"] in known:
+                            continue
+                        known.add(r["ref"])
+                    fresh.append(r)
+                if fresh:
+                    conn.execute(insert(samples_table), fresh)
+                return len(fresh)
+
+        return self._retry(write, "record samples")
+
+    def samples(
+        self,
+        workflow: str | None = None,
+        *,
+        stage: str | None = None,
+        code_hash: str | None = None,
+        backend: str | None = None,
+        arch: str | None = None,
+        memory_mb: int | None = None,
+        bundle_size: int | None = None,
+        source: str | None = None,
+    ) -> list[Sample]:
+        """Samples matching every given filter, oldest first."""
+        c = samples_table.c
+        query = select(samples_table).order_by(c.id)
+        for col, value in (
+            (c.workflow, workflow),
+            (c.stage, stage),
+            (c.code_hash, code_hash),
+            (c.backend, backend),
+            (c.arch, arch),
+            (c.memory_mb, memory_mb),
+            (c.bundle_size, bundle_size),
+            (c.source, source),
+        ):
+            if value is not None:
+                query = query.where(col == value)
+
+        def read() -> list[Sample]:
+            with self.engine.begin() as conn:
+                return [Sample.from_row(r) for r in conn.execute(query)]
+
+        return self._retry(read, "read samples")
+
+    def counts(
+        self, workflow: str, *, backend: str, arch: str
+    ) -> dict[tuple[str, str, int, int], int]:
+        """``(stage, code_hash, memory_mb, bundle_size) -> samples`` (what is already measured)."""
+        c = samples_table.c
+        query = (
+            select(c.stage, c.code_hash, c.memory_mb, c.bundle_size, func.count())
+            .where(c.workflow == workflow, c.backend == backend, c.arch == arch)
+            .group_by(c.stage, c.code_hash, c.memory_mb, c.bundle_size)
+        )
+
+        def read() -> dict[tuple[str, str, int, int], int]:
+            with self.engine.begin() as conn:
+                return {(s, h, m, b): n for s, h, m, b, n in conn.execute(query)}
+
+        return self._retry(read, "count samples")
+
+    def _current(
+        self, workflow: Workflow, backend: str, arch: str | None, stages: Sequence[str] | None
+    ) -> list[Sample]:
+        """The workflow's samples whose code hash is its stages' current one."""
+        current = {
+            s.id: (s.callable.code_hash if s.callable is not None else OPAQUE_HASH)
+            for s in workflow.stages
+            if stages is None or s.id in stages
+        }
+        if not current:
+            return []
+        c = samples_table.c
+        query = (
+            select(samples_table)
+            .where(
+                c.workflow == workflow.name,
+                c.backend == backend,
+                tuple_(c.stage, c.code_hash).in_(list(current.items())),
+            )
+            .order_by(c.id)
+        )
+        if arch is not None:
+            query = query.where(c.arch == arch)
+
+        def read() -> list[Sample]:
+            with self.engine.begin() as conn:
+                return [Sample.from_row(r) for r in conn.execute(query)]
+
+        return self._retry(read, "read samples")
+
+    def profiles_for(
+        self,
+        workflow: Workflow,
+        *,
+        backend: str = "local",
+        arch: str | None = "x86_64",
+        stages: Sequence[str] | None = None,
+    ) -> dict[str, StageProfile]:
+        """The model's input: one :class:`StageProfile` per stage with current samples.
+
+        Only samples whose code hash equals the stage's current hash count. Durations are
+        those of bundle size 1 (the model composes bundles itself); at each (arch, memory)
+        warm samples are used when there are any, as the model adds cold starts itself
+        (``init_ms``: the median of the cold samples' init). ``output_bytes`` is the mean
+        per instance; ``peak_memory_mb`` the most any invocation used. ``arch=None`` keeps
+        every architecture. Stages without samples are absent.
+        """
+        by_stage: dict[str, list[Sample]] = defaultdict(list)
+        for s in self._current(workflow, backend, arch, stages):
+            by_stage[s.stage].append(s)
+        profiles = {}
+        for sid, rows in by_stage.items():
+            single = [r for r in rows if r.bundle_size == 1]
+            if not single:
+                continue
+            groups: dict[tuple[str, int], list[Sample]] = defaultdict(list)
+            for r in single:
+                groups[r.arch, r.memory_mb].append(r)
+            durations = {}
+            for key, group in groups.items():
+                warm = [r.duration_ms for r in group if not r.cold]
+                durations[key] = np.asarray(warm or [r.duration_ms for r in group], dtype=float)
+            outputs = [r.output_bytes for r in rows if r.output_bytes is not None]
+            peaks = [r.peak_memory_mb for r in rows if r.peak_memory_mb is not None]
+            inits = [r.init_ms for r in rows if r.cold and r.init_ms is not None]
+            profiles[sid] = StageProfile(
+                stage=sid,
+                code_hash=rows[0].code_hash,
+                samples=durations,
+                output_bytes=float(np.mean(outputs)) if outputs else 0.0,
+                peak_memory_mb=float(max(peaks)) if peaks else 0.0,
+                init_ms=float(np.median(inits)) if inits else 0.0,
+            )
+        return profiles
+
+    def stats(
+        self, workflow: Workflow, *, backend: str = "local", arch: str | None = "x86_64"
+    ) -> dict[tuple[str, int, int], Stats]:
+        """``(stage, memory_mb, bundle_size) -> Stats`` of the current code's warm samples."""
+        groups: dict[tuple[str, int, int], list[Sample]] = defaultdict(list)
+        for s in self._current(workflow, backend, arch, None):
+            groups[s.stage, s.memory_mb, s.bundle_size].append(s)
+        out = {}
+        for key, rows in sorted(groups.items()):
+            values = np.asarray(
+                [r.duration_ms for r in rows if not r.cold] or [r.duration_ms for r in rows]
+            )
+            out[key] = Stats(
+                count=len(rows),
+                p50_ms=float(np.quantile(values, 0.5)),
+                p95_ms=float(np.quantile(values, 0.95)),
+                mean_ms=float(values.mean()),
+            )
+        return out
+
+    def forget(self, workflow: str, *, stage: str | None = None) -> int:
+        """Delete a workflow's samples and failures (one stage's with ``stage``); returns rows."""
+
+        def drop() -> int:
+            n = 0
+            with self.engine.begin() as conn:
+                for table in (samples_table, failures_table):
+                    q = delete(table).where(table.c.workflow == workflow)
+                    if stage is not None:
+                        q = q.where(table.c.stage == stage)
+                    n += conn.execute(q).rowcount or 0
+            return n
+
+        return self._retry(drop, "delete samples")
+
+    # -- failures ---------------------------------------------------------------------
+
+    def add_failure(self, failure: FailureRecord) -> None:
+        row = dataclasses.asdict(failure)
+        row["timestamp"] = _utc(failure.timestamp)
+
+        def write() -> None:
+            with self.engine.begin() as conn:
+                conn.execute(insert(failures_table).values(**row))
+
+        self._retry(write, "record a failure")
+
+    def failures(
+        self, workflow: str, *, backend: str | None = None, arch: str | None = None
+    ) -> list[FailureRecord]:
+        c = failures_table.c
+        query = select(failures_table).where(c.workflow == workflow).order_by(c.id)
+        if backend is not None:
+            query = query.where(c.backend == backend)
+        if arch is not None:
+            query = query.where(c.arch == arch)
+
+        def read() -> list[FailureRecord]:
+            with self.engine.begin() as conn:
+                rows = conn.execute(query).mappings().all()
+            return [
+                FailureRecord(
+                    **{k: v for k, v in r.items() if k not in ("id", "timestamp")},
+                    timestamp=_utc(r["timestamp"]),
+                )
+                for r in rows
+            ]
+
+        return self._retry(read, "read failures")
+
+    def clear_failures(
+        self,
+        workflow: str,
+        stage: str,
+        *,
+        memory_mb: int,
+        bundle_size: int,
+        backend: str,
+        arch: str,
+    ) -> None:
+        c = failures_table.c
+
+        def drop() -> None:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    delete(failures_table).where(
+                        c.workflow == workflow,
+                        c.stage == stage,
+                        c.memory_mb == memory_mb,
+                        c.bundle_size == bundle_size,
+                        c.backend == backend,
+                        c.arch == arch,
+                    )
+                )
+
+        self._retry(drop, "clear failures")
+
+    # -- platforms --------------------------------------------------------------------
+
+    def save_platform(self, platform: Platform) -> None:
+        """Store (replace) the constants of ``platform.name`` as JSON."""
+        data = json.dumps(dataclasses.asdict(platform), sort_keys=True)
+
+        def write() -> None:
+            with self.engine.begin() as conn:
+                conn.execute(delete(platforms_table).where(platforms_table.c.name == platform.name))
+                conn.execute(
+                    insert(platforms_table).values(
+                        name=platform.name, data=data, measured_at=_now()
+                    )
+                )
+
+        self._retry(write, "save the platform")
+
+    def load_platform(self, name: str = "local") -> Platform | None:
+        """The stored constants of ``name`` (fields this version does not know are dropped)."""
+
+        def read() -> str | None:
+            with self.engine.begin() as conn:
+                return conn.execute(
+                    select(platforms_table.c.data).where(platforms_table.c.name == name)
+                ).scalar()
+
+        text = self._retry(read, "load the platform")
+        if text is None:
+            return None
+        known = {f.name for f in dataclasses.fields(Platform)}
+        return Platform(**{k: v for k, v in json.loads(text).items() if k in known})
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _engine(url: str, echo: bool) -> Engine:
+    """An engine; for SQLite: WAL, a busy timeout and ``BEGIN IMMEDIATE`` transactions.
+
+    pysqlite's deferred transactions take the write lock late, and a reader upgrading to
+    a writer can fail at once with "database is locked" whatever the timeout; taking the
+    lock at BEGIN makes writers queue behind the busy timeout instead.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as err:
+        raise ArchiveError(
+            f"not a database URL: {url!r}",
+            hint="use sqlite:///path/profiles.sqlite or postgresql://user@host/db",
+        ) from err
+    if not parsed.drivername.startswith("sqlite"):
+        try:
+            return create_engine(url, echo=echo, pool_pre_ping=True)
+        except Exception as err:  # a missing driver module, bad options
+            raise ArchiveError(
+                f"cannot open the profile archive at {parsed.render_as_string(hide_password=True)}: {err}",
+                hint="install the database driver (e.g. psycopg for PostgreSQL)",
+            ) from err
+    database = parsed.database
+    in_memory = database in (None, "", ":memory:")
+    if not in_memory:
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        url,
+        echo=echo,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+        **({"poolclass": StaticPool} if in_memory else {}),
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # autocommit in the driver: we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        if not in_memory:
+            for _ in range(100):  # switching to WAL needs a moment without other writers
+                try:
+                    cur.execute("PRAGMA journal_mode=WAL")
+                    break
+                except Exception as err:
+                    if "locked" not in str(err).lower():
+                        raise
+                    time.sleep(0.05)
+            cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def open_archive(url: str | None = None) -> Archive:
+    """The archive at ``url``, ``$WISEFUSE_DB_URL`` or ``$WISEFUSE_HOME/profiles.sqlite``."""
+    return Archive(url)
+
+
+def profiles_for(
+    workflow: Workflow,
+    *,
+    backend: str = "local",
+    arch: str | None = "x86_64",
+    archive: Archive | None = None,
+) -> dict[str, StageProfile]:
+    """:meth:`Archive.profiles_for` on ``archive`` or the default archive."""
+    if archive is not None:
+        return archive.profiles_for(workflow, backend=backend, arch=arch)
+    with Archive() as own:
+        return own.profiles_for(workflow, backend=backend, arch=arch)

@@ -1,0 +1,721 @@
+"""The profiler: run each Python stage alone at a grid of memory sizes and bundle sizes.
+
+How (see ``docs/profiles.md``):
+
+1. The whole workflow runs once (one unit per stage) so that every stage's real inputs
+   are in the store, under a *materialising* run id.
+2. For each Python stage and each (memory, bundle) setting, a one-stage unit is deployed
+   at that memory and bundle size and invoked for a few *rounds*. Each round uses a
+   fresh run id into which the stage's upstream outputs are copied (store bytes, no
+   unpickling), so the stage computes and writes fresh outputs: the handler's
+   idempotency (an output already stored is loaded, not recomputed) never skips work.
+3. Each stage instance run gives one :class:`~wisefuse_plugins.profiles.archive.Sample`:
+   the handler's ``fn_ms`` (the user's function alone) scaled to Lambda-equivalent time
+   by the invocation's ``duration_ms / wall_ms`` (about 1 under the cgroup CPU quota,
+   the conversion factor under the CPU-time clock), plus cold-start INIT, the
+   invocation's peak memory, input and output bytes.
+
+Mapped stages run one invocation per instance (bundle 1) over up to ``max_instances``
+instances spread over the whole range, because their durations are skewed: every
+instance's sample is kept. A bundle size ``b > 1`` runs one invocation per ``b``
+instances and records each instance's time inside the bundle with ``bundle_size=b``.
+
+A setting is measured until it has at least ``runs`` samples for the stage's current
+code hash, so a second call measures nothing new (and does not even materialise).
+Settings that cannot run (out of memory, timeout, crash) are reported, recorded in the
+archive's ``failures`` table and skipped next time unless ``retry_failed``.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import tempfile
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wisefuse_plugins.errors import WiseFuseError
+from wisefuse_plugins.ir import Collect, ConstItem, Item, Output, Stage, Workflow
+from wisefuse_plugins.model.limits import MAX_MEMORY_MB, MIN_MEMORY_MB
+from wisefuse_plugins.optimizer.plan import Arch, Plan, Unit, single_stage_plan
+from wisefuse_plugins.profiles.archive import Archive, FailureRecord, Sample
+from wisefuse_plugins.runtime import store as st
+from wisefuse_plugins.runtime.executor import Invoked, Invoker, RunFailed, execute
+from wisefuse_plugins.runtime.spec import unit_spec, write_spec
+
+DEFAULT_MEMORIES = (512, 1769, 3538)
+COLDSTART_HANDLER = "wisefuse_plugins.profiles.coldstart:handler"
+
+
+class ProfilerError(WiseFuseError):
+    """The workflow cannot be profiled at all (bad grid, opaque stages, it fails to run)."""
+
+
+@dataclass(frozen=True, order=True)
+class Setting:
+    """One point of the profiling grid for one stage."""
+
+    stage: str
+    memory_mb: int
+    bundle_size: int = 1
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A setting that could not run. ``earlier``: failed in an earlier call, not re-tried."""
+
+    setting: Setting
+    kind: str  # "out-of-memory" | "timeout" | "crash" | "error"
+    message: str
+    earlier: bool = False
+
+
+@dataclass
+class ProfileSummary:
+    """What one :func:`profile_workflow` call did."""
+
+    workflow: str
+    backend: str
+    arch: str
+    measured: list[Setting] = field(default_factory=list)
+    skipped: list[Setting] = field(default_factory=list)  # already had enough samples
+    failures: list[Failure] = field(default_factory=list)
+    unprofiled: dict[str, str] = field(default_factory=dict)  # stage -> why not
+    samples: int = 0  # recorded by this call
+    invocations: int = 0
+    wall_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+@dataclass
+class _Call:
+    """One invocation as the profiler needs it (``wall_ms`` None: the backend is Lambda itself)."""
+
+    payload: dict[str, Any]
+    duration_ms: float
+    wall_ms: float | None
+    init_ms: float | None
+    cold: bool
+    max_memory_mb: float
+    error: dict[str, Any] | None
+    billed_ms: float = 0.0
+    cost_usd: float = 0.0
+
+
+class _Deployer:
+    """The invoker the profiler runs through; on the local Lambda, with code loaded at INIT.
+
+    On a :class:`~wisefuse_plugins.runtime.backends.local.LocalLambda` units become
+    functions of their own (``wfprof-<unit>``, so the backend's plan units keep their
+    configuration) whose handler is :mod:`.coldstart`'s. A function is registered again
+    only when its configuration changes (a new memory size; a bundle size travels in the
+    event), so it keeps its warm workers: the materialising run's workers serve the first
+    setting at the same memory. Elsewhere the backend's own deploy and invoke are used.
+    """
+
+    def __init__(self, backend: Invoker) -> None:
+        self.backend = backend
+        self.lam = getattr(backend, "lam", None)
+        if self.lam is not None and not hasattr(self.lam, "register"):
+            self.lam = None
+        self._configs: dict[str, Any] = {}
+        self.names: dict[str, str] = {}
+
+    def deploy(self, unit: Unit, spec_path: Path, workflow: Workflow) -> None:
+        if self.lam is None:
+            self.backend.deploy(unit, spec_path, workflow)
+            self.names[unit.id] = unit.id
+            return
+        from wisefuse_plugins.ir.names import safe_name
+        from wisefuse_plugins.runtime.backends.local import FunctionConfig
+        from wisefuse_plugins.runtime.handler import ENV_ROOT, ENV_SPEC, ENV_STORE
+
+        name = safe_name(f"wfprof-{unit.id}")
+        root = str(getattr(self.backend, "code_root", Path.cwd()))
+        config = FunctionConfig(
+            name=name,
+            handler=COLDSTART_HANDLER,
+            memory_mb=unit.memory_mb,
+            arch=unit.arch,
+            timeout_s=float(getattr(self.backend, "timeout_s", 120.0)),
+            env={
+                ENV_SPEC: str(spec_path),
+                ENV_ROOT: root,
+                ENV_STORE: str(getattr(self.backend, "store_url", "")),
+            },
+            code_dir=root,
+        )
+        if self._configs.get(name) != config:
+            self.lam.register(config)
+            self._configs[name] = config
+        self.names[unit.id] = name
+
+    def call(self, unit_id: str, event: dict[str, Any]) -> _Call:
+        """Invoke through the local Lambda when there is one (it reports wall time too)."""
+        name = self.names.get(unit_id, unit_id)
+        if self.lam is not None:
+            inv = self.lam.invoke(name, event)
+            return _Call(
+                payload=inv.payload if isinstance(inv.payload, dict) else {},
+                duration_ms=inv.duration_ms,
+                wall_ms=inv.wall_ms,
+                init_ms=inv.init_duration_ms,
+                cold=inv.cold,
+                max_memory_mb=float(inv.max_memory_used_mb),
+                error=inv.error,
+                billed_ms=float(inv.billed_duration_ms),
+                cost_usd=inv.cost_usd,
+            )
+        got = self.backend.invoke(name, event)
+        error = None
+        if got.error is not None:
+            error = {
+                "errorType": got.error.get("type", ""),
+                "errorMessage": got.error.get("message", ""),
+            }
+        return _Call(
+            payload=got.payload,
+            duration_ms=got.duration_ms,
+            wall_ms=None,
+            init_ms=got.init_ms if got.cold else None,
+            cold=got.cold,
+            max_memory_mb=float(got.max_memory_mb),
+            error=error,
+            billed_ms=got.billed_ms,
+            cost_usd=got.cost_usd,
+        )
+
+    def invoke(self, unit_id: str, event: dict[str, Any]) -> Invoked:
+        """The executor's view of :meth:`call` (for the materialising run)."""
+        call = self.call(unit_id, event)
+        error = None
+        if call.error is not None:
+            error = {
+                "stage": f"<unit {unit_id}>",
+                "instance": None,
+                "type": call.error.get("errorType", "Runtime.Error"),
+                "message": call.error.get("errorMessage", ""),
+                "traceback": "\n".join(call.error.get("stackTrace") or []),
+            }
+        return Invoked(
+            payload=call.payload,
+            duration_ms=call.duration_ms,
+            billed_ms=call.billed_ms,
+            init_ms=call.init_ms or 0.0,
+            cold=call.cold,
+            max_memory_mb=call.max_memory_mb,
+            cost_usd=call.cost_usd,
+            error=error,
+        )
+
+
+def _failure(call: _Call) -> tuple[str, str] | None:
+    """(kind, message) when the invocation did not run the stage to the end."""
+    if call.error is not None:
+        kind = str(call.error.get("errorType", ""))
+        message = str(call.error.get("errorMessage", ""))
+        if "OutOfMemory" in kind:
+            return "out-of-memory", message or "out of memory"
+        if "Timedout" in kind or "timed out" in message.lower():
+            return "timeout", message
+        return "crash", f"{kind}: {message}"
+    if not call.payload.get("ok"):
+        err = call.payload.get("error") or {}
+        kind = str(err.get("type", "Error"))
+        message = f"{kind}: {err.get('message', '')}"
+        return ("out-of-memory" if kind == "MemoryError" else "error"), message
+    return None
+
+
+def _check_grid(memories: Sequence[int], bundles: Sequence[int], runs: int) -> None:
+    if not memories:
+        raise ProfilerError("no memory sizes to profile", hint="pass e.g. memories=(512, 1769)")
+    for m in memories:
+        if isinstance(m, bool) or not isinstance(m, int) or not MIN_MEMORY_MB <= m <= MAX_MEMORY_MB:
+            raise ProfilerError(
+                f"memory size {m!r} is outside Lambda's {MIN_MEMORY_MB}..{MAX_MEMORY_MB} MB",
+                hint="give memory sizes in MB, e.g. 512,1769,3538",
+            )
+    if not bundles or any(not isinstance(b, int) or b < 1 for b in bundles):
+        raise ProfilerError(f"bundle sizes must be integers >= 1, got {list(bundles)}")
+    if runs < 1:
+        raise ProfilerError(f"runs must be >= 1, got {runs}")
+
+
+def _spread(n: int, k: int) -> list[int]:
+    """``k`` instance numbers spread evenly over ``0..n-1`` (all of them when ``k >= n``)."""
+    if k >= n:
+        return list(range(n))
+    return sorted({round(i * (n - 1) / (k - 1)) for i in range(k)}) if k > 1 else [0]
+
+
+def _bundle_sizes(stage: Stage, bundles: Sequence[int], instances: int) -> list[int]:
+    """Bundle sizes that mean something for ``stage``: 1 for unmapped, at most ``instances``."""
+    if not stage.mapped:
+        return [1]
+    return sorted({min(b, max(instances, 1)) for b in bundles})
+
+
+def _rounds(runs: int, per_round: int) -> int:
+    return max(1, math.ceil(runs / max(per_round, 1)))
+
+
+class _Inputs:
+    """The materialised run's stored outputs, copied into fresh run ids on demand."""
+
+    def __init__(self, store: st.Store, run_id: str) -> None:
+        self.store = store
+        self.run_id = run_id
+        self._cache: dict[str, list[tuple[str, bytes]]] = {}
+
+    def of(self, stage: str) -> list[tuple[str, bytes]]:
+        """(file name, bytes) of everything ``stage`` wrote: out, i<k>, e<k>."""
+        if stage not in self._cache:
+            prefix = f"runs/{self.run_id}/{stage}"
+            self._cache[stage] = [
+                (key.rsplit("/", 1)[-1], self.store.get_bytes(key))
+                for key in self.store.list(prefix)
+            ]
+        return self._cache[stage]
+
+    def drop(self, stage: str) -> None:
+        self._cache.pop(stage, None)
+
+    def count(self, stage: str) -> int:
+        """Instances of a mapped stage, or elements of a scattered list (as the handler counts)."""
+        names = [name for name, _ in self.of(stage)]
+        per_instance = sum(1 for n in names if n.startswith("i"))
+        return per_instance or sum(1 for n in names if n.startswith("e"))
+
+    def value(self, stage: str) -> Any:
+        """The unpickled output of an unmapped stage."""
+        return pickle.loads(dict(self.of(stage))["out.pkl"])
+
+    def size(self, stage: str, name: str) -> int:
+        return sum(len(data) for n, data in self.of(stage) if n == name)
+
+    def copy_into(self, run_id: str, stages: Iterable[str]) -> None:
+        for stage in stages:
+            for name, data in self.of(stage):
+                self.store.put_bytes(f"runs/{run_id}/{stage}/{name}", data)
+
+
+def _instance_count(workflow: Workflow, stage: Stage, inputs: _Inputs) -> int:
+    """How many instances ``stage`` had in the materialising run."""
+    for b in stage.bindings.values():
+        if isinstance(b, ConstItem):
+            return len(b.values)
+        if isinstance(b, Item):
+            if workflow.stage(b.stage).mapped or b.key is None:
+                return inputs.count(b.stage)  # instances, or the scattered elements
+            return len(inputs.value(b.stage)[b.key])  # a list inside a dict output
+    return 1
+
+
+def _input_bytes(workflow: Workflow, stage: Stage, instance: int | None, inputs: _Inputs) -> int:
+    """Bytes the stage instance reads from the store (pickled, as stored)."""
+    total = 0
+    for b in stage.bindings.values():
+        if isinstance(b, Output):
+            total += inputs.size(b.stage, "out.pkl")
+        elif isinstance(b, Item) and instance is not None:
+            if workflow.stage(b.stage).mapped:
+                total += inputs.size(b.stage, f"i{instance}.pkl")
+            elif b.key is None:
+                total += inputs.size(b.stage, f"e{instance}.pkl")  # only its element
+            else:
+                total += inputs.size(b.stage, "out.pkl")  # the whole dict is read
+        elif isinstance(b, Collect):
+            total += sum(len(d) for n, d in inputs.of(b.stage) if n.startswith("i"))
+    return total
+
+
+def profile_workflow(
+    workflow: Workflow,
+    *,
+    memories: Sequence[int] = DEFAULT_MEMORIES,
+    bundles: Sequence[int] = (1,),
+    runs: int = 5,
+    backend: Invoker | None = None,
+    archive: Archive | None = None,
+    progress: bool = True,
+    code_root: str | Path | None = None,
+    arch: Arch = "x86_64",
+    stages: Sequence[str] | None = None,
+    max_instances: int = 8,
+    timeout_s: float = 120.0,
+    retry_failed: bool = False,
+    backend_name: str = "local",
+    store: st.Store | None = None,
+    workdir: str | Path | None = None,
+    console: Any = None,
+) -> ProfileSummary:
+    """Measure every Python stage of ``workflow`` at ``memories`` x ``bundles``; record samples.
+
+    Parameters
+    ----------
+    backend
+        The executor's invoker (:class:`~wisefuse_plugins.runtime.backends.units.LocalUnits`
+        or the AWS one). Default: a fresh local Lambda (closed at the end) with a temporary
+        store; ``timeout_s`` is then the functions' timeout.
+    archive
+        Where samples go (default: :func:`~wisefuse_plugins.profiles.archive.open_archive`).
+    runs
+        Samples wanted per (stage, memory, bundle). A mapped stage gets one per sampled
+        instance per round, so ``ceil(runs / instances)`` rounds.
+    code_root
+        The folder the stages' source paths are relative to (default: ``source.root``),
+        when the profiler makes its own backend (a given backend has its own).
+    stages
+        Profile only these stage ids (the workflow still runs whole once).
+    max_instances
+        Instances of a mapped stage sampled per round (spread over all of them).
+    store
+        The store the backend reads and writes (default: ``open_store(backend.store_url)``).
+
+    Returns a :class:`ProfileSummary`; settings that cannot run are in ``failures``,
+    never raised. Raises :class:`ProfilerError` when the workflow cannot be profiled at
+    all (opaque stages, or it fails even at the largest memory).
+    """
+    t0 = time.perf_counter()
+    _check_grid(memories, bundles, runs)
+    memories = sorted(set(memories), reverse=True)  # the largest first: warm from materialising
+    summary = ProfileSummary(workflow.name, backend_name, arch)
+    wanted = [s for s in workflow.python_stages if stages is None or s.id in stages]
+    if stages is not None:
+        unknown = sorted(set(stages) - {s.id for s in workflow.stages})
+        if unknown:
+            raise ProfilerError(
+                f"workflow {workflow.name!r} has no stage {unknown[0]!r}",
+                hint=f"its Python stages: {', '.join(s.id for s in workflow.python_stages)}",
+            )
+    for s in workflow.stages:
+        if not s.is_python and (stages is None or s.id in stages):
+            summary.unprofiled[s.id] = f"opaque ({s.opaque_reason or 'not a Python function'})"
+
+    with ExitStack() as stack:
+        if archive is None:
+            from wisefuse_plugins.profiles.archive import open_archive
+
+            archive = stack.enter_context(open_archive())
+        counts = archive.counts(workflow.name, backend=backend_name, arch=arch)
+        failed = {
+            (f.stage, f.code_hash, f.memory_mb, f.bundle_size): f
+            for f in archive.failures(workflow.name, backend=backend_name, arch=arch)
+        }
+
+        def have(s: Stage, m: int, b: int) -> int:
+            assert s.callable is not None
+            return counts.get((s.id, s.callable.code_hash, m, b), 0)
+
+        def todo_for(s: Stage, instances: int, report: bool) -> list[Setting]:
+            assert s.callable is not None
+            out = []
+            for m in memories:
+                for b in _bundle_sizes(s, bundles, instances):
+                    setting = Setting(s.id, m, b)
+                    earlier = failed.get((s.id, s.callable.code_hash, m, b))
+                    if have(s, m, b) >= runs:
+                        if report:
+                            summary.skipped.append(setting)
+                    elif earlier is not None and not retry_failed:
+                        if report:
+                            summary.failures.append(
+                                Failure(setting, earlier.kind, earlier.message, earlier=True)
+                            )
+                    else:
+                        out.append(setting)
+            return out
+
+        expected = {s.id: min(s.parallelism, max_instances) for s in wanted}
+        if not any(todo_for(s, expected[s.id], report=False) for s in wanted):
+            for s in wanted:
+                todo_for(s, expected[s.id], report=True)
+            summary.wall_s = time.perf_counter() - t0
+            return summary
+        if any(not s.is_python for s in workflow.stages):
+            raise ProfilerError(
+                f"workflow {workflow.name!r} has opaque stages "
+                f"({', '.join(s.id for s in workflow.stages if not s.is_python)}) that only "
+                "their framework can run, so its inputs cannot be materialised here",
+                hint="import the task history instead (wisefuse_plugins.profiles.importers)",
+            )
+
+        root = Path(code_root if code_root is not None else workflow.source.root).resolve()
+        if backend is None:
+            from wisefuse_plugins.runtime.backends.local import LocalLambda
+            from wisefuse_plugins.runtime.backends.units import LocalUnits
+
+            lam = stack.enter_context(LocalLambda(keep_alive_s=600))
+            if store is None:
+                tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="wisefuse-prof-"))
+                store = st.LocalStore(Path(tmp) / "store")
+            backend = LocalUnits(lam, store.url, root, timeout_s=timeout_s)
+        elif store is None:
+            store_url = getattr(backend, "store_url", None)
+            if store_url is None:
+                raise ProfilerError(
+                    "pass the backend's store", hint="profile_workflow(..., store=...)"
+                )
+            store = st.open_store(store_url)
+        if workdir is None:
+            workdir = Path(
+                stack.enter_context(tempfile.TemporaryDirectory(prefix="wisefuse-units-"))
+            )
+        workdir = Path(workdir)
+
+        show = _Progress(progress, console)
+        stack.enter_context(show)
+        deployer = _Deployer(backend)
+        base = single_stage_plan(workflow, memory_mb=max(memories), arch=arch)
+        materialised = f"prof-{uuid.uuid4().hex[:10]}"
+        show.status(f"running {workflow.name} once at {max(memories)} MB to materialise inputs")
+        stack.callback(store.delete_prefix, f"runs/{materialised}")
+        try:
+            execute(  # one invocation at a time: one warm worker per unit, reused below
+                workflow,
+                base,
+                deployer,
+                store,
+                workdir=workdir,
+                run_id=materialised,
+                max_concurrency=1,
+                fetch_outputs=False,
+            )
+        except RunFailed as err:
+            raise ProfilerError(
+                f"cannot profile {workflow.name!r}: it fails when run whole at {max(memories)} MB: "
+                f"{err.message}",
+                hint="fix the failing stage (run it with `wisefuse run`) or profile larger memory sizes",
+            ) from err
+        except WiseFuseError as err:  # the executor cannot run this workflow at all
+            raise ProfilerError(
+                f"cannot profile {workflow.name!r}: running it whole failed: {err.message}",
+                hint=err.hint,
+            ) from err
+        inputs = _Inputs(store, materialised)
+
+        jobs: list[tuple[Stage, list[Setting], list[int]]] = []
+        for s in wanted:
+            n = _instance_count(workflow, s, inputs) if s.mapped else 1
+            if s.mapped and n == 0:
+                summary.unprofiled[s.id] = "mapped over an empty list in the materialising run"
+                continue
+            sampled = _spread(n, max_instances) if s.mapped else []
+            todo = todo_for(s, len(sampled), report=True)
+            if todo:
+                jobs.append((s, todo, sampled))
+        total = sum(
+            _rounds(runs, len(sampled) or 1)
+            * (math.ceil(len(sampled) / st_.bundle_size) if sampled else 1)
+            for _, todo, sampled in jobs
+            for st_ in todo
+        )
+        show.start(total)
+        for stage, todo, sampled in jobs:
+            upstream = sorted(stage.upstream_ids())
+            for setting in todo:
+                show.describe(f"{setting.stage} @ {setting.memory_mb} MB x{setting.bundle_size}")
+                got, failure = _measure(
+                    workflow, base, stage, setting, sampled, runs, arch,
+                    deployer, store, inputs, upstream, workdir, show, summary, backend_name,
+                )  # fmt: skip
+                assert stage.callable is not None
+                if failure is not None:
+                    summary.failures.append(failure)
+                    show.log(
+                        f"[yellow]cannot run[/] {setting.stage} at {setting.memory_mb} MB"
+                        f" (bundle {setting.bundle_size}): {failure.kind}: {failure.message}"
+                    )
+                    archive.add_failure(
+                        FailureRecord(
+                            workflow.name, stage.id, stage.callable.code_hash,
+                            setting.memory_mb, arch, setting.bundle_size, backend_name,
+                            failure.kind, failure.message[:2000],
+                        )
+                    )  # fmt: skip
+                    continue
+                summary.samples += archive.add(got)
+                summary.measured.append(setting)
+                if (
+                    stage.id,
+                    stage.callable.code_hash,
+                    setting.memory_mb,
+                    setting.bundle_size,
+                ) in failed:
+                    archive.clear_failures(
+                        workflow.name, stage.id, memory_mb=setting.memory_mb,
+                        bundle_size=setting.bundle_size, backend=backend_name, arch=arch,
+                    )  # fmt: skip
+            for up in upstream:
+                inputs.drop(up)
+    summary.wall_s = time.perf_counter() - t0
+    return summary
+
+
+def _measure(
+    workflow: Workflow,
+    base: Plan,
+    stage: Stage,
+    setting: Setting,
+    sampled: list[int],
+    runs: int,
+    arch: Arch,
+    deployer: _Deployer,
+    store: st.Store,
+    inputs: _Inputs,
+    upstream: list[str],
+    workdir: Path,
+    show: _Progress,
+    summary: ProfileSummary,
+    backend_name: str,
+) -> tuple[list[Sample], Failure | None]:
+    """All rounds of one setting: its samples, or the failure that stopped it."""
+    assert stage.callable is not None
+    unit = Unit(
+        id=stage.id,
+        stages=[stage.id],
+        bundle_size=setting.bundle_size,
+        memory_mb=setting.memory_mb,
+        arch=arch,
+    )
+    plan = base.model_copy(update={"units": [unit if u.id == unit.id else u for u in base.units]})
+    spec_path = write_spec(
+        unit_spec(workflow, plan, unit.id),
+        workdir / f"{stage.id}.unit.json",  # one path: a new bundle size keeps warm workers
+    )
+    deployer.deploy(unit, spec_path, workflow)
+    counts = {up: inputs.count(up) for up in upstream if inputs.count(up)}
+    chunks: list[list[int] | None] = (
+        [sampled[i : i + setting.bundle_size] for i in range(0, len(sampled), setting.bundle_size)]
+        if sampled
+        else [None]
+    )
+    samples: list[Sample] = []
+    for _ in range(_rounds(runs, len(sampled) or 1)):
+        run_id = f"prof-{uuid.uuid4().hex[:10]}"
+        inputs.copy_into(run_id, upstream)
+        try:
+            for chunk in chunks:
+                event: dict[str, Any] = {"run_id": run_id, "counts": counts}
+                if chunk is not None:
+                    event["instances"] = chunk
+                call = deployer.call(unit.id, event)
+                summary.invocations += 1
+                show.advance()
+                problem = _failure(call)
+                if problem is not None:
+                    return [], Failure(setting, *problem)
+                samples += _samples(workflow, stage, setting, arch, call, inputs, backend_name)
+        finally:
+            store.delete_prefix(f"runs/{run_id}")
+    return samples, None
+
+
+def _samples(
+    workflow: Workflow,
+    stage: Stage,
+    setting: Setting,
+    arch: str,
+    call: _Call,
+    inputs: _Inputs,
+    backend_name: str,
+) -> list[Sample]:
+    """One sample per stage instance the invocation ran."""
+    assert stage.callable is not None
+    ratio = 1.0
+    if call.wall_ms and call.wall_ms > 0 and call.duration_ms > 0:
+        ratio = call.duration_ms / call.wall_ms
+    out_bytes = {
+        o.get("instance"): o.get("bytes")
+        for o in call.payload.get("outputs", [])
+        if o.get("stage") == stage.id
+    }
+    found = []
+    for t in call.payload.get("timings", []):
+        if t.get("stage") != stage.id or t.get("resumed"):
+            continue
+        instance = t.get("instance")
+        found.append(
+            Sample(
+                workflow=workflow.name,
+                stage=stage.id,
+                code_hash=stage.callable.code_hash,
+                memory_mb=setting.memory_mb,
+                duration_ms=float(t.get("fn_ms", 0.0)) * ratio,
+                arch=arch,
+                bundle_size=setting.bundle_size,
+                backend=backend_name,
+                instance=instance,
+                init_ms=call.init_ms if call.cold else None,
+                cold=call.cold,
+                input_bytes=_input_bytes(workflow, stage, instance, inputs),
+                output_bytes=out_bytes.get(instance),
+                peak_memory_mb=call.max_memory_mb or None,
+                source="profiler",
+            )
+        )
+    return found
+
+
+class _Progress:
+    """A Rich progress bar, or nothing (tests, ``progress=False``)."""
+
+    def __init__(self, enabled: bool, console: Any = None) -> None:
+        self.enabled = enabled
+        self._bar: Any = None
+        self._task: Any = None
+        if enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self._bar = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+                transient=False,
+            )
+
+    def __enter__(self) -> _Progress:
+        if self._bar is not None:
+            self._bar.start()
+            self._task = self._bar.add_task("starting", total=None)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def status(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, description=text)
+
+    def start(self, total: int) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, total=total, completed=0, description="profiling")
+
+    def describe(self, text: str) -> None:
+        self.status(text)
+
+    def advance(self) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task)
+
+    def log(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.console.print(text)
