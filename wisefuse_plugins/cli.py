@@ -62,7 +62,12 @@ def _root(
 
 @app.command()
 def inspect(
-    target: Annotated[Path, typer.Argument(help="An IR file (*.json) written by wisefuse.")],
+    target: Annotated[
+        str,
+        typer.Argument(
+            help="An IR file (*.json), an Airflow DAG file or a Prefect flow file (*.py[::NAME])."
+        ),
+    ],
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the normalised IR JSON instead of tables.")
     ] = False,
@@ -81,11 +86,30 @@ def inspect(
 
 
 @app.command()
-def demo() -> None:
-    """Run the whole path on a bundled example, locally, with no AWS account."""
-    from wisefuse_plugins.demo import run_demo
+def demo(
+    quick: Annotated[
+        bool,
+        typer.Option("--quick", help="Small sizes, fewer runs: a smoke test in about a minute."),
+    ] = False,
+    prefect: Annotated[
+        bool, typer.Option("--prefect", help="Use the Prefect flow instead of the Airflow DAG.")
+    ] = False,
+    app_name: Annotated[
+        str, typer.Option("--app", help="Example app: video, ml or svd.")
+    ] = "video",
+    out: Annotated[
+        Path, typer.Option("--out", help="Where the plot, plans, profiles and store go.")
+    ] = Path("wisefuse-demo"),
+) -> None:
+    """Run the whole path on a bundled example on the local backend (no AWS account needed)."""
+    from wisefuse_plugins.demo import APPS, DemoSettings, run_demo
 
-    run_demo(console)
+    if app_name not in APPS:
+        raise WiseFuseError(
+            f"unknown example app {app_name!r}", hint=f"choose one of {', '.join(APPS)}"
+        )
+    kw = {"app": app_name, "framework": "prefect" if prefect else "airflow", "out": out}
+    run_demo(console, DemoSettings.quick(**kw) if quick else DemoSettings(**kw))
 
 
 @app.command()
@@ -308,6 +332,156 @@ def profile(
             f"{platform.store_bandwidth_mb_s:.0f} MB/s; invocation overhead "
             f"{platform.invoke_overhead_ms:.2f} ms, dispatch {platform.orchestration_ms:.2f} ms"
         )
+
+
+@app.command()
+def optimize(
+    target: Annotated[
+        str, typer.Argument(help="An IR file (*.json) or a workflow file (*.py[::ENTRY]).")
+    ],
+    slo: Annotated[
+        str,
+        typer.Option(
+            "--slo", help="P95 objective: seconds (12.5) or a multiple of User-Max's P95 (1.5x)."
+        ),
+    ] = "1.5x",
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the plan.")] = Path(
+        "plan.json"
+    ),
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            "--plot", help="Also save the cost / P95 Pareto frontier, with the baselines, as PNG."
+        ),
+    ] = None,
+    backend: Annotated[
+        str, typer.Option("--backend", help="Whose profiles and platform figures to use.")
+    ] = "local",
+    db: Annotated[
+        str | None, typer.Option("--db", help="Profile archive URL (default: $WISEFUSE_DB_URL).")
+    ] = None,
+    observe_run: Annotated[
+        bool,
+        typer.Option(
+            "--observe/--no-observe",
+            help="Run the workflow once in-process to learn mapped stages' sizes when they are only guessed.",
+        ),
+    ] = True,
+) -> None:
+    """Choose the cheapest plan whose predicted P95 meets the SLO; write it as JSON."""
+    from wisefuse_plugins.model.predict import Model
+    from wisefuse_plugins.model.profile import Platform
+    from wisefuse_plugins.optimizer.baselines import BASELINES
+    from wisefuse_plugins.optimizer.plan import dump_plan
+    from wisefuse_plugins.optimizer.search import baseline, frontier
+    from wisefuse_plugins.optimizer.search import optimize as plan_for
+    from wisefuse_plugins.profiles import open_archive
+    from wisefuse_plugins.render import plan_table
+    from wisefuse_plugins.targets import load_workflow
+
+    workflow = load_workflow(target)
+    if observe_run and any(
+        s.mapped and s.parallelism_source == "expected" for s in workflow.stages
+    ):
+        from wisefuse_plugins.runtime.observe import observe
+
+        with console.status("running the workflow once to learn its mapped stages' sizes"):
+            workflow, _ = observe(workflow)
+    with open_archive(db) as archive:
+        profiles = archive.profiles_for(workflow, backend=backend)
+        platform = archive.load_platform(backend) or Platform()
+    model = Model(profiles, platform)
+    planned = plan_for(workflow, model, slo)
+    compare = [baseline(workflow, model, name, planned.slo_s) for name in ("user-min", "user-max")]
+    console.print(plan_table(planned, compare))
+    if not planned.meets_slo:
+        err_console.print(
+            f"[yellow]no plan meets the SLO of {planned.slo_s:.3f} s;[/] this is the fastest found "
+            f"(P95 {planned.prediction.p95_s:.3f} s)"
+        )
+    path = dump_plan(planned.plan, out)
+    console.print(f"plan written to {path}")
+    if plot is not None:
+        from wisefuse_plugins.plots import frontier_plot
+
+        with console.status("computing the Pareto frontier"):
+            points = frontier(workflow, model)
+            others = [baseline(workflow, model, name) for name in BASELINES]
+            frontier_plot(
+                points, others, plot, title=f"{workflow.name}: cost vs P95", slos=[planned.slo_s]
+            )
+        console.print(f"Pareto frontier saved to {plot}")
+
+
+@app.command()
+def report(
+    target: Annotated[
+        str, typer.Argument(help="An IR file (*.json) or a workflow file (*.py[::ENTRY]).")
+    ],
+    plan_file: Annotated[Path, typer.Argument(help="The plan (JSON) to run and report on.")],
+    runs: Annotated[
+        int, typer.Option("--runs", help="Measured runs (after one warm-up run).")
+    ] = 10,
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", "-o", help="The page to write: .md (Markdown) or .html; PNGs go beside it."
+        ),
+    ] = Path("report.md"),
+    db: Annotated[
+        str | None, typer.Option("--db", help="Profile archive URL (default: $WISEFUSE_DB_URL).")
+    ] = None,
+) -> None:
+    """Run a plan on the local backend and write predicted vs measured figures and plots."""
+    import tempfile
+    from collections import defaultdict
+
+    from wisefuse_plugins.model.predict import Model
+    from wisefuse_plugins.model.profile import Platform
+    from wisefuse_plugins.optimizer.plan import load_plan
+    from wisefuse_plugins.profiles import open_archive
+    from wisefuse_plugins.report import Report, write
+    from wisefuse_plugins.runtime.backends.local import LocalLambda
+    from wisefuse_plugins.runtime.backends.units import LocalUnits, preload_for
+    from wisefuse_plugins.runtime.executor import execute
+    from wisefuse_plugins.runtime.measure import measure
+    from wisefuse_plugins.runtime.store import LocalStore
+    from wisefuse_plugins.targets import load_workflow
+
+    if runs < 1:
+        raise WiseFuseError("--runs must be at least 1")
+    if out.suffix not in (".md", ".html"):
+        raise WiseFuseError(
+            f"cannot write a report as {out.suffix or 'a file without suffix'}",
+            hint="use .md or .html",
+        )
+    workflow = load_workflow(target)
+    if any(s.mapped and s.parallelism_source == "expected" for s in workflow.stages):
+        from wisefuse_plugins.runtime.observe import observe
+
+        workflow, _ = observe(workflow)
+    plan = load_plan(plan_file, workflow)
+    with open_archive(db) as archive:
+        model = Model(archive.profiles_for(workflow), archive.load_platform("local") or Platform())
+    prediction = model.predict(workflow, plan)
+    unit_ms: dict[str, list[float]] = defaultdict(list)
+    lam_ctx = LocalLambda(preload=preload_for(workflow))
+    with tempfile.TemporaryDirectory(prefix="wisefuse-report-") as tmp, lam_ctx as lam:
+        store = LocalStore(Path(tmp) / "store")
+        units = LocalUnits(lam, store.url, Path(workflow.source.root), timeout_s=900)
+        with console.status(f"running the plan: 1 warm-up + {runs} runs"):
+            measured = measure(workflow, plan, units, store, workdir=Path(tmp) / "units", runs=runs)
+            for _ in range(min(runs, 3)):  # per-unit invocation times, warm
+                for call in execute(
+                    workflow, plan, units, store, workdir=Path(tmp) / "units"
+                ).calls:
+                    unit_ms[call.unit].append(call.invoked.duration_ms)
+    path = write(Report(workflow, plan, prediction, measured, dict(unit_ms)), out)
+    console.print(
+        f"P95 predicted {prediction.p95_s:.3f} s, measured {measured.p95_s:.3f} s; cost per 1,000 runs "
+        f"predicted ${prediction.cost_usd * 1000:.4f}, measured ${measured.mean_cost_usd * 1000:.4f}"
+    )
+    console.print(f"report written to {path}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,8 +3,10 @@
 A target is a path, optionally followed by ``::ENTRY`` to pick one workflow in a file:
 
 - ``*.json``: an IR file written by wisefuse;
-- ``*.py``: a workflow file, read by the adapter of its framework. Today that is Airflow:
-  ``dags/etl.py`` or ``dags/etl.py::my_dag_id`` when the file defines several DAGs.
+- ``*.py``: a workflow file, read by the adapter of its framework: an Airflow DAG file
+  (``dags/etl.py`` or ``dags/etl.py::my_dag_id`` when the file defines several DAGs), or
+  a Prefect flow file (``flows/etl.py::etl``), traced by running the flow once with its
+  default parameters.
 
 The framework of a ``.py`` file is found by :func:`framework_of` (or given explicitly);
 a new adapter registers a reader in :data:`READERS`.
@@ -28,7 +30,14 @@ def _read_airflow(path: Path, entry: str | None) -> Workflow:
     return workflow_from_file(path, dag_id=entry)
 
 
-READERS: dict[str, Callable[[Path, str | None], Workflow]] = {"airflow": _read_airflow}
+def _read_prefect(path: Path, entry: str | None) -> Workflow:
+    """A flow is plain Python: its graph comes from one traced run with its default parameters."""
+    from wisefuse_plugins.adapters.prefect import load_flow_file, trace_flow
+
+    return trace_flow(load_flow_file(path, entry))
+
+
+READERS: dict[str, Callable[[Path, str | None], Workflow]] = {"airflow": _read_airflow, "prefect": _read_prefect}
 """Framework name -> reader of a workflow file (path, entry) -> Workflow."""
 
 _IMPORTS = {  # framework -> how its files import it
@@ -72,11 +81,16 @@ def load_workflow(
                 f"{str(path)!r} is an IR file: it holds one workflow, so ::{entry} means nothing",
                 hint=f"pass {path} alone",
             )
-        return load(path)
+        workflow = load(path)
+        root = Path(workflow.source.root)
+        if not root.is_absolute():  # a relative code root is relative to the IR file
+            source = workflow.source.model_copy(update={"root": str((path.parent / root).resolve())})
+            workflow = workflow.model_copy(update={"source": source})
+        return workflow
     if not path.exists():
         raise WiseFuseError(
             f"{str(path)!r} does not exist",
-            hint="pass an IR file (*.json) or a DAG file (*.py[::DAG_ID])",
+            hint="pass an IR file (*.json), a DAG file or a flow file (*.py[::NAME])",
         )
     if path.suffix == ".py":
         name = framework or framework_of(path)
@@ -88,6 +102,6 @@ def load_workflow(
             )
         return reader(path, entry)
     raise WiseFuseError(
-        f"don't know how to read {str(path)!r}: expected an IR file (*.json) or a DAG file (*.py)",
+        f"don't know how to read {str(path)!r}: expected an IR file (*.json) or a DAG or flow file (*.py)",
         hint="write the IR of a DAG or flow with the Airflow or Prefect adapter first",
     )
