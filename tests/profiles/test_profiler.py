@@ -9,7 +9,7 @@ import pytest
 from wisefuse_plugins.ir import Const, Item, Output, Stage, Workflow, callable_ref, derive_edges
 from wisefuse_plugins.model.predict import Model
 from wisefuse_plugins.optimizer.plan import single_stage_plan
-from wisefuse_plugins.profiles import Archive, ProfilerError, Setting, profile_workflow
+from wisefuse_plugins.profiles import Archive, Setting, profile_workflow
 from wisefuse_plugins.runtime.backends.local import LocalLambda
 from wisefuse_plugins.runtime.backends.units import LocalUnits
 from wisefuse_plugins.runtime.store import LocalStore
@@ -137,12 +137,6 @@ def test_cpu_clock_durations_are_converted(tmp_path):
     assert small > 2.0 * large, (small, large)  # 0.29 vs 1 vCPU: about 3.5x
 
 
-@pytest.mark.xfail(
-    reason="the executor cannot count instances mapped over a list inside a dict output "
-    "(runtime/executor.py _instance_count), so the materialising run fails",
-    raises=ProfilerError,
-    strict=True,
-)
 def test_mapped_over_a_list_inside_a_dict_output(lam, tmp_path):
     stages = [
         Stage(id="grid", callable=callable_ref(prof_app.grid, TOY), bindings={"n": Const(value=3)}),

@@ -63,7 +63,13 @@ class RunFailed(WiseFuseError):
 
     def __init__(self, unit: str, error: dict[str, Any], calls: list[Call]) -> None:
         stage, inst = error.get("stage", "?"), error.get("instance")
-        where = f"stage {stage!r}" + ("" if inst is None else f" instance {inst}")
+        where = f"stage {stage!r}"
+        if error.get("stages"):  # the runtime died in a fused unit: one of these stages
+            where = "one of stages " + ", ".join(repr(s) for s in error["stages"])
+        if inst is not None:
+            where += f" instance {inst}"
+        elif error.get("instances"):
+            where += f" instances {error['instances']}"
         super().__init__(
             f"run failed in unit {unit!r}, {where}: {error.get('type', 'Error')}: {error.get('message', '')}",
             hint="see .error['traceback'] for the task's traceback; fix the task and re-run",
@@ -121,12 +127,22 @@ def _instance_count(workflow: Workflow, unit: Unit, counts: dict[str, int]) -> i
         if isinstance(b, ConstItem):
             return len(b.values)
         if isinstance(b, Item):
-            if b.stage in counts:
-                return counts[b.stage]
+            name = (
+                b.stage
+                if b.key is None or workflow.stage(b.stage).mapped
+                else keyed_count(b.stage, b.key)
+            )
+            if name in counts:
+                return counts[name]
             raise WiseFuseError(
                 f"unit {unit.id!r} maps over {b.stage!r}, whose size is not known yet"
             )
     raise WiseFuseError(f"unit {unit.id!r} is bundled but its first stage is not mapped")
+
+
+def keyed_count(stage: str, key: str) -> str:
+    """The counts entry of the list at ``key`` in an unmapped stage's dict output."""
+    return f"{stage}[{key}]"
 
 
 def _record_counts(payload: dict[str, Any], counts: dict[str, int], lock: threading.Lock) -> None:
@@ -135,6 +151,8 @@ def _record_counts(payload: dict[str, Any], counts: dict[str, int], lock: thread
             if out.get("instance") is None:
                 if "count" in out:
                     counts[out["stage"]] = out["count"]
+                for key, n in (out.get("key_counts") or {}).items():
+                    counts[keyed_count(out["stage"], key)] = n
             else:
                 counts[out["stage"]] = max(counts.get(out["stage"], 0), out["instance"] + 1)
 
@@ -233,23 +251,39 @@ def execute(
                 unit_id = futures.pop(fut)
                 call = fut.result()
                 if not call.ok:
-                    error = (
-                        call.invoked.error
-                        or call.invoked.payload.get("error")
-                        or {"message": "unknown failure"}
-                    )
-                    failure = failure or (unit_id, error)
+                    failure = failure or (unit_id, _failure(units[unit_id], call))
                     continue
                 _record_counts(call.invoked.payload, counts, lock)
                 pending_calls[unit_id] -= 1
                 if pending_calls[unit_id] == 0 and failure is None:
                     finish(unit_id)
     e2e = time.perf_counter() - t0
+    sweep = getattr(store, "sweep_temp", None)
+    if sweep is not None:  # every invocation has returned: partial writes are orphans
+        sweep(f"runs/{run_id}")
     if failure is not None:
         raise RunFailed(failure[0], failure[1], calls)
     outputs = _sink_outputs(workflow, store, run_id, counts) if fetch_outputs else {}
     cost = sum(call_cost(c) for c in calls)
     return RunResult(run_id, outputs, e2e, cost, calls)
+
+
+def _failure(unit: Unit, call: Call) -> dict[str, Any]:
+    """Where and why ``call`` failed. When the runtime itself died (out of memory, timeout,
+    killed) the handler could not say which stage was running: name the unit's stage if
+    it has only one, and the instances the invocation ran."""
+    if call.invoked.error is None:
+        return call.invoked.payload.get("error") or {"message": "unknown failure"}
+    error = dict(call.invoked.error)
+    if len(unit.stages) == 1:
+        error["stage"] = unit.stages[0]
+    else:
+        error["stages"] = list(unit.stages)
+    if call.instances is not None:
+        error["instances"] = list(call.instances)
+        if len(call.instances) == 1:
+            error["instance"] = call.instances[0]
+    return error
 
 
 def _sink_outputs(

@@ -269,7 +269,8 @@ class Invocation:
                     else:
                         lengths.add(len(self._whole(b.stage, b.key)))
                 else:
-                    lengths.add(self._count(b.stage))
+                    keyed = b.key is not None and b.stage not in self.spec.mapped_upstream
+                    lengths.add(len(self._whole(b.stage, b.key)) if keyed else self._count(b.stage))
         if len(lengths) != 1:
             raise ValueError(
                 f"stage {spec.id!r} maps over inputs of different lengths {sorted(lengths)}"
@@ -335,6 +336,14 @@ class Invocation:
             record["count"] = len(items)
         elif isinstance(value, list | tuple):
             record["count"] = len(value)
+        elif isinstance(value, dict):  # others may map over a list inside it (Item with a key)
+            lists = {
+                k: len(v)
+                for k, v in value.items()
+                if isinstance(k, str) and isinstance(v, list | tuple)
+            }
+            if lists:
+                record["key_counts"] = lists
         with self._record_lock:
             self.outputs.append(record)
             self.outputs[-1]["_value"] = value
