@@ -53,6 +53,10 @@ def pytest_configure(config: pytest.Config) -> None:
     state_dir = Path(tempfile.mkdtemp(prefix="wisefuse-tests-"))
     _STATE["dir"] = state_dir
     os.environ.update(framework_env(state_dir))
+    # One BLAS thread here, as in the local Lambda's workers: the same sums in the same
+    # order, so plain runs and planned runs agree to the last bit.
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, "1")
     # A developer's own Prefect server or Cloud must not receive test runs.
     for name in ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_PROFILE"):
         os.environ.pop(name, None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -63,8 +64,13 @@ def task_runs_per_task(flow_run_id: UUID) -> Counter[str]:
                 flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
             )
 
+    # Prefect records task-run states in the background: wait until the API has them all
+    deadline = time.monotonic() + 60
     runs = asyncio.run(read())
-    assert all(run.state.is_completed() for run in runs)
+    while not all(run.state.is_completed() for run in runs) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        runs = asyncio.run(read())
+    assert all(run.state.is_completed() for run in runs), [(r.name, r.state.type) for r in runs]
     return Counter(run.name.rsplit("-", 1)[0] for run in runs)
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import sqlite3
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,7 +21,6 @@ from wisefuse_plugins.profiles import Archive, ArchiveError, Sample, default_url
 from wisefuse_plugins.profiles.archive import SCHEMA_VERSION, meta_table
 
 from ..conftest import load_module_from_path
-from .writers import write_samples
 
 
 def url(path: Path) -> str:
@@ -150,14 +151,18 @@ def test_profiles_feed_the_model(tmp_path):
 def test_concurrent_writers_lose_nothing(tmp_path):
     db = url(tmp_path / "shared.sqlite")
     workers, n = 4, 150
-    ctx = multiprocessing.get_context("fork")  # our modules are imported already: quick starts
-    start = ctx.Barrier(workers)
-    procs = [ctx.Process(target=write_samples, args=(db, w, n, start)) for w in range(workers)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-    assert [p.exitcode for p in procs] == [0] * workers
+    script = Path(__file__).with_name("writers.py")
+    start_at = time.time() + 3  # every interpreter is up by then: the writes overlap
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), db, str(w), str(n), str(start_at)],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for w in range(workers)
+    ]
+    errors = [p.communicate(timeout=180)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * workers, errors
     with Archive(db) as archive:
         assert len(archive.samples("wf")) == workers * n
         assert archive.counts("wf", backend="local", arch="x86_64") == {

@@ -716,7 +716,7 @@ def test_preload_cpu_quota_applies(pl: LocalLambda, code_dir: str) -> None:
         runs = [pl.invoke(f"pspin{m}", {"n": 1_000_000}) for _ in range(3)]
         stretch[m] = _stretch(runs)
     ratio = stretch[512] / stretch[1769]
-    assert 2.3 <= ratio <= 5.0, stretch
+    assert 2.0 <= ratio <= 5.0, stretch  # 3.5 expected; a busy host narrows it, no quota gives ~1
 
 
 def test_preload_close_and_server_death(code_dir: str) -> None:

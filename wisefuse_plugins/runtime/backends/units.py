@@ -9,14 +9,13 @@ architecture retires them (new configuration, new execution environments), as on
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from wisefuse_plugins.ir import Workflow
-from wisefuse_plugins.model.limits import MAX_TIMEOUT_S, vcpus
+from wisefuse_plugins.model.limits import MAX_TIMEOUT_S
 from wisefuse_plugins.optimizer.plan import Unit
 from wisefuse_plugins.runtime.backends.local import FunctionConfig, LocalLambda
 from wisefuse_plugins.runtime.executor import Invoked
@@ -26,15 +25,17 @@ HANDLER = "wisefuse_plugins.runtime.handler:handler"
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def thread_env(memory_mb: int) -> dict[str, str]:
-    """BLAS/OpenMP pools sized to the function's vCPUs, unless the user set them.
+def thread_env() -> dict[str, str]:
+    """One thread per BLAS/OpenMP pool, unless the user set these variables.
 
-    OpenBLAS sizes its pool to the host's cores; under a CPU quota of a fraction of a core
-    its spinning threads starve each other (a 2 ms numpy call took over a second at
-    512 MB). Lambda users set these for the same reason.
+    Two reasons. OpenBLAS sizes its pool to the host's cores, and under a CPU quota of a
+    fraction of a core its spinning threads starve each other (a 2 ms numpy call took
+    over a second at 512 MB). And a pool's size changes the order of floating-point sums:
+    with it fixed, a stage gives bit-identical results at every memory size, so a plan
+    returns exactly what the original workflow returns. Set the variables to size the
+    pools to the vCPUs instead.
     """
-    n = str(max(1, math.ceil(vcpus(memory_mb))))
-    return {k: os.environ.get(k, n) for k in THREAD_VARS}
+    return {k: os.environ.get(k, "1") for k in THREAD_VARS}
 
 
 @dataclass
@@ -55,7 +56,7 @@ class LocalUnits:
             arch=unit.arch,
             timeout_s=self.timeout_s,
             env={
-                **thread_env(unit.memory_mb),
+                **thread_env(),
                 ENV_SPEC: str(spec_path),
                 ENV_ROOT: str(self.code_root),
                 ENV_STORE: self.store_url,
