@@ -45,6 +45,7 @@ from wisefuse_plugins.model.limits import MAX_MEMORY_MB, MIN_MEMORY_MB
 from wisefuse_plugins.optimizer.plan import Arch, Plan, Unit, single_stage_plan
 from wisefuse_plugins.profiles.archive import Archive, FailureRecord, Sample
 from wisefuse_plugins.runtime import store as st
+from wisefuse_plugins.runtime.backends.units import runtime_error
 from wisefuse_plugins.runtime.executor import Invoked, Invoker, RunFailed, execute
 from wisefuse_plugins.runtime.spec import unit_spec, write_spec
 
@@ -196,15 +197,7 @@ class _Deployer:
     def invoke(self, unit_id: str, event: dict[str, Any]) -> Invoked:
         """The executor's view of :meth:`call` (for the materialising run)."""
         call = self.call(unit_id, event)
-        error = None
-        if call.error is not None:
-            error = {
-                "stage": f"<unit {unit_id}>",
-                "instance": None,
-                "type": call.error.get("errorType", "Runtime.Error"),
-                "message": call.error.get("errorMessage", ""),
-                "traceback": "\n".join(call.error.get("stackTrace") or []),
-            }
+        error = runtime_error(unit_id, call.error)
         return Invoked(
             payload=call.payload,
             duration_ms=call.duration_ms,

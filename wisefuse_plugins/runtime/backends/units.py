@@ -69,15 +69,6 @@ class LocalUnits:
 
     def invoke(self, unit_id: str, event: dict[str, Any]) -> Invoked:
         inv = self.lam.invoke(unit_id, event)
-        error = None
-        if inv.error is not None:  # the runtime failed: out of memory, timeout, crash
-            error = {
-                "stage": f"<unit {unit_id}>",
-                "instance": None,
-                "type": inv.error.get("errorType", "Runtime.Error"),
-                "message": inv.error.get("errorMessage", ""),
-                "traceback": "\n".join(inv.error.get("stackTrace") or []),
-            }
         return Invoked(
             payload=inv.payload if isinstance(inv.payload, dict) else {},
             duration_ms=inv.duration_ms,
@@ -86,15 +77,18 @@ class LocalUnits:
             cold=inv.cold,
             max_memory_mb=inv.max_memory_used_mb,
             cost_usd=inv.cost_usd,
-            error=error,
+            error=runtime_error(unit_id, inv.error),
         )
 
 
-def preload_for(workflow: Workflow) -> tuple[str, ...]:
-    """Modules a fork server should import once for this workflow's units.
-
-    Units import the user's DAG or flow file, which imports its framework (seconds of CPU
-    per cold start); with these preloaded, local cold starts fork instead. Real Lambda
-    cold starts pay the import: profile without preload to measure them.
-    """
-    return {"airflow": ("airflow.sdk",), "prefect": ("prefect",)}.get(workflow.source.framework, ())
+def runtime_error(unit_id: str, error: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A Lambda runtime failure (out of memory, timeout, crash) in the executor's error shape."""
+    if error is None:
+        return None
+    return {
+        "stage": f"<unit {unit_id}>",
+        "instance": None,
+        "type": error.get("errorType", "Runtime.Error"),
+        "message": error.get("errorMessage", ""),
+        "traceback": "\n".join(error.get("stackTrace") or []),
+    }
