@@ -18,7 +18,7 @@ _INVALID_RUN = re.compile(r"[^A-Za-z0-9_-]+")
 
 def is_safe_name(name: str) -> bool:
     """True when ``name`` is usable as a Lambda function name as it is."""
-    return bool(_VALID.match(name))
+    return bool(_VALID.fullmatch(name))  # not match: "$" would accept a trailing newline
 
 
 def safe_name(raw: str, taken: Iterable[str] = (), max_length: int = MAX_NAME_LENGTH) -> str:

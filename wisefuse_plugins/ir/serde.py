@@ -9,6 +9,7 @@ Round trips are lossless: ``from_json(to_json(wf)) == wf``.
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -79,7 +80,7 @@ def load_document(
             hint=f"is this a {what} file?",
         )
     version = doc.get("version")
-    if isinstance(version, bool) or version not in versions:
+    if isinstance(version, bool) or not isinstance(version, int) or version not in versions:
         raise IRError(
             [
                 (
@@ -136,7 +137,13 @@ def read_text(path: Path, what: str) -> str:
 
 
 def write_atomic(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    """Write ``text`` to ``path`` through a temporary file of this call's own (concurrent
+    writers of the same path do not collide; a failed write leaves no file behind)."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path

@@ -197,9 +197,9 @@ def put_state_machine(
 
 def start_run(client: Any, state_machine_arn: str, run_id: str) -> str:
     """Start one execution of a deployed plan; returns the execution ARN."""
-    from wisefuse_plugins.runtime.store import check_key
+    from wisefuse_plugins.runtime.store import check_run_id
 
-    check_key(run_id)
+    check_run_id(run_id)
     if len(run_id) > 80:
         raise WiseFuseError(f"run id {run_id!r} is longer than 80 characters")
     answer = client.start_execution(

@@ -180,7 +180,7 @@ def execute(
             hint="run it through the Airflow or Prefect integration, which keeps opaque tasks in place",
         )
     run_id = run_id or f"r-{uuid.uuid4().hex[:12]}"
-    st.check_key(run_id)
+    st.check_run_id(run_id)
     if deploy:
         for unit_id, path in prepare(workflow, plan, workdir).items():
             invoker.deploy(plan.unit(unit_id), path, workflow)

@@ -127,7 +127,7 @@ def parse_event(event: Any, spec: UnitSpec) -> Request:
     run_id = event.get("run_id")
     if not isinstance(run_id, str):
         raise EventError("event.run_id must be a string")
-    st.check_key(run_id)
+    st.check_run_id(run_id)
     instances = event.get("instances")
     if spec.bundled:
         if (
@@ -159,7 +159,8 @@ class StageFailed(Exception):
             "stage": stage,
             "instance": instance,
             "type": type(err).__name__,
-            "message": str(err),
+            "message": str(err)
+            or ("out of memory (the unit's memory limit)" if isinstance(err, MemoryError) else ""),
             "traceback": "".join(traceback.format_exception(err)),
         }
 

@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import inspect
+import os
 import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
+from types import FunctionType, ModuleType
+from typing import Any
 
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir import CallableRef, code_hash
 
-_lock = threading.Lock()
+USER_MODULE_PREFIX = "wisefuse_user_"
+_lock = threading.RLock()
 _modules: dict[Path, ModuleType] = {}
 _functions: dict[tuple[Path, str, str], Callable] = {}
 
@@ -33,7 +37,7 @@ def _import_file(path: Path, root: Path) -> ModuleType:
     module = _modules.get(path)
     if module is not None:
         return module
-    name = f"wisefuse_user_{hashlib.sha1(str(path).encode()).hexdigest()[:10]}_{path.stem}"
+    name = f"{USER_MODULE_PREFIX}{hashlib.sha1(str(path).encode()).hexdigest()[:10]}_{path.stem}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise CodeLoadError(f"cannot import {path}")
@@ -84,6 +88,11 @@ def load_callable(ref: CallableRef, root: str | Path, *, verify_hash: bool = Tru
             except AttributeError:
                 raise CodeLoadError(f"{ref.path} has no attribute {ref.qualname!r}") from None
         fn = unwrap(obj)
+        if not _defined_in(fn, path):  # e.g. "os.system" reached through the module's imports
+            raise CodeLoadError(
+                f"{ref.path}:{ref.qualname} is not a function defined in {ref.path}",
+                hint="plans may only reference functions defined in the user's own files",
+            )
         if verify_hash and code_hash(fn) != ref.code_hash:
             raise CodeLoadError(
                 f"{ref.path}:{ref.qualname} is not the code the plan was made for (code hash differs)",
@@ -91,3 +100,58 @@ def load_callable(ref: CallableRef, root: str | Path, *, verify_hash: bool = Tru
             )
         _functions[key] = fn
         return fn
+
+
+def _defined_in(fn: object, path: Path) -> bool:
+    """True when ``fn``'s source is ``path`` (as :func:`callable_ref` located it)."""
+    try:
+        src = inspect.getsourcefile(fn)  # type: ignore[arg-type]
+    except TypeError:  # a builtin, or not a function at all
+        return False
+    return src is not None and Path(src).resolve() == path
+
+
+# --------------------------------------------------------------------------- pickling
+
+
+def user_reference(obj: type | FunctionType) -> tuple[str, str, str] | None:
+    """``(file, module name, qualname)`` of a class or function defined in a user file that
+    this loader imported, or None. Such a module exists only in processes that loaded the
+    file through :func:`load_callable` under its mangled name, so the store pickles these
+    objects as a call to :func:`user_global` that finds the file again (see store.dumps).
+    """
+    module = sys.modules.get(getattr(obj, "__module__", "") or "")
+    file = getattr(module, "__file__", None)
+    if module is None or file is None or module not in _modules.values():
+        return None
+    found: Any = module
+    for part in obj.__qualname__.split("."):
+        found = getattr(found, part, None)
+    if found is not obj:  # not reachable by name (a lambda, a nested class): pickle refuses it
+        return None
+    return file, module.__name__, obj.__qualname__
+
+
+def user_global(file: str, module_name: str, qualname: str) -> Any:
+    """The class or function ``qualname`` of the user file ``file``, for unpickling.
+
+    Uses the module if this process already imported the file, else imports it (a ``.py``
+    file that exists here, inside ``$WISEFUSE_CODE_ROOT`` when that is set).
+    """
+    module = sys.modules.get(module_name)
+    if module is None:
+        path = Path(file).resolve()
+        env_root = os.environ.get("WISEFUSE_CODE_ROOT")
+        root = Path(env_root).resolve() if env_root else path.parent
+        if path.suffix != ".py" or not path.is_file() or not path.is_relative_to(root):
+            raise CodeLoadError(
+                f"a stored value is an instance of {qualname} from {file}, "
+                "which is not a Python file of the code root here",
+                hint="read the value where the workflow's code is, or return plain data",
+            )
+        with _lock:
+            module = _import_file(path, root)
+    obj: Any = module
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj

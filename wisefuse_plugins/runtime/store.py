@@ -16,12 +16,14 @@ Keys are validated: no absolute paths, no ``..``, nothing outside the root.
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import re
 import tempfile
 import threading
 from pathlib import Path
+from types import FunctionType
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
@@ -38,12 +40,24 @@ class StoreError(WiseFuseError):
 def check_key(key: str) -> str:
     """Return ``key`` if every ``/``-separated segment is a plain name; raise otherwise."""
     parts = key.split("/")
-    if not key or any(not _SEGMENT.match(p) or p in {".", ".."} or ".." in p for p in parts):
+    if not key or any(not _SEGMENT.fullmatch(p) or p in {".", ".."} or ".." in p for p in parts):
         raise StoreError(
             f"unsafe store key {key!r}",
             hint="keys are '/'-separated names of letters, digits, '_', '.', '-' (no '..', no leading '/')",
         )
     return key
+
+
+def check_run_id(run_id: str) -> str:
+    """Return ``run_id`` if it is one plain key segment (a ``/`` would nest one run's keys
+    inside another's: run ``r1/work`` would be counted as instances of run r1's ``work``)."""
+    check_key(run_id)
+    if "/" in run_id:
+        raise StoreError(
+            f"unsafe run id {run_id!r}: it must not contain '/'",
+            hint="run ids are names of letters, digits, '_', '.', '-'",
+        )
+    return run_id
 
 
 def output_key(run_id: str, stage: str, instance: int | None = None) -> str:
@@ -55,9 +69,31 @@ def element_key(run_id: str, stage: str, index: int) -> str:
     return check_key(f"runs/{run_id}/{stage}/e{index}.pkl")
 
 
+class _Pickler(pickle.Pickler):
+    """Pickles classes and functions of the user's files so that any process can load them.
+
+    The loader imports user files under mangled module names (``wisefuse_user_...``) that
+    other processes (the orchestrator, a unit of another file) do not have; a value of a
+    type defined in a user file is pickled with the file's path instead (see
+    :func:`wisefuse_plugins.runtime.loader.user_global`).
+    """
+
+    def reducer_override(self, obj: Any) -> Any:
+        module = str(getattr(obj, "__module__", ""))
+        if isinstance(obj, type | FunctionType) and module.startswith("wisefuse_user_"):
+            from wisefuse_plugins.runtime.loader import user_global, user_reference
+
+            ref = user_reference(obj)
+            if ref is not None:
+                return user_global, ref
+        return NotImplemented
+
+
 def dumps(value: Any, what: str) -> bytes:
     try:
-        return pickle.dumps(value, protocol=PICKLE_PROTOCOL)
+        buffer = io.BytesIO()
+        _Pickler(buffer, protocol=PICKLE_PROTOCOL).dump(value)
+        return buffer.getvalue()
     except (
         Exception
     ) as err:  # pickling raises many types (TypeError, PicklingError, AttributeError)
@@ -138,7 +174,8 @@ class LocalStore:
         return self._path(key).exists()
 
     def list(self, prefix: str) -> list[str]:
-        base = self.root / prefix if prefix else self.root
+        prefix = prefix.strip("/")
+        base = self._path(prefix) if prefix else self.root  # never a folder outside the root
         if not base.exists():
             return []
         return sorted(
@@ -151,7 +188,27 @@ class LocalStore:
         keys = self.list(check_key(prefix))
         for k in keys:
             (self.root / k).unlink(missing_ok=True)
+        self.sweep_temp(prefix)
         return len(keys)
+
+    def sweep_temp(self, prefix: str) -> int:
+        """Remove partial writes (``.tmp-*`` files) under ``prefix``; returns how many.
+
+        A writer killed half-way (timeout, out of memory, SIGKILL) cannot remove its
+        temporary file. Call this only when no writer is active under ``prefix``: the
+        executor does at the end of a run, when every invocation of the run has returned.
+        """
+        base = self._path(prefix)
+        if not base.is_dir():
+            return 0
+        removed = 0
+        for p in base.rglob(".tmp-*"):
+            try:
+                p.unlink()
+                removed += 1
+            except FileNotFoundError:
+                pass
+        return removed
 
 
 def wisefuse_home() -> Path:

@@ -608,8 +608,10 @@ class LocalLambda:
                         state.workers.discard(w)
                         doomed.append(w)
                     if state.busy < state.limit:
-                        if len(state.workers) >= state.limit:  # make room: evict the LRU idle
-                            idle = [w for p in state.idle.values() for w in p]
+                        # workers alive or starting = busy slots + idle workers (a worker
+                        # being started is not in state.workers yet): make room, evict the LRU
+                        idle = [w for p in state.idle.values() for w in p]
+                        if state.busy + len(idle) >= state.limit:
                             lru = min(idle, key=lambda w: w.last_used)
                             doomed += state.take_idle(lambda w, lru=lru: w is lru)
                         state.busy += 1
