@@ -36,8 +36,19 @@ from .faulty import faulty_app
 ROOT = Path(faulty_app.__file__).resolve().parent
 HOST = host_info()
 
-#: The faults a scenario can inject (see faulty_app.inject).
-FAULTS = ("raise", "kill", "oom", "timeout", "half-write", "half-write-scatter", "exit")
+#: The faults a scenario can inject (see faulty_app.inject; "half-write-scatter" is
+#: "half-write-after-2" on ``make``).
+FAULTS = (
+    "raise",
+    "kill",
+    "oom",
+    "timeout",
+    "timeout-escaped",
+    "half-write",
+    "half-write-scatter",
+    "kill-in-write",
+    "exit",
+)
 
 
 # --------------------------------------------------------------------------- workflows
