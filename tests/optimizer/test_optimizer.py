@@ -137,7 +137,7 @@ def test_frontier_is_pareto():
     assert p95 == sorted(p95) and cost == sorted(cost, reverse=True)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10_000), n=st.integers(3, 6), slo=st.sampled_from(["1.2x", "2x", "5x"]))
 def test_constraints_hold_on_random_workflows(seed, n, slo):
     rng = np.random.default_rng(seed)

@@ -227,7 +227,7 @@ def modelled(draw) -> tuple[Workflow, Model]:
 
 
 @pytest.mark.slow
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=modelled(), slo=st.sampled_from(["1.1x", "1.5x", "3x", 60.0]))
 def test_optimizer_plans_respect_lambda_limits(case, slo):
     wf, model = case
