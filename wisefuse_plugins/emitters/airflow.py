@@ -1,0 +1,518 @@
+"""Airflow DAG source for a (workflow, plan): a readable file to commit instead of the drop-in.
+
+:func:`emit_dag` writes the same tasks :func:`wisefuse_plugins.airflow.rewrite` builds in
+memory (the shape comes from :func:`~wisefuse_plugins.providers.airflow.layout.layout`):
+one ``WiseFuseLambdaOperator`` per unit, ``.partial().expand(instances=...)`` for a bundled
+unit, a ``<task>__chunks`` task where the chunks are known only at run time, and ``>>``
+lines for the dependencies. Each unit task names its plan unit; its spec is built from the
+plan and IR files beside the DAG file when the task runs, so parsing the emitted file
+reads nothing and is as fast as any DAG file.
+
+Opaque tasks (Bash, sensors, SQL, anything the adapter keeps in Airflow) are **copied from
+the original DAG file** rather than re-written as source: ``ORIGINAL.copy("publish",
+xcom={...})`` imports the original file when the emitted one is parsed and copies the task
+with its arguments, trigger rule and callbacks, re-pointing its XCom inputs at the tasks
+that now produce them. That keeps any operator exactly as the user configured it, at the
+price of importing the original file; a DAG without opaque tasks imports nothing of it.
+DAG settings (schedule, default_args, params, tags...) are written as literals when they
+are plain values, else read from the original DAG the same way.
+
+The units run the user's functions from the code root (``CODE_ROOT``: by default the
+folder of the emitted file, so emit it beside the original DAG file). The original file
+must stay there for its functions; if both files sit in the DAG folder they need
+different dag_ids (the default adds ``_wisefuse``), or list the original in
+``.airflowignore``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import keyword
+import math
+import re
+import textwrap
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from wisefuse_plugins.errors import WiseFuseError
+from wisefuse_plugins.ir import Workflow, dump
+from wisefuse_plugins.optimizer.plan import Plan, check_plan, dump_plan
+from wisefuse_plugins.providers.airflow.layout import Layout, UnitTask, layout
+
+if TYPE_CHECKING:
+    from airflow.sdk import DAG
+
+__all__ = ["emit_dag", "write_dag"]
+
+DEFAULT_SUFFIX = "_wisefuse"
+LINE_LENGTH = 88  # ruff's default: emitted files live in the user's project
+TAG = "wisefuse"
+
+#: DAG constructor arguments the emitted DAG carries over when they differ from the default.
+_DAG_FIELDS = (
+    "description",
+    "schedule",
+    "start_date",
+    "end_date",
+    "catchup",
+    "default_args",
+    "params",
+    "max_active_tasks",
+    "max_active_runs",
+    "max_consecutive_failed_dag_runs",
+    "dagrun_timeout",
+    "template_searchpath",
+    "user_defined_macros",
+    "user_defined_filters",
+    "on_success_callback",
+    "on_failure_callback",
+    "access_control",
+    "is_paused_upon_creation",
+    "jinja_environment_kwargs",
+    "render_template_as_native_obj",
+    "owner_links",
+    "fail_fast",
+)
+
+
+# --------------------------------------------------------------------------- literals
+
+
+class _Imports:
+    def __init__(self) -> None:
+        self.datetime: set[str] = set()
+
+
+def _q(text: str) -> str:
+    """A double-quoted string literal (what ruff format writes)."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _literal(value: Any, imports: _Imports) -> str | None:
+    """``value`` as Python source, or None when it is not a plain value."""
+    if isinstance(value, str):
+        return _q(value)
+    if value is None or isinstance(value, bool | int):
+        return repr(value)
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else None
+    if isinstance(value, dt.timedelta):
+        imports.datetime.add("timedelta")
+        return f"timedelta(seconds={value.total_seconds()!r})"
+    if isinstance(value, dt.datetime):
+        if value.utcoffset() != dt.timedelta(0):
+            return None
+        imports.datetime.update({"datetime", "timezone"})
+        parts = [value.year, value.month, value.day, value.hour, value.minute, value.second]
+        while len(parts) > 3 and parts[-1] == 0:
+            parts.pop()
+        micro = f", {value.microsecond}" if value.microsecond else ""
+        return f"datetime({', '.join(map(str, parts))}{micro}, tzinfo=timezone.utc)"
+    if isinstance(value, list | tuple):
+        items = [_literal(v, imports) for v in value]
+        if any(i is None for i in items):
+            return None
+        body = ", ".join(items)  # type: ignore[arg-type]
+        return (
+            f"[{body}]" if isinstance(value, list) else f"({body}{',' if len(items) == 1 else ''})"
+        )
+    if isinstance(value, dict):
+        pairs = []
+        for k, v in value.items():
+            lit = _literal(v, imports)
+            if not isinstance(k, str) or lit is None:
+                return None
+            pairs.append(f"{_q(k)}: {lit}")
+        return "{" + ", ".join(pairs) + "}"
+    return None
+
+
+def _params_literal(params: Any, imports: _Imports) -> str | None:
+    """Params as a dict of values, when none carries a schema or description."""
+    try:
+        raw = {k: params.get_param(k) for k in params}
+    except Exception:
+        return None
+    values = {}
+    for k, p in raw.items():
+        if getattr(p, "schema", None) or getattr(p, "description", None):
+            return None
+        values[k] = getattr(p, "value", p)
+    return _literal(values, imports)
+
+
+def _dag_settings(dag: DAG | None, imports: _Imports) -> tuple[list[str], bool]:
+    """``name=value`` lines for the DAG's non-default settings; True if ORIGINAL is needed."""
+    if dag is None:
+        return [
+            "schedule=None,  # TODO: the original DAG was not available: set its schedule"
+        ], False
+    from airflow.sdk import DAG
+
+    default = DAG("wisefuse_default")
+    lines: list[str] = []
+    needs_original = False
+    for name in _DAG_FIELDS:
+        value = getattr(dag, name, None)
+        if name == "params":
+            if not len(value or {}):
+                continue
+            lit = _params_literal(value, imports)
+        else:
+            if value == getattr(default, name, None) and name != "schedule":
+                continue
+            lit = _literal(value, imports)
+        if lit is None:
+            lit = f"ORIGINAL.dag.{name}"
+            needs_original = True
+        lines.append(f"{name}={lit},")
+    tags = sorted({*map(str, dag.tags or ()), TAG})
+    lines.append(f"tags=[{', '.join(map(_q, tags))}],")
+    if dag.doc_md:
+        lines.append("doc_md=__doc__,")
+    return lines, needs_original
+
+
+# --------------------------------------------------------------------------- names
+
+
+def _variables(task_ids: list[str]) -> dict[str, str]:
+    """A distinct Python identifier per task id."""
+    names: dict[str, str] = {}
+    taken = {"dag", "ORIGINAL", "HERE", "UNITS", "Path", "DAG"}
+    for tid in task_ids:
+        base = re.sub(r"\W", "_", tid)
+        if not base or base[0].isdigit() or keyword.iskeyword(base):
+            base = f"t_{base}"
+        name, n = base, 1
+        while name in taken:
+            n += 1
+            name = f"{base}_{n}"
+        taken.add(name)
+        names[tid] = name
+    return names
+
+
+def _describe(wf: Workflow, u: UnitTask) -> str:
+    """A one-line comment: which stages the unit runs, how, and on what."""
+    names = " -> ".join(wf.stage(s.id).name for s in u.spec.stages)
+    how = []
+    if len(u.unit.stages) > 1:
+        how.append("fused")
+    if u.bundled:
+        n = u.unit.bundle_size
+        how.append(f"{n} instance{'s' if n > 1 else ''} per invocation")
+    extra = f" ({', '.join(how)})" if how else ""
+    return f"unit {u.unit.id!r}: {names}{extra}, {u.unit.memory_mb} MB {u.unit.arch}"
+
+
+def _comment(text: str, indent: str) -> list[str]:
+    """``text`` as comment lines that fit in LINE_LENGTH columns."""
+    width = LINE_LENGTH - len(indent) - 2
+    return [f"{indent}# {line}" for line in textwrap.wrap(text, width)]
+
+
+def _call(head: str, args: list[str], indent: str, tail: str = "") -> str:
+    """``head(arg, ...)tail`` on one line if it fits ruff's default 88 columns, else one
+    argument per line (with the trailing comma that keeps ruff format from joining them)."""
+    one = f"{indent}{head}({', '.join(args)}){tail}"
+    if len(one) <= LINE_LENGTH:
+        return one
+    inner = indent + "    "
+    return f"{indent}{head}(\n" + "".join(f"{inner}{a},\n" for a in args) + f"{indent}){tail}"
+
+
+# --------------------------------------------------------------------------- emit
+
+
+def emit_dag(
+    workflow: Workflow,
+    plan: Plan,
+    *,
+    dag_id: str | None = None,
+    dag: DAG | None = None,
+    plan_file: str | None = None,
+    workflow_file: str | None = None,
+    original_file: str | None = None,
+    code_root: str | None = None,
+    backend: str = "local",
+    aws_conn_id: str | None = None,
+) -> str:
+    """The source of a DAG file that runs ``workflow`` under ``plan`` with the provider's operator.
+
+    ``dag_id``: default ``<workflow>_wisefuse``. ``dag``: the original DAG (for its settings
+    and opaque tasks' XCom inputs); loaded from the workflow's source file when not given,
+    if it can be. ``plan_file`` / ``workflow_file``: where the plan and IR JSON will be,
+    relative to the emitted file (default ``<workflow>.plan.json`` / ``<workflow>.ir.json``;
+    :func:`write_dag` writes all three). ``original_file``: the original DAG file, relative
+    to the emitted file (default: its name in the workflow's source). ``code_root``: the
+    folder the callables are relative to (default: the emitted file's folder).
+    """
+    check_plan(plan, workflow)
+    if dag is None:
+        dag = _load_original(workflow)
+    from wisefuse_plugins.airflow import opaque_reads
+
+    reads = opaque_reads(dag, workflow) if dag is not None else None
+    lay = layout(workflow, plan, reads=reads)
+    dag_id = dag_id or f"{workflow.name}{DEFAULT_SUFFIX}"
+    imports = _Imports()
+    settings, needs_original = _dag_settings(dag, imports)
+    needs_original = needs_original or bool(lay.opaque)
+    original = original_file or Path(workflow.source.path or f"{workflow.name}.py").name
+    plan_file = plan_file or f"{workflow.name}.plan.json"
+    workflow_file = workflow_file or f"{workflow.name}.ir.json"
+    return _source(
+        lay,
+        dag_id=dag_id,
+        settings=settings,
+        imports=imports,
+        needs_original=needs_original,
+        original=original,
+        plan_file=plan_file,
+        workflow_file=workflow_file,
+        code_root=code_root,
+        backend=backend,
+        aws_conn_id=aws_conn_id,
+        reads=reads,
+    )
+
+
+def _load_original(workflow: Workflow) -> DAG | None:
+    if workflow.source.framework != "airflow" or not workflow.source.path:
+        return None
+    path = Path(workflow.source.root) / workflow.source.path
+    try:
+        from wisefuse_plugins.adapters.airflow import load_dag_file
+
+        return load_dag_file(path, workflow.source.entry)
+    except WiseFuseError:
+        return None
+
+
+def _source(
+    lay: Layout,
+    *,
+    dag_id: str,
+    settings: list[str],
+    imports: _Imports,
+    needs_original: bool,
+    original: str,
+    plan_file: str,
+    workflow_file: str,
+    code_root: str | None,
+    backend: str,
+    aws_conn_id: str | None,
+    reads: Mapping[str, set[str]] | None,
+) -> str:
+    wf = lay.workflow
+    order = _task_order(lay)
+    var = _variables(order)
+    by_task = {u.task_id: u for u in lay.units}
+    chunk_of = {u.chunks.chunk_task_id: u for u in lay.units if u.chunks and u.chunks.chunk_task_id}
+    relay_of = {r.task_id: r for r in lay.relays.values()}
+    opaque_of = {wf.stage(s).name: s for s in lay.opaque}
+    operators = {"WiseFuseLambdaOperator"}
+    if chunk_of:
+        operators.add("WiseFuseChunksOperator")
+    if relay_of:
+        operators.add("WiseFuseXComRelayOperator")
+
+    body: list[str] = []
+    ind = "    "
+    for tid in order:
+        v = var[tid]
+        if tid in by_task:
+            u = by_task[tid]
+            body += _comment(_describe(wf, u), ind)
+            args = [
+                f"task_id={_q(tid)}",
+                f"unit_id={_q(u.unit.id)}",
+                f"memory_mb={u.unit.memory_mb}",
+                f"arch={_q(u.unit.arch)}",
+            ]
+            if u.retries:
+                args.append(f"retries={u.retries}")
+            if u.multiple_outputs:
+                args.append("multiple_outputs=True")
+            args.append("**UNITS")
+            if not u.bundled:
+                body.append(_call(f"{v} = WiseFuseLambdaOperator", args, ind))
+            else:
+                assert u.chunks is not None
+                if u.chunks.kind == "static":
+                    instances = repr(u.chunks.chunks)
+                else:
+                    assert u.chunks.chunk_task_id is not None
+                    instances = f"{var[u.chunks.chunk_task_id]}.output"
+                tail = f".expand(instances={instances})"
+                body.append(_call(f"{v} = WiseFuseLambdaOperator.partial", args, ind, tail))
+        elif tid in chunk_of:
+            u = chunk_of[tid]
+            src = u.chunks
+            assert src is not None and src.task_id is not None
+            body += _comment(f"the instance chunks {u.task_id!r} maps over, known at run time", ind)
+            args = [f"task_id={_q(tid)}", f"source_task_id={_q(src.task_id)}", f"size={src.size}"]
+            if src.kind == "opaque":
+                args.append('mode="opaque"')
+            if src.key is not None:
+                args.append(f"key={_q(src.key)}")
+            if src.mapped:
+                args.append("mapped=True")
+            body.append(_call(f"{v} = WiseFuseChunksOperator", args, ind))
+        elif tid in relay_of:
+            r = relay_of[tid]
+            body += _comment(
+                f"the value of {wf.stage(r.stage).name!r} for the opaque tasks that read it", ind
+            )
+            args = [
+                f"task_id={_q(tid)}",
+                f"source_task_id={_q(r.source_task_id)}",
+                f"key={_q(r.key)}",
+            ]
+            if r.flatten:
+                args.append("flatten=True")
+            if r.multiple_outputs:
+                args.append("multiple_outputs=True")
+            body.append(_call(f"{v} = WiseFuseXComRelayOperator", args, ind))
+        else:
+            sid = opaque_of[tid]
+            stage = wf.stage(sid)
+            reason = stage.opaque_reason or "kept in Airflow"
+            body += _comment(f"kept from {original}: {reason}", ind)
+            sources = _xcom_sources(lay, sid, reads)
+            args = [_q(tid)]
+            if sources:
+                mapping = ", ".join(f"{_q(t)}: {var[src]}" for t, src in sources.items())
+                args.append(f"xcom={{{mapping}}}")
+            body.append(_call(f"{v} = ORIGINAL.copy", args, ind))
+    if lay.edges:
+        rank = {t: i for i, t in enumerate(order)}
+        body.append("")
+        for a, b in sorted(lay.edges, key=lambda e: (rank[e[0]], rank[e[1]])):
+            body.append(f"{ind}{var[a]} >> {var[b]}")
+
+    n = len(lay.units)
+    summary = textwrap.fill(
+        f'"""{dag_id}: the DAG {wf.name!r} with its Python tasks run on Lambda as WiseFuse units.',
+        LINE_LENGTH,
+    )
+    about = textwrap.fill(
+        f"Written by wisefuse from the DAG {wf.name!r} and its plan ({n} unit{'s' if n != 1 else ''}). "
+        f"The units read the plan ({plan_file}) and the workflow ({workflow_file}) beside this "
+        "file when they run; re-emit the file after `wisefuse optimize` rather than editing it.",
+        LINE_LENGTH,
+    )
+    head: list[str] = [
+        summary,
+        "",
+        about,
+        '"""',
+        "",
+        "from __future__ import annotations",
+        "",
+    ]
+    if imports.datetime:
+        head.append(f"from datetime import {', '.join(sorted(imports.datetime))}")
+    head.append("from pathlib import Path")
+    head += ["", "from airflow.sdk import DAG", ""]
+    if needs_original:
+        head.append("from wisefuse_plugins.airflow import OriginalDag")
+    ops = sorted(operators)
+    if len(ops) == 1:
+        head.append(f"from wisefuse_plugins.providers.airflow.operators import {ops[0]}")
+    else:
+        head.append("from wisefuse_plugins.providers.airflow.operators import (")
+        head += [f"    {o}," for o in ops]
+        head.append(")")
+    root = "str(HERE)" if code_root is None else _q(str(code_root))
+    head += [
+        "",
+        "HERE = Path(__file__).resolve().parent",
+        "# For every unit task: its plan and workflow, where its functions live, where it runs.",
+        "UNITS = {",
+        f'    "plan": str(HERE / {_q(plan_file)}),',
+        f'    "workflow": str(HERE / {_q(workflow_file)}),',
+        f'    "code_root": {root},',
+        f'    "backend": {_q(backend)},',
+    ]
+    if aws_conn_id:
+        head.append(f'    "aws_conn_id": {_q(aws_conn_id)},')
+    head.append("}")
+    if needs_original:
+        entry = wf.source.entry or wf.name
+        head.append(f"ORIGINAL = OriginalDag(HERE / {_q(original)}, {_q(entry)})")
+    head += ["", "with DAG(", f"    dag_id={_q(dag_id)},"]
+    head += [f"    {line}" for line in settings]
+    head.append(") as dag:")
+    if not body:
+        body = [f"{ind}pass"]
+    return "\n".join(head + body) + "\n"
+
+
+def _xcom_sources(lay: Layout, sid: str, reads: Mapping[str, set[str]] | None) -> dict[str, str]:
+    """Original task id -> task id that stands for it, for the XComArgs of opaque stage ``sid``."""
+    wf = lay.workflow
+    found: dict[str, str] = {}
+    candidates = reads.get(sid, set()) if reads is not None else set(wf.predecessors(sid))
+    if reads is not None:  # opaque producers are read too; reads lists only Python ones
+        candidates |= {p for p in wf.predecessors(sid) if not wf.stage(p).is_python}
+    for p in sorted(candidates, key=lambda s: wf.stage(s).name):
+        stage = wf.stage(p)
+        found[stage.name] = lay.xcom_source(p) if stage.is_python else stage.name
+    return found
+
+
+def _task_order(lay: Layout) -> list[str]:
+    """Every task id of the layout, producers first (ties in workflow order)."""
+    import networkx as nx
+
+    wf = lay.workflow
+    tasks: list[str] = []
+    for s in wf.stages:  # workflow order, then helpers next to their unit
+        tid = lay.task_of[s.id]
+        if tid not in tasks:
+            tasks.append(tid)
+    for u in lay.units:
+        if u.chunks and u.chunks.chunk_task_id:
+            tasks.append(u.chunks.chunk_task_id)
+    tasks += [r.task_id for r in lay.relays.values()]
+    g = nx.DiGraph()
+    g.add_nodes_from(tasks)
+    g.add_edges_from(lay.edges)
+    rank = {t: i for i, t in enumerate(tasks)}
+    return list(nx.lexicographical_topological_sort(g, key=rank.__getitem__))
+
+
+def write_dag(
+    workflow: Workflow,
+    plan: Plan,
+    folder: str | Path,
+    *,
+    dag_id: str | None = None,
+    dag: DAG | None = None,
+    file_name: str | None = None,
+    **kwargs: Any,
+) -> Path:
+    """Write the emitted DAG file and the plan and IR files it reads into ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    dag_id = dag_id or f"{workflow.name}{DEFAULT_SUFFIX}"
+    plan_file = kwargs.pop("plan_file", None) or f"{dag_id}.plan.json"
+    workflow_file = kwargs.pop("workflow_file", None) or f"{dag_id}.ir.json"
+    source = emit_dag(
+        workflow,
+        plan,
+        dag_id=dag_id,
+        dag=dag,
+        plan_file=plan_file,
+        workflow_file=workflow_file,
+        **kwargs,
+    )
+    dump_plan(plan, folder / plan_file)
+    dump(workflow, folder / workflow_file)
+    path = folder / (file_name or f"{dag_id}.py")
+    path.write_text(source, encoding="utf-8")
+    return path

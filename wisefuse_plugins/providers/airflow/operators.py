@@ -1,0 +1,495 @@
+"""Operators: run one plan unit on Lambda, and the two helpers a rewritten DAG needs.
+
+:class:`WiseFuseLambdaOperator` deploys its unit (idempotently: the same spec, memory and
+architecture reuse the deployed function) and invokes it once, or once per chunk of
+instances when it is mapped (a bundled unit). The unit is given either inline (``unit_spec``:
+a spec or the path of one, as :func:`wisefuse_plugins.airflow.rewrite` does) or as the
+``plan`` and ``workflow`` files to build it from when the task runs (as emitted DAG files
+do, so that parsing them reads no file).
+
+Data between units goes through the store; Lambda sees only small events. What Airflow
+tasks see through XCom: the unit's last stage as ``return_value`` (for a chunk: the list
+of its instances' values), every other exported stage under its original task id, and the
+instance counts of the bundled units downstream (see :mod:`.layout`). A failed stage raises an
+:class:`AirflowException` that names the stage and instance and carries the task's
+traceback, so Airflow's retries apply; outputs a failed attempt already stored are reused
+by the next one, never recomputed or overwritten.
+
+Run ids: every task of one DAG run uses the same store run id, made from the dag_id and
+the Airflow run id (see :func:`store_run_id`).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowException
+
+from wisefuse_plugins.optimizer.plan import Arch
+from wisefuse_plugins.providers.airflow.hooks import Backend, WiseFuseLambdaHook
+from wisefuse_plugins.providers.airflow.layout import OpaqueInput, chunk_list, count_key
+from wisefuse_plugins.runtime import store as st
+from wisefuse_plugins.runtime.spec import UnitSpec, read_spec
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from wisefuse_plugins.runtime.executor import Invoked
+
+DEFAULT_MEMORY_MB = 1769
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def store_run_id(dag_id: str, run_id: str, *extra: str) -> str:
+    """A store-safe run id for a DAG run: readable, at most 128 characters, collision-free.
+
+    Airflow run ids hold ``:`` and ``+`` (``manual__2025-01-01T00:00:00+00:00``); the store
+    accepts ``[A-Za-z0-9_.-]``. A hash of the raw ids keeps two runs apart after cleaning.
+    """
+    raw = "\x1f".join([dag_id, run_id, *extra])
+    digest = hashlib.sha256(raw.encode()).hexdigest()[:10]
+    text = re.sub(r"\.{2,}", ".", _UNSAFE.sub("_", ".".join([dag_id, run_id, *extra])))
+    text = text.strip(".-")[:100] or "run"
+    if not (text[0].isalnum() or text[0] == "_"):
+        text = "r" + text
+    return st.check_key(f"{text}-{digest}")
+
+
+@dataclass(frozen=True)
+class ResolvedUnit:
+    """Everything the operator needs about its unit, however it was given."""
+
+    spec: UnitSpec
+    memory_mb: int
+    arch: Arch
+    code_root: str | None
+    stage_tasks: dict[str, str]
+    opaque_inputs: dict[str, OpaqueInput]
+
+    @property
+    def last_stage(self) -> str:
+        return self.spec.stages[-1].id
+
+
+@functools.lru_cache(maxsize=64)
+def _from_files(plan: str, workflow: str, unit_id: str, stamp: tuple[float, float]) -> Any:
+    """Build a unit's layout from an IR file and a plan file (cached while they do not change)."""
+    from wisefuse_plugins.ir import load
+    from wisefuse_plugins.optimizer.plan import load_plan
+    from wisefuse_plugins.providers.airflow.layout import layout
+
+    wf = load(workflow)
+    return wf, layout(wf, load_plan(plan, wf)).unit_task(unit_id)
+
+
+class WiseFuseLambdaOperator(BaseOperator):
+    """Run one unit of a WiseFuse plan on Lambda (local or AWS) and push its outputs to XCom.
+
+    Give the unit as ``unit_spec`` (a :class:`UnitSpec`, its JSON dict, or the path of a spec
+    file, also accepted as ``unit_spec_path``; then ``stage_tasks`` maps stage ids to original task ids for XCom keys and
+    ``opaque_inputs`` says which opaque tasks' XComs to copy into the store), or as
+    ``plan`` + ``workflow`` (paths of a plan JSON and an IR JSON, relative to the DAG file).
+    ``memory_mb`` / ``arch`` default to the plan's. ``instances``: the instance numbers this
+    task runs, for a bundled unit (map it with ``.expand(instances=...)``). ``code_root``:
+    the folder the workflow's callables are relative to (default: the IR's root, else the
+    DAG file's folder). ``archive``: record per-stage timings to the profile archive: a
+    SQLAlchemy URL, True for the default archive, None to record only when
+    ``$WISEFUSE_DB_URL`` is set, False never. ``hook_params``: more keyword arguments of
+    :class:`WiseFuseLambdaHook`.
+    """
+
+    ui_color = "#fbd38d"
+    template_fields: Sequence[str] = ()
+
+    def __init__(
+        self,
+        *,
+        unit_id: str,
+        unit_spec: UnitSpec | Mapping[str, Any] | str | os.PathLike[str] | None = None,
+        unit_spec_path: str | os.PathLike[str] | None = None,
+        plan: str | os.PathLike[str] | None = None,
+        workflow: str | os.PathLike[str] | None = None,
+        memory_mb: int | None = None,
+        arch: Arch | None = None,
+        instances: Sequence[int] | None = None,
+        backend: Backend = "local",
+        aws_conn_id: str | None = None,
+        store: str | None = None,
+        code_root: str | os.PathLike[str] | None = None,
+        stage_tasks: Mapping[str, str] | None = None,
+        opaque_inputs: Mapping[str, Mapping[str, Any]] | None = None,
+        archive: str | bool | None = None,
+        hook_params: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        unit_spec = unit_spec if unit_spec is not None else unit_spec_path
+        if (unit_spec is None) == (plan is None or workflow is None):
+            raise ValueError(
+                f"{self.task_id}: give either unit_spec, or both plan and workflow (files)"
+            )
+        if isinstance(unit_spec, UnitSpec):
+            unit_spec = unit_spec.model_dump(mode="json")
+        elif isinstance(unit_spec, os.PathLike):
+            unit_spec = os.fspath(unit_spec)
+        self.unit_id = unit_id
+        self.unit_spec = unit_spec
+        self.plan = os.fspath(plan) if plan is not None else None
+        self.workflow = os.fspath(workflow) if workflow is not None else None
+        self.memory_mb = memory_mb
+        self.arch = arch
+        self.instances = list(instances) if instances is not None else None
+        self.backend = backend
+        self.aws_conn_id = aws_conn_id
+        self.store = store
+        self.code_root = os.fspath(code_root) if code_root is not None else None
+        self.stage_tasks = dict(stage_tasks or {})
+        self.opaque_inputs = {k: dict(v) for k, v in (opaque_inputs or {}).items()}
+        self.archive = archive
+        self.hook_params = dict(hook_params or {})
+
+    # -- what to run ------------------------------------------------------------------
+
+    def _dag_folder(self) -> Path:
+        fileloc = getattr(self.dag, "fileloc", None) if self.has_dag() else None
+        return Path(fileloc).resolve().parent if fileloc else Path.cwd()
+
+    def _path(self, value: str) -> Path:
+        path = Path(value)
+        return path if path.is_absolute() else self._dag_folder() / path
+
+    def resolve(self) -> ResolvedUnit:
+        """The unit spec and its settings, from the inline spec or from the plan files."""
+        if self.unit_spec is not None:
+            if isinstance(self.unit_spec, str):
+                spec = read_spec(self._path(self.unit_spec))
+            else:
+                spec = UnitSpec.model_validate(self.unit_spec)
+            return ResolvedUnit(
+                spec=spec,
+                memory_mb=self.memory_mb or DEFAULT_MEMORY_MB,
+                arch=self.arch or "x86_64",
+                code_root=self.code_root,
+                stage_tasks=self.stage_tasks or {s.id: s.id for s in spec.stages},
+                opaque_inputs={k: OpaqueInput.from_json(v) for k, v in self.opaque_inputs.items()},
+            )
+        assert self.plan is not None and self.workflow is not None
+        plan, workflow = self._path(self.plan), self._path(self.workflow)
+        stamp = (plan.stat().st_mtime, workflow.stat().st_mtime)
+        wf, task = _from_files(str(plan), str(workflow), self.unit_id, stamp)
+        return ResolvedUnit(
+            spec=task.spec,
+            memory_mb=self.memory_mb or task.unit.memory_mb,
+            arch=self.arch or task.unit.arch,
+            code_root=self.code_root or wf.source.root,
+            stage_tasks=task.stage_tasks,
+            opaque_inputs=task.opaque_inputs,
+        )
+
+    def get_hook(self) -> WiseFuseLambdaHook:
+        return WiseFuseLambdaHook(
+            backend=self.backend, aws_conn_id=self.aws_conn_id, store=self.store, **self.hook_params
+        )
+
+    # -- running ----------------------------------------------------------------------
+
+    def execute(self, context: Context) -> Any:
+        unit = self.resolve()
+        if unit.spec.bundled and not self.instances:
+            raise AirflowException(
+                f"unit {self.unit_id!r} is bundled: map this task over chunks of instances "
+                "(.expand(instances=...))"
+            )
+        if not unit.spec.bundled and self.instances is not None:
+            raise AirflowException(f"unit {self.unit_id!r} is not bundled: do not pass instances")
+        ti = context["ti"]
+        run_id = store_run_id(self.dag_id, context["dag_run"].run_id)
+        hook = self.get_hook()
+        store = hook.get_store()
+        counts = stage_in(ti, store, run_id, unit.opaque_inputs)
+        deployed = hook.deploy(
+            unit.spec,
+            memory_mb=unit.memory_mb,
+            arch=unit.arch,
+            code_root=unit.code_root or self._dag_folder(),
+        )
+        event: dict[str, Any] = {"run_id": run_id}
+        if counts:
+            event["counts"] = counts
+        if unit.spec.bundled:
+            event["instances"] = list(self.instances or ())
+        invoked = hook.invoke(deployed, event)
+        self.log.info(
+            "unit %s%s: %s, %.0f ms (billed %.0f ms, %d MB), $%.8f",
+            self.unit_id,
+            f" instances {self.instances}" if self.instances is not None else "",
+            "cold" if invoked.cold else "warm",
+            invoked.duration_ms,
+            invoked.billed_ms,
+            unit.memory_mb,
+            invoked.cost_usd,
+        )
+        payload = invoked.payload
+        if invoked.error is not None or not payload.get("ok"):
+            raise AirflowException(
+                failure_message_for(
+                    self.unit_id, invoked.error or payload.get("error"), unit.stage_tasks
+                )
+            )
+        values = output_values(payload, store, unit.spec.exports)
+        for stage in unit.spec.exports:
+            if stage != unit.last_stage:
+                ti.xcom_push(key=unit.stage_tasks.get(stage, stage), value=values.get(stage))
+        for b in unit.spec.bundles:  # how many instances each bundled unit downstream has
+            chunks = (payload.get("chunks") or {}).get(b.slot)
+            if chunks is not None:
+                ti.xcom_push(key=count_key(b.unit), value=sum(len(c) for c in chunks))
+        record_timings(
+            self.log,
+            context,
+            unit.spec,
+            invoked,
+            memory_mb=unit.memory_mb,
+            arch=unit.arch,
+            backend=self.backend,
+            bundle_size=len(self.instances or ()) if unit.spec.bundled else 1,
+            archive=self.archive,
+            init_measured=not hook.preloads,
+        )
+        return values.get(unit.last_stage)
+
+
+def stage_in(
+    ti: Any, store: st.Store, run_id: str, inputs: Mapping[str, OpaqueInput]
+) -> dict[str, int]:
+    """Copy opaque tasks' XComs that the unit reads into the store; returns their counts.
+
+    Writes are first-write-wins, so the tasks of a run that read the same opaque value
+    store it once.
+    """
+    counts: dict[str, int] = {}
+    for stage, src in inputs.items():
+        what = f"the XCom of task {src.task_id!r}"
+        if src.mapped:
+            values = list(ti.xcom_pull(task_ids=[src.task_id]) or [])
+            for i, v in enumerate(values):
+                st.put(store, st.output_key(run_id, stage, i), v, what)
+            counts[stage] = len(values)
+            continue
+        value = ti.xcom_pull(task_ids=src.task_id)
+        for key in src.keys:
+            if not (isinstance(value, Mapping) and key in value):
+                extra = ti.xcom_pull(task_ids=src.task_id, key=key)
+                value = {**(value if isinstance(value, Mapping) else {}), key: extra}
+        st.put(store, st.output_key(run_id, stage), value, what)
+        if src.elements:
+            items = list(value or [])
+            for i, item in enumerate(items):
+                st.put(store, st.element_key(run_id, stage, i), item, f"{what}, element {i}")
+            counts[stage] = len(items)
+    return counts
+
+
+_EXACT_IN_JSON = (str, int, float, bool, type(None))
+
+
+def output_values(payload: Mapping[str, Any], store: st.Store, stages: Sequence[str]) -> dict:
+    """Each exported stage's value (a list over instances for a mapped stage), exactly.
+
+    A scalar comes inline in the response; anything else is read from the store, because
+    the inline copy went through JSON (a tuple would come back a list, an int dict key a
+    string) and XCom must see what the function returned.
+    """
+    whole: dict[str, Any] = {}
+    per_instance: dict[str, dict[int, Any]] = {}
+    for rec in payload.get("outputs", []):
+        stage = rec.get("stage")
+        if stage not in stages:
+            continue
+        inline = "value" in rec and isinstance(rec["value"], _EXACT_IN_JSON)
+        value = rec["value"] if inline else st.get(store, rec["key"])
+        if rec.get("instance") is None:
+            whole[stage] = value
+        else:
+            per_instance.setdefault(stage, {})[int(rec["instance"])] = value
+    for stage, found in per_instance.items():
+        whole[stage] = [found[i] for i in sorted(found)]
+    return whole
+
+
+def failure_message_for(
+    unit_id: str, error: Mapping[str, Any] | None, stage_tasks: Mapping[str, str]
+) -> str:
+    """What failed (stage, original task, instance), and the task's own traceback."""
+    error = error or {}
+    stage = str(error.get("stage", "?"))
+    task = stage_tasks.get(stage)
+    where = f"stage {stage!r}" + (f" (task {task!r})" if task and task != stage else "")
+    if error.get("instance") is not None:
+        where += f" instance {error['instance']}"
+    head = f"unit {unit_id!r} failed in {where}: {error.get('type', 'Error')}: {error.get('message', '')}"
+    trace = str(error.get("traceback") or "").rstrip()
+    return f"{head}\n{trace}" if trace else head
+
+
+# --------------------------------------------------------------------------- archive
+
+
+def record_timings(
+    log: Any,
+    context: Context,
+    spec: UnitSpec,
+    invoked: Invoked,
+    *,
+    memory_mb: int,
+    arch: str,
+    backend: str,
+    bundle_size: int,
+    archive: str | bool | None,
+    init_measured: bool = True,
+) -> int:
+    """Record one sample per stage instance in the profile archive, when one is configured.
+
+    Configured: ``archive`` (a SQLAlchemy URL, or True for the default archive), else
+    ``$WISEFUSE_DB_URL``. Samples are keyed by the Airflow task instance and try, so a
+    re-recorded run adds nothing. ``init_measured`` False (a local cold start forked from
+    preloaded modules) records no init time: it would leave out imports Lambda pays. A
+    failure to record is logged, never fails the task.
+    """
+    if archive is False or (archive is None and not os.environ.get("WISEFUSE_DB_URL")):
+        return 0
+    try:
+        from wisefuse_plugins.profiles.archive import Archive, Sample
+    except ImportError as err:  # pragma: no cover - the archive ships with the package
+        log.warning("no profile archive to record timings in: %s", err)
+        return 0
+    ti = context["ti"]
+    hashes = {s.id: s.callable.code_hash for s in spec.stages}
+    out_bytes = {
+        (o.get("stage"), o.get("instance")): o.get("bytes")
+        for o in invoked.payload.get("outputs", [])
+    }
+    base = f"airflow:{ti.dag_id}/{context['dag_run'].run_id}/{ti.task_id}/{ti.map_index}/{ti.try_number}"
+    samples = [
+        Sample(
+            workflow=spec.workflow,
+            stage=t["stage"],
+            code_hash=hashes.get(t["stage"], ""),
+            memory_mb=memory_mb,
+            duration_ms=float(t.get("fn_ms", 0.0)),
+            arch=arch,
+            bundle_size=bundle_size,
+            backend=backend,
+            instance=t.get("instance"),
+            init_ms=invoked.init_ms if invoked.cold and init_measured else None,
+            cold=invoked.cold,
+            output_bytes=out_bytes.get((t["stage"], t.get("instance"))),
+            peak_memory_mb=invoked.max_memory_mb or None,
+            source="airflow",
+            ref=f"{base}/{t['stage']}/{t.get('instance')}",
+        )
+        for t in invoked.payload.get("timings", [])
+        if not t.get("resumed")
+    ]
+    try:
+        with Archive(archive if isinstance(archive, str) else None) as db:
+            return db.add(samples)
+    except Exception as err:
+        log.warning("could not record timings in the profile archive: %s", err)
+        return 0
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class WiseFuseChunksOperator(BaseOperator):
+    """Return the chunks of instance numbers a bundled unit's mapped task expands over.
+
+    Airflow maps only over a ``return_value``; this task cuts ``range(n)`` into chunks of
+    ``size`` (the plan's bundle size). ``n``: what the counting unit's task pushed under
+    ``key`` (``mode="unit"``), or an opaque task's output counted (``mode="opaque"``: the
+    length of its value, or of its value at ``key``; its number of map indexes when
+    ``mapped``).
+    """
+
+    ui_color = "#fefcbf"
+    template_fields: Sequence[str] = ()
+
+    def __init__(
+        self,
+        *,
+        source_task_id: str,
+        size: int,
+        mode: str = "unit",
+        key: str | None = None,
+        mapped: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if mode not in ("unit", "opaque"):
+            raise ValueError(f"mode must be 'unit' or 'opaque', got {mode!r}")
+        self.source_task_id = source_task_id
+        self.size = size
+        self.mode = mode
+        self.key = key
+        self.mapped = mapped
+
+    def execute(self, context: Context) -> list[list[int]]:
+        ti = context["ti"]
+        if self.mode == "unit":
+            n = ti.xcom_pull(task_ids=self.source_task_id, key=self.key)
+            if not isinstance(n, int):
+                raise AirflowException(
+                    f"task {self.source_task_id!r} pushed no instance count under {self.key!r}"
+                )
+        elif self.mapped:
+            n = len(list(ti.xcom_pull(task_ids=[self.source_task_id]) or []))
+        else:
+            value = ti.xcom_pull(task_ids=self.source_task_id)
+            if self.key is not None:
+                value = (
+                    value[self.key]
+                    if isinstance(value, Mapping) and self.key in value
+                    else ti.xcom_pull(task_ids=self.source_task_id, key=self.key)
+                )
+            n = len(value or [])
+        return chunk_list(n, self.size)
+
+
+class WiseFuseXComRelayOperator(BaseOperator):
+    """Return another task's XCom as this task's ``return_value`` (for opaque consumers).
+
+    ``flatten``: the source is a mapped chunk task; its chunks' lists are concatenated in
+    instance order, which is what the original mapped task's consumers saw.
+    """
+
+    ui_color = "#fefcbf"
+    template_fields: Sequence[str] = ()
+
+    def __init__(
+        self,
+        *,
+        source_task_id: str,
+        key: str = "return_value",
+        flatten: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.source_task_id = source_task_id
+        self.key = key
+        self.flatten = flatten
+
+    def execute(self, context: Context) -> Any:
+        ti = context["ti"]
+        if self.flatten:
+            chunks = ti.xcom_pull(task_ids=[self.source_task_id], key=self.key) or []
+            return [value for chunk in chunks for value in (chunk or [])]
+        return ti.xcom_pull(task_ids=self.source_task_id, key=self.key)
