@@ -1,0 +1,432 @@
+"""Every planner's plan for the three example apps, executed: measured P95, cost, SLO held.
+
+For each example app (video analytics, ML pipeline, approximate SVD; their Airflow DAGs):
+
+1. profile every stage on the local Lambda (512, 1769 and 3538 MB, bundle size 1) into a
+   temporary archive, calibrate the backend and fit the model;
+2. plan it with every baseline (user-min, user-max, power-tuning, sonic, photons,
+   faastlane) and with WiseFuse at SLOs of 1.5x, 2.5x and 5x User-Max's predicted P95;
+3. execute each distinct plan 1 + ``--runs`` times on the local Lambda (the plans take
+   turns run by run, so all see the same host; a baseline's plan does not depend on the
+   SLO, so it runs once per app) and measure its P95 end-to-end latency
+   (Lambda-equivalent) and its cost per 1,000 runs (Lambda + S3-equivalent requests).
+
+Prints, per app and SLO, every planner's measured P95, cost per 1,000 runs and whether the
+SLO held; whether WiseFuse met every SLO and was the cheapest planner that did; and our
+cost against User-Max's and our P95 against User-Min's next to the paper's figures (63%
+lower cost than User-Max, 61% lower P95 than User-Min). Saves a cost-vs-P95 plot per app.
+
+    .venv/bin/python benchmarks/apps.py [--apps video,ml,svd] [--runs 30] [--json PATH]
+    .venv/bin/python benchmarks/apps.py --quick     # a tiny version (smoke test)
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks._common import (
+    APPS,
+    OUT,
+    LoadedApp,
+    Session,
+    fmt_table,
+    host_line,
+    load_app,
+    parse_apps,
+    plain_log_axes,
+    platform_line,
+    same_result,
+    write_json,
+)
+
+SLOS = ("1.5x", "2.5x", "5x")
+MEMORIES = (512, 1769, 3538)
+PAPER_COST_VS_USER_MAX = 0.63  # WiseFuse's cost this much lower than User-Max's (video, AWS)
+PAPER_P95_VS_USER_MIN = 0.61  # WiseFuse's P95 this much lower than User-Min's
+
+
+@dataclass
+class Row:
+    app: str
+    slo: str
+    slo_s: float
+    planner: str
+    p95_s: float
+    cost_per_1k: float
+    slo_met: bool
+    predicted_p95_s: float
+    predicted_cost_per_1k: float
+    p50_s: float
+    runs: int
+    cold_starts: int
+    plan: str  # units as text
+    same_result: bool  # the plan's outputs are the in-process run's
+
+
+def describe(plan: Any) -> str:
+    parts = []
+    for u in plan.units:
+        stages = "+".join(u.stages)
+        bundle = f" x{u.bundle_size}" if u.bundle_size > 1 else ""
+        parts.append(f"[{stages}{bundle} @{u.memory_mb}{'' if u.arch == 'x86_64' else ' arm64'}]")
+    return " ".join(parts)
+
+
+def _signature(plan: Any) -> tuple:
+    return tuple(sorted((tuple(u.stages), u.bundle_size, u.memory_mb, u.arch) for u in plan.units))
+
+
+def run_app(
+    session: Session,
+    loaded: LoadedApp,
+    *,
+    runs: int,
+    profile_runs: int,
+    memories: tuple[int, ...],
+    planners: list[str],
+    slos: tuple[str, ...],
+) -> tuple[list[Row], float]:
+    from wisefuse_plugins.optimizer.search import baseline, optimize
+
+    wf = loaded.workflow
+    t0 = time.perf_counter()
+    model = session.profile(loaded, memories=memories, runs=profile_runs)
+    print(
+        f"  profiled at {'/'.join(map(str, memories))} MB (bundle 1, {profile_runs} samples per "
+        f"stage and size) in {time.perf_counter() - t0:.0f} s",
+        flush=True,
+    )
+    t0 = time.perf_counter()
+    planned: dict[str, Any] = {name: baseline(wf, model, name) for name in planners}
+    ours = {slo: optimize(wf, model, slo) for slo in slos}
+    print(
+        f"  {platform_line(session.platform)}; planned in {time.perf_counter() - t0:.1f} s",
+        flush=True,
+    )
+    # one measurement per distinct plan
+    distinct: dict[tuple, str] = {}
+    jobs: list[tuple[str, Any]] = []
+    key_of: dict[str, str] = {}
+    for label, p in [*planned.items(), *((f"wisefuse@{s}", p) for s, p in ours.items())]:
+        sig = _signature(p.plan)
+        if sig not in distinct:
+            distinct[sig] = label
+            jobs.append((label, p.plan))
+        key_of[label] = distinct[sig]
+    speedup = session.probe()
+    print(
+        f"  {len(jobs)} distinct plans; probe: an invocation gets {speedup:.2f} of the host's "
+        f"{session.cores} cores now",
+        flush=True,
+    )
+    t0 = time.perf_counter()
+    measured = session.measure_many(loaded, jobs, runs=runs)
+    seconds = time.perf_counter() - t0
+    print(
+        f"  measured {len(jobs)} plans x {runs} runs, taking turns, in {seconds:.0f} s", flush=True
+    )
+    correct = {
+        label: m.outputs is not None and same_result(m.outputs, loaded.expected)
+        for label, m in measured.items()
+    }
+    for label, ok in correct.items():
+        if not ok:
+            print(f"  WARNING: the plan of {label} gave another result than the in-process run")
+
+    umax = planned.get("user-max")
+    if umax is not None:
+        m = measured[key_of["user-max"]]
+        print(
+            f"  User-Max P95: predicted {umax.prediction.p95_s:.3f} s (the SLOs' reference), "
+            f"measured {m.p95_s:.3f} s",
+            flush=True,
+        )
+    rows = []
+    for slo in slos:
+        slo_s = ours[slo].slo_s
+        for label, p in [*planned.items(), ("wisefuse", ours[slo])]:
+            key = key_of[label if label != "wisefuse" else f"wisefuse@{slo}"]
+            m = measured[key]
+            rows.append(
+                Row(
+                    app=loaded.app.key,
+                    slo=slo,
+                    slo_s=slo_s,
+                    planner=label,
+                    p95_s=m.p95_s,
+                    cost_per_1k=m.mean_cost_usd * 1000,
+                    slo_met=m.p95_s <= slo_s,
+                    predicted_p95_s=p.prediction.p95_s,
+                    predicted_cost_per_1k=p.prediction.cost_usd * 1000,
+                    p50_s=m.p50_s,
+                    runs=m.runs,
+                    cold_starts=m.cold_starts,
+                    plan=describe(p.plan),
+                    same_result=correct[key],
+                )
+            )
+    return rows, seconds
+
+
+@dataclass
+class Verdict:
+    app: str
+    slo: str
+    met: bool
+    cheapest: bool
+    cheaper: list[str]  # planners that met the SLO for less
+    cost_vs_user_max: float  # 1 - ours / user-max (cost saved)
+    p95_vs_user_min: float  # 1 - ours / user-min (P95 saved)
+    cost_vs_user_min: float  # ours / user-min - 1 (extra cost)
+
+
+def verdicts(rows: list[Row]) -> list[Verdict]:
+    out = []
+    groups: dict[tuple[str, str], list[Row]] = {}
+    for r in rows:
+        groups.setdefault((r.app, r.slo), []).append(r)
+    for (app, slo), rs in groups.items():
+        by = {r.planner: r for r in rs}
+        ours = by["wisefuse"]
+        cheaper = [
+            r.planner
+            for r in rs
+            if r.planner != "wisefuse" and r.slo_met and r.cost_per_1k < ours.cost_per_1k
+        ]
+        umax, umin = by.get("user-max"), by.get("user-min")
+        out.append(
+            Verdict(
+                app=app,
+                slo=slo,
+                met=ours.slo_met,
+                cheapest=ours.slo_met and not cheaper,
+                cheaper=cheaper,
+                cost_vs_user_max=1 - ours.cost_per_1k / umax.cost_per_1k if umax else float("nan"),
+                p95_vs_user_min=1 - ours.p95_s / umin.p95_s if umin else float("nan"),
+                cost_vs_user_min=ours.cost_per_1k / umin.cost_per_1k - 1 if umin else float("nan"),
+            )
+        )
+    return out
+
+
+def plot(rows: list[Row], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    apps = list(dict.fromkeys(r.app for r in rows))
+    fig, axes = plt.subplots(1, len(apps), figsize=(5.2 * len(apps), 4.6), dpi=120, squeeze=False)
+    markers = dict(
+        zip(
+            ["user-min", "user-max", "power-tuning", "sonic", "photons", "faastlane"],
+            "s^vD<>",
+            strict=True,
+        )
+    )
+    for ax, app in zip(axes[0], apps, strict=True):
+        rs = [r for r in rows if r.app == app]
+        seen = set()
+        for r in rs:
+            if r.planner == "wisefuse" or r.planner in seen:
+                continue
+            seen.add(r.planner)
+            ax.scatter(
+                r.p95_s,
+                r.cost_per_1k,
+                marker=markers.get(r.planner, "o"),
+                s=60,
+                label=r.planner,
+                zorder=3,
+            )
+        slos = list(dict.fromkeys(r.slo for r in rs))
+        for i, slo in enumerate(slos):
+            ours = next(r for r in rs if r.planner == "wisefuse" and r.slo == slo)
+            color = plt.cm.viridis(i / max(1, len(slos) - 1) * 0.8)
+            ax.scatter(
+                ours.p95_s,
+                ours.cost_per_1k,
+                marker="*",
+                s=180,
+                color=color,
+                edgecolor="black",
+                zorder=4,
+                label=f"WiseFuse @ {slo}",
+            )
+            ax.axvline(ours.slo_s, color=color, linestyle=":", linewidth=1.2)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        plain_log_axes(ax)
+        ax.set_xlabel("measured P95 end-to-end latency (s)")
+        ax.set_ylabel("measured cost per 1,000 runs (USD)")
+        ax.set_title(f"{app}: dotted lines are the SLOs")
+        ax.grid(True, which="both", alpha=0.25)
+        ax.legend(fontsize=7, loc="best", framealpha=0.7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    from wisefuse_plugins.optimizer.baselines import BASELINES
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument(
+        "--apps", default=None, help="comma-separated: video,ml,svd (default all; --quick: svd)"
+    )
+    ap.add_argument("--runs", type=int, default=30, help="measured runs per plan (after a warm-up)")
+    ap.add_argument("--profile-runs", type=int, default=10, help="samples per stage and memory")
+    ap.add_argument("--json", default=None, help="write the figures there")
+    ap.add_argument("--plot", default=str(OUT / "apps.png"))
+    ap.add_argument(
+        "--clock",
+        default="cpu-clock",
+        choices=("auto", "cgroup", "cpu-clock"),
+        help="the local Lambda's clock (docs/benchmarks.md says why cpu-clock by default)",
+    )
+    ap.add_argument(
+        "--quick", action="store_true", help="tiny version: svd at its small size, 2 runs"
+    )
+    args = ap.parse_args(argv)
+    apps = parse_apps(args.apps or ("svd" if args.quick else ",".join(APPS)))
+    size = "small" if args.quick else "apps"
+    runs = 2 if args.quick else args.runs
+    profile_runs = 2 if args.quick else args.profile_runs
+    memories = (1024, 3538) if args.quick else MEMORIES
+    planners = list(BASELINES)
+    started = time.perf_counter()
+    print(host_line(args.clock))
+    print(
+        f"apps {', '.join(a.key for a in apps)} at size {size!r}; planners {', '.join(planners)} "
+        f"and wisefuse at {', '.join(SLOS)} of User-Max's predicted P95; each distinct plan: "
+        f"1 warm-up + {runs} runs",
+        flush=True,
+    )
+    rows: list[Row] = []
+    measure_s = 0.0
+    with Session(clock=args.clock) as session:
+        for app in apps:
+            loaded = load_app(app, size)
+            print(
+                f"\n{app.key}: {loaded.workflow.name}, mapped widths {loaded.widths} "
+                f"(loaded and observed in {loaded.seconds:.0f} s)",
+                flush=True,
+            )
+            got, seconds = run_app(
+                session,
+                loaded,
+                runs=runs,
+                profile_runs=profile_runs,
+                memories=memories,
+                planners=planners,
+                slos=SLOS,
+            )
+            rows += got
+            measure_s += seconds
+            _print_app(got)
+        probes = [*session.probes, session.probe()]
+    found = verdicts(rows)
+    print()
+    print(
+        fmt_table(
+            ["app", "SLO", "ours met", "cheapest that met", "cost vs User-Max", "P95 vs User-Min", "cost vs User-Min"],
+            [
+                [
+                    v.app, v.slo, "yes" if v.met else "NO",
+                    "yes" if v.cheapest else ("NO: " + ", ".join(v.cheaper) if v.cheaper else "-"),
+                    f"{-v.cost_vs_user_max:+.0%}", f"{-v.p95_vs_user_min:+.0%}", f"{v.cost_vs_user_min:+.0%}",
+                ]
+                for v in found
+            ],
+            left=4,
+        )
+    )  # fmt: skip
+    for v in found:
+        if not v.met:
+            r = next(
+                x for x in rows if x.app == v.app and x.slo == v.slo and x.planner == "wisefuse"
+            )
+            print(
+                f"missed: {v.app} at {v.slo}: predicted P95 {r.predicted_p95_s:.3f} s <= SLO "
+                f"{r.slo_s:.3f} s, measured {r.p95_s:.3f} s ({r.p95_s / r.predicted_p95_s - 1:+.0%} "
+                f"on the prediction); plan {r.plan}"
+            )
+    met = sum(v.met for v in found)
+    cheapest = sum(v.cheapest for v in found)
+    best_cost = {
+        a: max(v.cost_vs_user_max for v in found if v.app == a) for a in {v.app for v in found}
+    }
+    best_p95 = {
+        a: max(v.p95_vs_user_min for v in found if v.app == a) for a in {v.app for v in found}
+    }
+    print()
+    print(
+        f"WiseFuse met {met} of {len(found)} SLOs as measured, and was the cheapest planner that met it in {cheapest}."
+    )
+    print(
+        "cost lower than User-Max by up to: "
+        + ", ".join(f"{a} {best_cost[a]:.0%}" for a in sorted(best_cost))
+        + f" (paper, video on AWS: {PAPER_COST_VS_USER_MAX:.0%})"
+    )
+    print(
+        "P95 lower than User-Min by up to: "
+        + ", ".join(f"{a} {best_p95[a]:.0%}" for a in sorted(best_p95))
+        + f" (paper: {PAPER_P95_VS_USER_MIN:.0%}, at 11% more cost than User-Min)"
+    )
+    cold = sum(r.cold_starts for r in rows if r.planner != "wisefuse")
+    if cold:
+        print(f"note: {cold} cold starts happened in measured runs (their INIT is in the E2E)")
+    print(f"probe: an invocation got {', '.join(f'{p:.2f}' for p in probes)} of the host's cores")
+    path = plot(rows, Path(args.plot))
+    print(f"plot: {path}")
+    print(host_line(args.clock))
+    total = time.perf_counter() - started
+    print(f"total {total:.0f} s (measuring {measure_s:.0f} s)")
+    write_json(
+        args.json,
+        {
+            "rows": [
+                {
+                    "app": r.app, "slo": r.slo, "planner": r.planner, "p95_s": r.p95_s,
+                    "cost_per_1k": r.cost_per_1k, "slo_met": r.slo_met,
+                }
+                for r in rows
+            ],
+            "details": [asdict(r) for r in rows],
+            "verdicts": [asdict(v) for v in found],
+            "runs": runs,
+            "size": size,
+            "clock": args.clock,
+            "host": host_line(args.clock),
+            "probes": probes,
+            "seconds": total,
+        },
+    )  # fmt: skip
+    return 0
+
+
+def _print_app(rows: list[Row]) -> None:
+    print(
+        fmt_table(
+            ["SLO", "planner", "SLO (s)", "P95 (s)", "predicted", "cost / 1k runs", "predicted", "SLO met", "plan"],
+            [
+                [
+                    r.slo, r.planner, f"{r.slo_s:.3f}", f"{r.p95_s:.3f}", f"{r.predicted_p95_s:.3f}",
+                    f"${r.cost_per_1k:.5f}", f"${r.predicted_cost_per_1k:.5f}",
+                    "yes" if r.slo_met else "no", r.plan,
+                ]
+                for r in rows
+            ],
+            align="llrrrrrrl",
+        )
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
