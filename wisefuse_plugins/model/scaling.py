@@ -15,6 +15,13 @@ Both are fitted per quantile level of the measured distribution, so percentiles
 interpolate between profiled sizes and extrapolate beyond them. :func:`fit` keeps the law
 with the lower leave-one-size-out error when there are three sizes or more, else the vcpu
 law (two points fit two parameters exactly, so nothing would be held out).
+
+The exp law has no notion of CPU share: extrapolated below the smallest profiled size it
+grows without bound (profiled at 512/1769/3538 MB, a video stage got 16x its 512 MB time at
+256 MB, where half the CPU share can at most double it), and above the largest it may fall
+further than more vCPUs allow. Outside the profiled range its predictions are therefore
+kept within the ratio of CPU shares to the nearest profiled size (the vcpu law satisfies
+this by construction); between profiled sizes it is left as fitted.
 """
 
 from __future__ import annotations
@@ -59,12 +66,17 @@ class Fit:
     cpu: np.ndarray  # (LEVELS,) c: CPU ms on one full vCPU (vcpu law)
     exp: tuple[np.ndarray, np.ndarray, float] | None = None  # (a0, a1, a2) for the exp law
     loo_error: float | None = None  # median relative error of held-out sizes (P95 level)
+    #: the profiled sizes (MB) and their quantile table, which bound the exp law
+    anchors: tuple[np.ndarray, np.ndarray] | None = None
 
     def durations(self, memory_mb: float) -> np.ndarray:
         """Predicted quantile values (ms) at ``memory_mb``."""
         if self.law == "exp" and self.exp is not None:
             a0, a1, a2 = self.exp
-            return np.maximum(a0 + a1 * np.exp(-memory_mb / a2), 0.0)
+            found = np.maximum(a0 + a1 * np.exp(-memory_mb / a2), 0.0)
+            return (
+                found if self.anchors is None else _within_shares(found, memory_mb, *self.anchors)
+            )
         return self.wait + self.cpu / min(vcpus(memory_mb), self.threads)
 
     def split(self, memory_mb: float) -> tuple[np.ndarray, np.ndarray]:
@@ -80,6 +92,21 @@ class Fit:
         vc_total = self.wait + self.cpu / share
         scale = np.divide(total, vc_total, out=np.ones_like(total), where=vc_total > 0)
         return self.wait * scale, self.cpu * scale
+
+
+def _within_shares(
+    found: np.ndarray, memory_mb: float, memory: np.ndarray, table: np.ndarray
+) -> np.ndarray:
+    """``found`` outside the profiled range, clipped between the nearest profiled size's
+    durations and those scaled by the ratio of CPU shares: below the smallest size, no
+    faster than it and at most ``v(smallest) / v(m)`` times slower; above the largest, no
+    slower than it and at most ``v(m) / v(largest)`` times faster."""
+    if memory[0] <= memory_mb <= memory[-1]:
+        return found
+    k = 0 if memory_mb < memory[0] else len(memory) - 1
+    near = table[k]
+    scaled = near * vcpus(float(memory[k])) / vcpus(memory_mb)
+    return np.clip(found, np.minimum(near, scaled), np.maximum(near, scaled))
 
 
 def _fit_vcpu(memory: np.ndarray, table: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
@@ -131,7 +158,7 @@ def _make(law: Law, memory: np.ndarray, table: np.ndarray) -> Fit:
     threads, wait, cpu = _fit_vcpu(memory, table)
     if law == "vcpu":
         return Fit("vcpu", threads, wait, cpu)
-    return Fit("exp", threads, wait, cpu, exp=_fit_exp(memory, table))
+    return Fit("exp", threads, wait, cpu, exp=_fit_exp(memory, table), anchors=(memory, table))
 
 
 P95_LEVEL = int(0.95 * LEVELS)
@@ -167,5 +194,13 @@ def fit(by_memory: dict[int, np.ndarray], law: Law | None = None) -> Fit:
         errs = {lw: loo_error(lw, memory, table) for lw in ("vcpu", "exp")}
         law = min(errs, key=errs.__getitem__)
         fitted = _make(law, memory, table)
-        return Fit(fitted.law, fitted.threads, fitted.wait, fitted.cpu, fitted.exp, errs[law])
+        return Fit(
+            fitted.law,
+            fitted.threads,
+            fitted.wait,
+            fitted.cpu,
+            fitted.exp,
+            errs[law],
+            fitted.anchors,
+        )
     return _make(law or "vcpu", memory, table)
