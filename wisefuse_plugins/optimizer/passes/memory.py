@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+import numpy as np
+
+from wisefuse_plugins.model.limits import MAX_TIMEOUT_S
 from wisefuse_plugins.optimizer.plan import Plan, Unit
-from wisefuse_plugins.optimizer.space import Space, replace_unit
+from wisefuse_plugins.optimizer.space import TIMEOUT_MARGIN, Space, replace_unit
 
 
 def cheapest_memory(space: Space, unit: Unit) -> Unit:
-    """The (memory, arch) that minimises this unit's own cost (unit costs are separable)."""
-    best, best_cost = unit, None
+    """The (memory, arch) that minimises this unit's own cost (unit costs are separable).
+
+    Sizes at which an invocation's predicted P99 breaks the timeout margin come last: a
+    start that is already infeasible would let fusion pile work into units no memory can
+    save.
+    """
+    limit_ms = TIMEOUT_MARGIN * MAX_TIMEOUT_S * 1000
+    best, best_key = unit, None
     for arch in space.arches:
         for m in space.memories(unit.stages):
             cand = unit.model_copy(update={"memory_mb": m, "arch": arch})
-            cost = space.model.unit_cost(space.workflow, cand)
-            if best_cost is None or cost < best_cost - 1e-15:
-                best, best_cost = cand, cost
+            p99 = float(np.quantile(space.model.invocation(space.workflow, cand).draws, 0.99))
+            key = (p99 > limit_ms, space.model.unit_cost(space.workflow, cand))
+            if (
+                best_key is None
+                or key[0] < best_key[0]
+                or (key[0] == best_key[0] and key[1] < best_key[1] - 1e-15)
+            ):
+                best, best_key = cand, key
     return best
 
 
