@@ -330,12 +330,6 @@ def test_a_stage_longer_than_the_lambda_timeout_never_gives_a_plan_said_to_work(
     assert not planned.meets_slo
 
 
-@pytest.mark.xfail(
-    reason="optimizer: a stage over the 900 s timeout at every memory size gives the plan "
-    "with meets_slo=False and the warning 'no plan meets the SLO of 4330.429 s; the fastest "
-    "found has P95 2143.889 s' (P95 under the SLO), never naming the timeout or the stage",
-    strict=False,
-)
 def test_a_stage_longer_than_the_lambda_timeout_is_a_clear_error(wf, caplog):
     with caplog.at_level(logging.WARNING):
         try:

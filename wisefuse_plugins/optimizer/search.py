@@ -6,12 +6,14 @@ import logging
 import math
 from dataclasses import dataclass
 
+from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir import Workflow
+from wisefuse_plugins.model.limits import MAX_TIMEOUT_S
 from wisefuse_plugins.model.predict import Model, Prediction
 from wisefuse_plugins.optimizer.baselines import BASELINES, user_max
 from wisefuse_plugins.optimizer.passes import PASSES, cheapest_memory
 from wisefuse_plugins.optimizer.plan import Plan, Unit
-from wisefuse_plugins.optimizer.space import Space, parse_slo, signature
+from wisefuse_plugins.optimizer.space import TIMEOUT_MARGIN, Space, parse_slo, signature
 
 log = logging.getLogger(__name__)
 
@@ -92,12 +94,14 @@ def optimize(
         plan = search(space)
         space.slo_s = target
         space._cache.clear()
+        _refuse_over_timeout(space, plan)
         return _finish(space, "wisefuse", plan)
     if objective != "cost":
         raise ValueError(f"objective must be 'cost' or 'latency', got {objective!r}")
     plan = search(space)
     result = _finish(space, "wisefuse", plan)
     if not result.meets_slo:
+        _refuse_over_timeout(space, plan)
         fastest = optimize(workflow, model, slo, objective="latency", arches=arches)
         log.warning(
             "no plan meets the SLO of %.3f s; the fastest found has P95 %.3f s",
@@ -107,6 +111,33 @@ def optimize(
         best = fastest if fastest.prediction.p95_s < result.prediction.p95_s else result
         return Planned("wisefuse", best.plan, best.prediction, space.slo_s, False)
     return result
+
+
+class PlanningError(WiseFuseError):
+    """No plan can run the workflow within Lambda's limits."""
+
+
+def _refuse_over_timeout(space: Space, plan: Plan) -> None:
+    """Raise when the best plan still has an invocation over the timeout margin.
+
+    Only a stage that is too long on its own gets here: the passes never fuse stages into a
+    unit that breaks the margin when a smaller unit would not.
+    """
+    if space.score(plan).feasible:
+        return
+    limit_s = TIMEOUT_MARGIN * MAX_TIMEOUT_S
+    by_unit = {u.unit: u for u in space.score(plan).prediction.units}
+    over = [u for u in plan.units if by_unit[u.id].p99_invocation_ms / 1000 > limit_s]
+    if not over:
+        return
+    worst = max(over, key=lambda u: by_unit[u.id].p99_invocation_ms)
+    stages = ", ".join(repr(s) for u in over for s in u.stages)
+    raise PlanningError(
+        f"stage(s) {stages} of {space.workflow.name!r} are predicted to take "
+        f"{by_unit[worst.id].p99_invocation_ms / 1000:.0f} s (P99) per invocation even at "
+        f"{worst.memory_mb} MB: more than {limit_s:.0f} s, 80% of Lambda's {MAX_TIMEOUT_S:.0f} s timeout",
+        hint="split the task into smaller ones, or leave it out of the plan (keep it in its framework)",
+    )
 
 
 def baseline(
