@@ -575,9 +575,9 @@ def test_example_literals_are_the_apps_sizes() -> None:
 
 def test_every_airflow_example_dag_converts(record_property) -> None:
     """Airflow's own example DAGs: no exception, a valid workflow, one stage per task."""
+    import airflow
     from airflow.dag_processing.dagbag import DagBag
 
-    import airflow
     from wisefuse_plugins.adapters.airflow import _parsing, from_dag
 
     with _parsing():
