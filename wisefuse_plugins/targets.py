@@ -37,7 +37,10 @@ def _read_prefect(path: Path, entry: str | None) -> Workflow:
     return trace_flow(load_flow_file(path, entry))
 
 
-READERS: dict[str, Callable[[Path, str | None], Workflow]] = {"airflow": _read_airflow, "prefect": _read_prefect}
+READERS: dict[str, Callable[[Path, str | None], Workflow]] = {
+    "airflow": _read_airflow,
+    "prefect": _read_prefect,
+}
 """Framework name -> reader of a workflow file (path, entry) -> Workflow."""
 
 _IMPORTS = {  # framework -> how its files import it
@@ -84,7 +87,9 @@ def load_workflow(
         workflow = load(path)
         root = Path(workflow.source.root)
         if not root.is_absolute():  # a relative code root is relative to the IR file
-            source = workflow.source.model_copy(update={"root": str((path.parent / root).resolve())})
+            source = workflow.source.model_copy(
+                update={"root": str((path.parent / root).resolve())}
+            )
             workflow = workflow.model_copy(update={"source": source})
         return workflow
     if not path.exists():

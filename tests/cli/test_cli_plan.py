@@ -15,7 +15,9 @@ TOY = Path(__file__).resolve().parents[1] / "runtime" / "toy" / "toy.ir.json"
 
 def wisefuse(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).with_name("wisefuse")
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, check=False, cwd=cwd, timeout=600)
+    return subprocess.run(
+        [str(exe), *args], capture_output=True, text=True, check=False, cwd=cwd, timeout=600
+    )
 
 
 def test_relative_code_root_is_relative_to_the_ir_file():
@@ -26,13 +28,28 @@ def test_relative_code_root_is_relative_to_the_ir_file():
 def test_profile_then_optimize_writes_a_valid_plan_and_plot(tmp_path):
     db = f"sqlite:///{tmp_path / 'profiles.sqlite'}"
     env_args = ("--db", db)
-    prof = wisefuse("profile", str(TOY), "--memory", "512,1769", "--runs", "2", *env_args, cwd=tmp_path)
+    prof = wisefuse(
+        "profile", str(TOY), "--memory", "512,1769", "--runs", "2", *env_args, cwd=tmp_path
+    )
     assert prof.returncode == 0, prof.stderr
     assert "recorded" in prof.stdout and "square" in prof.stdout
-    again = wisefuse("profile", str(TOY), "--memory", "512,1769", "--runs", "2", *env_args, cwd=tmp_path)
-    assert "recorded 0 samples" in " ".join(again.stdout.split())  # resumable: nothing new to measure
+    again = wisefuse(
+        "profile", str(TOY), "--memory", "512,1769", "--runs", "2", *env_args, cwd=tmp_path
+    )
+    assert "recorded 0 samples" in " ".join(
+        again.stdout.split()
+    )  # resumable: nothing new to measure
     opt = wisefuse(
-        "optimize", str(TOY), "--slo", "2x", "--out", "plan.json", "--plot", "frontier.png", *env_args, cwd=tmp_path
+        "optimize",
+        str(TOY),
+        "--slo",
+        "2x",
+        "--out",
+        "plan.json",
+        "--plot",
+        "frontier.png",
+        *env_args,
+        cwd=tmp_path,
     )
     assert opt.returncode == 0, opt.stderr
     for text in ("wisefuse", "user-min", "user-max", "plan written to"):
@@ -41,16 +58,33 @@ def test_profile_then_optimize_writes_a_valid_plan_and_plot(tmp_path):
     check_plan(plan, load_workflow(TOY))
     assert plan.meta["planner"] == "wisefuse" and plan.meta["slo_s"] > 0
     assert (tmp_path / "frontier.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    rep = wisefuse("report", str(TOY), "plan.json", "--runs", "2", "--out", "report.md", *env_args, cwd=tmp_path)
+    rep = wisefuse(
+        "report",
+        str(TOY),
+        "plan.json",
+        "--runs",
+        "2",
+        "--out",
+        "report.md",
+        *env_args,
+        cwd=tmp_path,
+    )
     assert rep.returncode == 0, rep.stderr
     page = (tmp_path / "report.md").read_text()
-    for text in ("predicted vs measured (2 runs", "P95 latency (s)", "cost per 1,000 runs", "report-latency.png"):
+    for text in (
+        "predicted vs measured (2 runs",
+        "P95 latency (s)",
+        "cost per 1,000 runs",
+        "report-latency.png",
+    ):
         assert text in page
     assert (tmp_path / "report-units.png").exists()
 
 
 def test_optimize_without_profiles_is_one_clear_error(tmp_path):
-    opt = wisefuse("optimize", str(TOY), "--db", f"sqlite:///{tmp_path / 'empty.sqlite'}", cwd=tmp_path)
+    opt = wisefuse(
+        "optimize", str(TOY), "--db", f"sqlite:///{tmp_path / 'empty.sqlite'}", cwd=tmp_path
+    )
     assert opt.returncode == 2
     assert opt.stderr.startswith("error: no profile for stage")
     assert "wisefuse profile" in opt.stderr and "Traceback" not in opt.stderr
