@@ -34,7 +34,7 @@ from wisefuse_plugins.model.limits import vcpus
 from wisefuse_plugins.model.pricing import DEFAULT, Pricing, lambda_cost
 from wisefuse_plugins.model.profile import Platform, StageProfile
 from wisefuse_plugins.model.scaling import LEVELS, Fit, fit, quantiles
-from wisefuse_plugins.optimizer.plan import Plan, Unit, is_bundled_unit, unit_graph
+from wisefuse_plugins.optimizer.plan import Plan, Unit, unit_graph
 
 
 class ModelError(WiseFuseError):
@@ -118,10 +118,27 @@ class Model:
         self._levels: dict[tuple[str, int], np.ndarray] = {}
         self._invocations: dict[tuple, _Invocation] = {}
         self._known: dict[int, Workflow] = {}
+        self._ranks: dict[int, dict[str, int]] = {}
+        self._durations: dict[tuple, tuple[np.ndarray, int]] = {}
+        self._io: dict[tuple, object] = {}  # what of a unit does not depend on its memory
+        self._costs: dict[tuple, float] = {}
         rng = np.random.default_rng(seed)
         self._u = rng.random(draws)  # for order statistics
         self._z = rng.standard_normal(draws)  # for large-bundle sums
         self._cold = rng.random(draws)
+
+    def with_draws(self, draws: int) -> Model:
+        """The same model with another number of Monte Carlo draws, sharing the fitted laws.
+
+        Planning a large workflow scores many candidates; fewer draws make each cheaper
+        and the fits (the slow part of building a model) are not redone.
+        """
+        other = Model(
+            self.profiles, self.platform, self.pricing, draws=draws, seed=self.seed, law=self.law
+        )
+        other._fits = self._fits
+        other._parts = self._parts
+        return other
 
     # -- stages -------------------------------------------------------------------------
 
@@ -217,30 +234,52 @@ class Model:
         width: int,
     ) -> tuple[np.ndarray, np.ndarray, int, float, float]:
         """(wait, cpu) draws of ``width`` instance chains of ``stages``, with their own I/O."""
-        p = self.platform
         wait = np.zeros((self.draws, width))
         cpu = np.zeros((self.draws, width))
         threads = 1
-        gets = puts = 0.0
-        for sid in stages:
+        io, gets, puts = self._job_io(workflow, tuple(stages), frozenset(unit))
+        for sid, transfers in io:
             w, c, t = self.parts(sid, memory, arch)
             threads = max(threads, t)
             levels = self._level_draws(sid, width)
             wait += w[levels]
             cpu += c[levels]
+            for ms in transfers:
+                wait += ms
+        return wait, cpu, threads, gets, puts
+
+    def _job_io(
+        self, workflow: Workflow, stages: tuple[str, ...], unit: frozenset[str]
+    ) -> tuple[list[tuple[str, list[float]]], float, float]:
+        """Per stage of a job, its store transfers (ms, in order), and the job's GETs/PUTs.
+
+        They depend on which stages share the unit, not on memory: cached, because the
+        planner asks for the same unit at every memory and bundle size.
+        """
+        key = (id(workflow), stages, unit)
+        cached = self._io.get(key)
+        if cached is not None:
+            return cached
+        p = self.platform
+        io: list[tuple[str, list[float]]] = []
+        gets = puts = 0.0
+        for sid in stages:
+            transfers: list[float] = []
             stage = workflow.stage(sid)
             for b in stage.bindings.values():
                 if isinstance(b, Item) and b.stage not in unit:  # read this instance's element
                     nbytes = self._bytes(workflow, b.stage, sid)
                     if not workflow.stage(b.stage).mapped:
                         nbytes /= max(stage.parallelism, 1)
-                    wait += p.transfer_ms(nbytes)
+                    transfers.append(p.transfer_ms(nbytes))
                     gets += 1
             if self._exported(workflow, sid, unit):
                 elements = self._scattered_elements(workflow, sid, unit)
-                wait += p.transfer_ms(self._out_bytes(sid), 1 + elements)
+                transfers.append(p.transfer_ms(self._out_bytes(sid), 1 + elements))
                 puts += 1 + elements
-        return wait, cpu, threads, gets, puts
+            io.append((sid, transfers))
+        self._io[key] = (io, gets, puts)
+        return io, gets, puts
 
     @staticmethod
     def _scattered_elements(workflow: Workflow, sid: str, unit: set[str]) -> int:
@@ -268,6 +307,15 @@ class Model:
         self, workflow: Workflow, stages: list[str], unit: set[str]
     ) -> tuple[float, float]:
         """(ms, GETs) of inputs read once per invocation: Output and Collect from outside."""
+        key = (id(workflow), tuple(stages), "shared")
+        cached = self._io.get(key)
+        if cached is None:
+            cached = self._io[key] = self._shared_reads_uncached(workflow, stages, unit)
+        return cached
+
+    def _shared_reads_uncached(
+        self, workflow: Workflow, stages: list[str], unit: set[str]
+    ) -> tuple[float, float]:
         p = self.platform
         ms = gets = 0.0
         seen: set[tuple[str, str]] = set()
@@ -289,23 +337,48 @@ class Model:
                     gets += requests
         return ms, gets
 
+    def _rank(self, workflow: Workflow) -> dict[str, int]:
+        """Position of each stage in the workflow's topological order (sorted once)."""
+        rank = self._ranks.get(id(workflow))
+        if rank is None:
+            self._known.setdefault(id(workflow), workflow)
+            rank = {s: i for i, s in enumerate(workflow.topological_order())}
+            self._ranks[id(workflow)] = rank
+        return rank
+
+    def _layout(self, workflow: Workflow, stages: tuple[str, ...]) -> tuple[list[str], bool]:
+        """A unit's stages in topological order and whether it is bundled (profiles checked)."""
+        key = (id(workflow), stages, "layout")
+        cached = self._io.get(key)
+        if cached is None:
+            for sid in stages:
+                self._profile(workflow, sid)
+            order = sorted(set(stages), key=self._rank(workflow).__getitem__)
+            bundled = all(workflow.stage(s).mapped for s in stages)
+            cached = self._io[key] = (order, bundled)
+        return cached
+
+    def _count(self, workflow: Workflow, unit: Unit) -> int:
+        """:meth:`Unit.invocations`, from the cached layout."""
+        if not self._layout(workflow, tuple(unit.stages))[1]:
+            return 1
+        return math.ceil(workflow.stage(unit.stages[0]).parallelism / unit.bundle_size)
+
     def invocation(self, workflow: Workflow, unit: Unit) -> _Invocation:
         """Draws of one invocation of ``unit`` (the largest bundle when bundled)."""
         self._known.setdefault(id(workflow), workflow)  # keeps the id from being reused
-        key = (id(workflow), tuple(unit.stages), unit.memory_mb, unit.arch, unit.bundle_size)
+        key = _key(workflow, unit)
         cached = self._invocations.get(key)
         if cached is not None:
             return cached
-        for sid in unit.stages:
-            self._profile(workflow, sid)
-        members = set(unit.stages)
-        order = [s for s in workflow.topological_order() if s in members]
+        order, bundled = self._layout(workflow, tuple(unit.stages))
+        members = set(order)
         v = vcpus(unit.memory_mb)
         pool = max(1, min(6, math.ceil(v)))
         shared_ms, gets = self._shared_reads(workflow, order, members)
         total = np.full(self.draws, shared_ms + self.platform.invoke_overhead_ms)
         puts = 0.0
-        if is_bundled_unit(unit, workflow):
+        if bundled:
             width = min(unit.bundle_size, workflow.stage(order[0]).parallelism)
             chains = [(order, width)]
         else:  # stage after stage; a mapped stage inside runs all its instances here
@@ -352,27 +425,46 @@ class Model:
     # -- the whole plan -------------------------------------------------------------------
 
     def unit_duration(self, workflow: Workflow, unit: Unit) -> tuple[np.ndarray, int]:
-        """Draws of the time from a unit's start to its last invocation's end, and the count."""
+        """Draws of the time from a unit's start to its last invocation's end, and the count.
+
+        Cached like :meth:`invocation` (the planner asks for the same unit many times);
+        the array is shared: do not modify it.
+        """
+        key = _key(workflow, unit)
+        cached = self._durations.get(key)
+        if cached is not None:
+            return cached
         inv = self.invocation(workflow, unit)
-        count = unit.invocations(workflow)
+        count = self._count(workflow, unit)
         waves = math.ceil(count / self.platform.max_concurrency)
         in_flight = min(count, self.platform.max_concurrency)
         dur = compose.max_of(inv.draws, in_flight, self._u)
         if waves > 1:
             dur = dur + (waves - 1) * float(inv.draws.mean())
+        self._durations[key] = (dur, count)
         return dur, count
 
     def unit_cost(self, workflow: Workflow, unit: Unit) -> float:
         """Expected cost of one run's invocations of ``unit`` (compute, requests, store)."""
+        key = _key(workflow, unit)
+        cached = self._costs.get(key)
+        if cached is not None:
+            return cached
         inv = self.invocation(workflow, unit)
-        count = unit.invocations(workflow)
+        count = self._count(workflow, unit)
         billed = float(np.ceil(inv.draws).mean())
         init = max((self.profiles[s].init_ms for s in unit.stages), default=0.0)
         billed += self.platform.cold_probability * math.ceil(init)
         cost = count * lambda_cost(billed, unit.memory_mb, unit.arch, self.pricing)
         if self.platform.bill_store_requests:
             cost += count * (inv.puts * self.pricing.s3_put + inv.gets * self.pricing.s3_get)
-        return cost + self.platform.orchestration_usd_per_step * (1 + count)
+        cost += self.platform.orchestration_usd_per_step * (1 + count)
+        self._costs[key] = cost
+        return cost
+
+    def opaque_duration(self, sid: str) -> np.ndarray:
+        """Draws (ms) of an opaque stage, which runs in its framework whatever the plan."""
+        return self._opaque_ms(sid)
 
     def _opaque_ms(self, sid: str) -> np.ndarray:
         prof = self.profiles.get(sid)
@@ -386,7 +478,7 @@ class Model:
         graph = unit_graph(plan, workflow)
         units = {u.id: u for u in plan.units}
         finish: dict[str, np.ndarray] = {}
-        records: list[UnitPrediction] = []
+        done: list[tuple[str, Unit, np.ndarray, int, float, _Invocation]] = []
         cost = 0.0
         orch = self.platform.orchestration_ms
         for node in _topo(graph):
@@ -400,23 +492,7 @@ class Model:
                 unit = units[node]
                 dur, count = self.unit_duration(workflow, unit)
                 ucost = self.unit_cost(workflow, unit)
-                inv = self.invocation(workflow, unit)
-                records.append(
-                    UnitPrediction(
-                        unit=node,
-                        invocations=count,
-                        memory_mb=unit.memory_mb,
-                        arch=unit.arch,
-                        bundle_size=unit.bundle_size,
-                        p50_ms=float(np.quantile(dur, 0.5)),
-                        p95_ms=float(np.quantile(dur, 0.95)),
-                        mean_invocation_ms=float(inv.draws.mean()),
-                        p99_invocation_ms=float(np.quantile(inv.draws, 0.99)),
-                        cost_usd=ucost,
-                        gets=inv.gets * count,
-                        puts=inv.puts * count,
-                    )
-                )
+                done.append((node, unit, dur, count, ucost, self.invocation(workflow, unit)))
                 cost += ucost
             else:
                 dur = self._opaque_ms(node)
@@ -427,7 +503,43 @@ class Model:
             else np.zeros(self.draws)
         )
         q50, q95, q99 = np.quantile(e2e, [0.5, 0.95, 0.99])
-        return Prediction(float(q50), float(q95), float(q99), cost, records, e2e)
+        return Prediction(float(q50), float(q95), float(q99), cost, _records(done), e2e)
+
+
+def _records(
+    done: list[tuple[str, Unit, np.ndarray, int, float, _Invocation]],
+) -> list[UnitPrediction]:
+    """Per-unit figures; the quantiles of all units in one call each (a large plan has
+    thousands of units, and one ``np.quantile`` call per figure per unit dominated)."""
+    if not done:
+        return []
+    durs = np.vstack([d[2] for d in done])
+    invs = np.vstack([d[5].draws for d in done])
+    p50 = np.quantile(durs, 0.5, axis=1)
+    p95 = np.quantile(durs, 0.95, axis=1)
+    p99 = np.quantile(invs, 0.99, axis=1)
+    mean = invs.mean(axis=1)
+    return [
+        UnitPrediction(
+            unit=node,
+            invocations=count,
+            memory_mb=unit.memory_mb,
+            arch=unit.arch,
+            bundle_size=unit.bundle_size,
+            p50_ms=float(p50[k]),
+            p95_ms=float(p95[k]),
+            mean_invocation_ms=float(mean[k]),
+            p99_invocation_ms=float(p99[k]),
+            cost_usd=ucost,
+            gets=inv.gets * count,
+            puts=inv.puts * count,
+        )
+        for k, (node, unit, _, count, ucost, inv) in enumerate(done)
+    ]
+
+
+def _key(workflow: Workflow, unit: Unit) -> tuple:
+    return (id(workflow), tuple(unit.stages), unit.memory_mb, unit.arch, unit.bundle_size)
 
 
 def _topo(graph) -> list[str]:

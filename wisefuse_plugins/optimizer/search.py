@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass
 
-from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir import Workflow
-from wisefuse_plugins.model.limits import MAX_TIMEOUT_S
 from wisefuse_plugins.model.predict import Model, Prediction
-from wisefuse_plugins.optimizer.baselines import BASELINES, user_max
-from wisefuse_plugins.optimizer.passes import PASSES, cheapest_memory
-from wisefuse_plugins.optimizer.plan import Plan, Unit
-from wisefuse_plugins.optimizer.space import TIMEOUT_MARGIN, Space, parse_slo, signature
+from wisefuse_plugins.optimizer.baselines import BASELINES, Planner, user_max
+from wisefuse_plugins.optimizer.menu import LIMIT_MS, build_menu, quantile
+from wisefuse_plugins.optimizer.oracle import oracle
+from wisefuse_plugins.optimizer.passes import PASSES
+from wisefuse_plugins.optimizer.passes.memory import SMALL_UNITS, claw_back, meet
+from wisefuse_plugins.optimizer.plan import Plan
+from wisefuse_plugins.optimizer.space import MEMORY_GRID, Space, parse_slo, signature
+from wisefuse_plugins.optimizer.state import State
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +32,23 @@ class Planned:
     meets_slo: bool
 
 
+PLANNERS: dict[str, Planner] = {**BASELINES, "oracle": oracle}
+"""Every planner :func:`baseline` runs: the baselines and the exhaustive oracle."""
+
+
 def _space(
-    workflow: Workflow, model: Model, slo: float | str, arches: tuple[str, ...] | None
+    workflow: Workflow,
+    model: Model,
+    slo: float | str,
+    arches: tuple[str, ...] | None,
+    memory_grid: tuple[int, ...] | None = None,
 ) -> Space:
-    space = Space(workflow, model, arches=arches or ("x86_64", "arm64"))
+    space = Space(
+        workflow,
+        model,
+        arches=arches or ("x86_64", "arm64"),
+        memory_grid=tuple(memory_grid) if memory_grid else MEMORY_GRID,
+    )
     ref = (
         space.score(user_max(space)).p95_s
         if isinstance(slo, str) and slo.strip().lower().endswith("x")
@@ -56,22 +72,87 @@ def _finish(space: Space, name: str, plan: Plan) -> Planned:
 
 
 def initial_plan(space: Space) -> Plan:
-    """Every stage alone, each at its cheapest memory."""
-    units = [
-        cheapest_memory(space, Unit(id=s.id, stages=[s.id])) for s in space.workflow.python_stages
-    ]
-    return space.plan(units)
+    """Every stage alone, each at its cheapest setting."""
+    return State(space, [(s.id,) for s in space.workflow.python_stages]).plan()
+
+
+LARGE_BUNDLE_LIMIT = 8
+"""Bundle sizes tried per mapped unit on large workflows (geometric between 1 and N)."""
+
+LARGE_MEMORY_GRID = (128, 256, 512, 1024, 1769, 3538, 5307, 7076, 10240)
+"""Memory sizes searched on large workflows (unless a grid is given): powers of two up to
+1 GB, then whole vCPUs (1, 2, 3, 4) and the maximum; half the default grid's sizes."""
+
+PLAN_DRAWS = 256
+"""Monte Carlo draws while searching a large workflow's plan; the result is then checked,
+and repaired if need be, with the model's own draws."""
+
+PLAN_MARGIN = 0.02
+"""With fewer draws the P95 is estimated less precisely (a few %): the search aims this
+much under the SLO, so that checking with all draws mostly gives back, not buys, speed."""
 
 
 def search(space: Space, max_rounds: int = 6) -> Plan:
-    plan = initial_plan(space)
-    for _ in range(max_rounds):
-        before = signature(plan)
-        for rule in PASSES:
-            plan = rule(space, plan)
-        if signature(plan) == before:
-            break
-    return plan
+    """Apply :data:`PASSES` from every stage alone until the plan stops changing.
+
+    Beyond :data:`SMALL_UNITS` Python stages the search is made to scale: menus hold
+    fewer bundle sizes and memories (none beyond the vCPUs a unit can keep busy), the
+    model uses :data:`PLAN_DRAWS` draws, and the passes run once (each already ends with
+    the plan right-sized); the plan is then re-scored with the model's own draws and
+    repaired where the SLO is missed (:func:`refine`).
+    """
+    if len(space.workflow.python_stages) <= SMALL_UNITS:
+        plan = initial_plan(space)
+        for _ in range(max_rounds):
+            before = signature(plan)
+            for rule in PASSES:
+                plan = rule(space, plan)
+            if signature(plan) == before:
+                break
+        return plan
+    work = dataclasses.replace(
+        space,
+        model=space.model.with_draws(PLAN_DRAWS) if space.model.draws > PLAN_DRAWS else space.model,
+        memory_grid=LARGE_MEMORY_GRID if space.memory_grid == MEMORY_GRID else space.memory_grid,
+        prune_memory=True,
+        bundle_limit=min(space.bundle_limit, LARGE_BUNDLE_LIMIT),
+        _cache={},
+        _menus={},
+    )
+    if work.model is not space.model:
+        work.slo_s = space.slo_s * (1 - PLAN_MARGIN)
+    plan = initial_plan(work)
+    for rule in PASSES:
+        plan = rule(work, plan)
+    return refine(space, work, plan) if work.model is not space.model else plan
+
+
+def refine(space: Space, work: Space, plan: Plan, faster: int = 3) -> Plan:
+    """Re-score ``plan`` (searched in ``work``) with ``space``'s model; meet the SLO again.
+
+    Each unit keeps its setting and may move to the next ``faster`` settings of its
+    menu in ``work`` (and one cheaper), scored with ``space``'s model (the timeout too):
+    a few per unit, not whole menus at the full number of draws.
+    """
+    model, wf = space.model, space.workflow
+    blocks, choices, menus = [], [], []
+    for unit in plan.units:
+        block = tuple(unit.stages)
+        coarse = work.menu(block)
+        at = coarse.index(unit)
+        near = [unit] if at is None else coarse.units[max(0, at - 1) : at + 1 + faster]
+        menu = build_menu(model, wf, block, [], [], [], settings=near)
+        c = menu.index(unit)
+        if c is None:  # dominated now, or beyond the timeout with the model's own draws
+            ok = quantile(model.invocation(wf, unit).draws, 0.99) <= LIMIT_MS
+            menu, c = menu.with_unit(model, wf, unit) if ok else (menu, 0)
+        blocks.append(block)
+        choices.append(c)
+        menus.append(menu)
+    state = State(space, blocks, choices, menus)
+    meet(state)
+    claw_back(state, exact=False)
+    return state.plan(**plan.meta)
 
 
 def optimize(
@@ -81,28 +162,30 @@ def optimize(
     *,
     objective: str = "cost",
     arches: tuple[str, ...] | None = None,
+    memory_grid: tuple[int, ...] | None = None,
 ) -> Planned:
     """The cheapest plan whose predicted P95 meets ``slo`` (seconds, or ``"1.5x"`` of User-Max).
 
     ``objective="latency"`` returns the fastest plan instead. When no plan meets the SLO,
     the result says so (``meets_slo=False``) and holds the fastest plan found.
+    ``memory_grid`` restricts the memory sizes searched (default :data:`MEMORY_GRID`).
     """
-    space = _space(workflow, model, slo, arches)
+    space = _space(workflow, model, slo, arches, memory_grid)
     if objective == "latency":
         target = space.slo_s
         space.slo_s = 0.0
         plan = search(space)
         space.slo_s = target
         space._cache.clear()
-        _refuse_over_timeout(space, plan)
         return _finish(space, "wisefuse", plan)
     if objective != "cost":
         raise ValueError(f"objective must be 'cost' or 'latency', got {objective!r}")
     plan = search(space)
     result = _finish(space, "wisefuse", plan)
     if not result.meets_slo:
-        _refuse_over_timeout(space, plan)
-        fastest = optimize(workflow, model, slo, objective="latency", arches=arches)
+        fastest = optimize(
+            workflow, model, slo, objective="latency", arches=arches, memory_grid=memory_grid
+        )
         log.warning(
             "no plan meets the SLO of %.3f s; the fastest found has P95 %.3f s",
             space.slo_s,
@@ -113,42 +196,22 @@ def optimize(
     return result
 
 
-class PlanningError(WiseFuseError):
-    """No plan can run the workflow within Lambda's limits."""
-
-
-def _refuse_over_timeout(space: Space, plan: Plan) -> None:
-    """Raise when the best plan still has an invocation over the timeout margin.
-
-    Only a stage that is too long on its own gets here: the passes never fuse stages into a
-    unit that breaks the margin when a smaller unit would not.
-    """
-    if space.score(plan).feasible:
-        return
-    limit_s = TIMEOUT_MARGIN * MAX_TIMEOUT_S
-    by_unit = {u.unit: u for u in space.score(plan).prediction.units}
-    over = [u for u in plan.units if by_unit[u.id].p99_invocation_ms / 1000 > limit_s]
-    if not over:
-        return
-    worst = max(over, key=lambda u: by_unit[u.id].p99_invocation_ms)
-    stages = ", ".join(repr(s) for u in over for s in u.stages)
-    raise PlanningError(
-        f"stage(s) {stages} of {space.workflow.name!r} are predicted to take "
-        f"{by_unit[worst.id].p99_invocation_ms / 1000:.0f} s (P99) per invocation even at "
-        f"{worst.memory_mb} MB: more than {limit_s:.0f} s, 80% of Lambda's {MAX_TIMEOUT_S:.0f} s timeout",
-        hint="split the task into smaller ones, or leave it out of the plan (keep it in its framework)",
-    )
-
-
 def baseline(
-    workflow: Workflow, model: Model, name: str, slo: float | str = math.inf, *, arches=None
+    workflow: Workflow,
+    model: Model,
+    name: str,
+    slo: float | str = math.inf,
+    *,
+    arches=None,
+    memory_grid: tuple[int, ...] | None = None,
 ) -> Planned:
-    """Plan with one of :data:`BASELINES` (``slo`` only decides ``meets_slo``)."""
-    space = _space(workflow, model, slo, arches or ("x86_64",))
+    """Plan with one of :data:`PLANNERS` (for baselines ``slo`` only decides ``meets_slo``;
+    ``"oracle"`` searches every plan on the grid for the cheapest that meets it)."""
+    space = _space(workflow, model, slo, arches or ("x86_64",), memory_grid)
     try:
-        planner = BASELINES[name]
+        planner = PLANNERS[name]
     except KeyError:
-        raise ValueError(f"unknown planner {name!r}; choose from {sorted(BASELINES)}") from None
+        raise ValueError(f"unknown planner {name!r}; choose from {sorted(PLANNERS)}") from None
     return _finish(space, name, planner(space))
 
 

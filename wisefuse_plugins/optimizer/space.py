@@ -17,6 +17,7 @@ from wisefuse_plugins.ir import Workflow
 from wisefuse_plugins.ir.names import safe_name
 from wisefuse_plugins.model.limits import MAX_MEMORY_MB, MAX_TIMEOUT_S
 from wisefuse_plugins.model.predict import Model, Prediction
+from wisefuse_plugins.optimizer.menu import TIMEOUT_MARGIN, Menu, build_menu, useful_memories
 from wisefuse_plugins.optimizer.plan import Plan, Unit, hashes_of, is_bundled_unit
 
 MEMORY_GRID = (
@@ -41,8 +42,6 @@ MEMORY_GRID = (
 )
 """Memory sizes searched (MB): powers of two, the whole-vCPU points (1769 x k) and Lambda's max."""
 
-TIMEOUT_MARGIN = 0.8
-"""A unit's predicted P99 invocation must stay under 80% of the 900 s timeout."""
 
 MEMORY_HEADROOM = 1.1
 """A unit's memory must exceed the largest peak seen in its stages by 10%."""
@@ -103,7 +102,10 @@ class Space:
     slo_s: float = math.inf
     memory_grid: tuple[int, ...] = MEMORY_GRID
     arches: tuple[str, ...] = ("x86_64",)
+    bundle_limit: int = 24  # bundle sizes tried per mapped unit (all of them when N is small)
+    prune_memory: bool = False  # skip memory beyond the vCPUs a unit can use (large plans)
     _cache: dict[tuple, Score] = field(default_factory=dict)
+    _menus: dict[tuple[str, ...], Menu] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.model.check(self.workflow)
@@ -134,7 +136,7 @@ class Space:
     # -- scoring --------------------------------------------------------------------------
 
     def score(self, plan: Plan) -> Score:
-        key = signature(plan)
+        key = (signature(plan), self.slo_s)  # the SLO too: it may be set after a first score
         cached = self._cache.get(key)
         if cached is None:
             pred = self.model.predict(self.workflow, plan)
@@ -159,6 +161,39 @@ class Space:
             code_hashes=hashes_of(self.workflow),
             meta=meta,
         )
+
+    def bundle_sizes(self, n: int) -> list[int]:
+        return bundle_candidates(n, self.bundle_limit)
+
+    def menu(self, stages: tuple[str, ...]) -> Menu:
+        """The Pareto set of (bundle size, arch, memory) for a unit of ``stages`` (cached)."""
+        key = tuple(stages)
+        menu = self._menus.get(key)
+        if menu is None:
+            n = self.workflow.stage(key[0]).parallelism
+            memories = self.memories(list(key))
+            menu = build_menu(
+                self.model,
+                self.workflow,
+                key,
+                (lambda b: useful_memories(memories, self._busy_vcpus(key, b)))
+                if self.prune_memory
+                else memories,
+                self.bundle_sizes(n),
+                self.arches,
+            )
+            self._menus[key] = menu
+        return menu
+
+    def _busy_vcpus(self, stages: tuple[str, ...], bundle: int) -> float:
+        """vCPUs a unit of ``stages`` can keep busy: jobs at once x threads per job."""
+        wf = self.workflow
+        threads = max(self.model.stage_fit(s, a).threads for s in stages for a in self.arches)
+        if all(wf.stage(s).mapped for s in stages):
+            width = min(bundle, wf.stage(stages[0]).parallelism)
+        else:
+            width = max(wf.stage(s).parallelism for s in stages)
+        return float(width * threads)
 
     def bundled(self, unit: Unit) -> bool:
         return is_bundled_unit(unit, self.workflow)

@@ -2,28 +2,37 @@
 
 from __future__ import annotations
 
+from wisefuse_plugins.optimizer.passes.memory import SMALL_UNITS
 from wisefuse_plugins.optimizer.plan import Plan
-from wisefuse_plugins.optimizer.space import Space, bundle_candidates, replace_unit
+from wisefuse_plugins.optimizer.space import Space
+from wisefuse_plugins.optimizer.state import q95, state_of
 
 
 def choose_bundles(space: Space, plan: Plan) -> Plan:
     """For each bundled unit, the best (bundle size, memory, arch) with the rest fixed.
 
     Sizes are every ``b`` that gives a distinct number of invocations ``ceil(N / b)``
-    (a geometric subset when N is large), not only a fixed menu like {1, 2, 5, 10}.
+    (a geometric subset when N is large), not only a fixed menu like {1, 2, 5, 10}; each
+    unit's menu holds the non-dominated ones. On large plans this is left to
+    :func:`right_size`, whose greedy moves range over the same menus.
     """
-    for unit in [u for u in plan.units if space.bundled(u)]:
-        unit = next(u for u in plan.units if u.stages == unit.stages)
-        best = plan
-        for b in bundle_candidates(space.instances(unit)):
-            for arch in space.arches:
-                for m in space.memories(unit.stages):
-                    cand = replace_unit(
-                        plan,
-                        unit,
-                        unit.model_copy(update={"bundle_size": b, "memory_mb": m, "arch": arch}),
-                    )
-                    if space.better(cand, best):
-                        best = cand
-        plan = best
-    return plan
+    state = state_of(space, plan)
+    if len(state.units) > SMALL_UNITS:
+        return plan
+    changed = False
+    for i in state.units:
+        menu = state.menus[i]
+        assert menu is not None
+        if not space.bundled(menu.units[0]):
+            continue
+        best_c, best_key = state.choice[i], state.key()
+        for c in range(len(menu)):
+            e2e = state.peek(i, menu.durations[c])
+            viol = max(0.0, q95(e2e) / 1000 - space.slo_s)
+            key = (round(viol, 9), state.cost - state.costs[i] + float(menu.costs[c]))
+            if key < best_key:
+                best_c, best_key = c, key
+        if best_c != state.choice[i]:
+            state.set(i, best_c)
+            changed = True
+    return state.plan(**plan.meta) if changed else plan
