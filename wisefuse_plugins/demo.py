@@ -34,6 +34,9 @@ APPS = {
 }
 PLANNERS = ("user-min", "user-max", "power-tuning", "sonic", "photons", "faastlane")
 SLOS = ("1.5x", "2.5x", "5x")
+HEADROOM = 0.15
+"""Plans aim 15% under the SLO: the model's median P95 error on the example apps is ~16%
+(benchmarks/model_accuracy.py), and the table judges plans by measured P95."""
 
 
 @dataclass
@@ -146,6 +149,7 @@ def _run(
     from wisefuse_plugins.model.predict import Model
     from wisefuse_plugins.optimizer.plan import dump_plan
     from wisefuse_plugins.optimizer.search import baseline, frontier, optimize
+    from wisefuse_plugins.optimizer.space import parse_slo
     from wisefuse_plugins.plots import frontier_plot
     from wisefuse_plugins.profiles.archive import open_archive
     from wisefuse_plugins.profiles.calibrate import calibrate_local
@@ -196,8 +200,12 @@ def _run(
 
         _step(console, 3, f"plan at SLOs {', '.join(settings.slos)} of User-Max's P95")
         planned = []
+        user_max_p95 = baseline(workflow, model, "user-max").prediction.p95_s
+        slo_of: dict[str, float] = {}
         for slo in settings.slos:
-            ours = optimize(workflow, model, slo)
+            slo_of[slo] = parse_slo(slo, user_max_p95)
+            # plan with headroom for the model's error (median P95 error measured: ~16%)
+            ours = optimize(workflow, model, slo_of[slo] * (1 - HEADROOM))
             planned.append((f"wisefuse @ {slo}", ours))
             path = dump_plan(ours.plan, out / f"plan-{slo}.json")
             result.plans.append(path)
@@ -210,7 +218,7 @@ def _run(
         for name, p in [*others, *planned]:
             workdir = out / "units" / name.replace(" ", "").replace("@", "-")
             m = measure(workflow, p.plan, units, store, workdir=workdir, runs=settings.runs)
-            slo = p.slo_s if name.startswith("wisefuse") else None
+            slo = slo_of[name.rsplit(" ", 1)[1]] if name.startswith("wisefuse") else None
             result.rows.append(
                 Row(
                     name,
@@ -233,7 +241,7 @@ def _run(
         points = frontier(workflow, model, points=8)
         result.plot = frontier_plot(
             points, [p for _, p in others], out / "frontier.png", title=f"{workflow.name}: predicted cost vs P95",
-            slos=[p.slo_s for _, p in planned],
+            slos=list(slo_of.values()),
         )  # fmt: skip
     result.dag_file = _emit(workflow, planned[1][1].plan, out, settings)
     result.seconds = time.perf_counter() - started

@@ -7,14 +7,18 @@ import logging
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
+from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir import Workflow
+from wisefuse_plugins.model.limits import MAX_TIMEOUT_S
 from wisefuse_plugins.model.predict import Model, Prediction
 from wisefuse_plugins.optimizer.baselines import BASELINES, Planner, user_max
 from wisefuse_plugins.optimizer.menu import LIMIT_MS, build_menu, quantile
 from wisefuse_plugins.optimizer.oracle import oracle
 from wisefuse_plugins.optimizer.passes import PASSES
 from wisefuse_plugins.optimizer.passes.memory import SMALL_UNITS, claw_back, meet
-from wisefuse_plugins.optimizer.plan import Plan
+from wisefuse_plugins.optimizer.plan import Plan, Unit
 from wisefuse_plugins.optimizer.space import MEMORY_GRID, Space, parse_slo, signature
 from wisefuse_plugins.optimizer.state import State
 
@@ -155,6 +159,29 @@ def refine(space: Space, work: Space, plan: Plan, faster: int = 3) -> Plan:
     return state.plan(**plan.meta)
 
 
+class PlanningError(WiseFuseError):
+    """No plan can run the workflow within Lambda's limits."""
+
+
+def _refuse_impossible_stages(space: Space) -> None:
+    """Raise when a stage alone, at the largest memory, breaks the timeout margin.
+
+    No plan can hold such a stage: fusion only adds work to its unit and memory beyond the
+    largest size does not exist. Name the stage, its P99 and the limit.
+    """
+    top = max(space.memory_grid)
+    for stage in space.workflow.python_stages:
+        unit = Unit(id=stage.id, stages=[stage.id], memory_mb=top, arch=space.arches[0])
+        p99_ms = float(np.quantile(space.model.invocation(space.workflow, unit).draws, 0.99))
+        if p99_ms > LIMIT_MS:
+            raise PlanningError(
+                f"stage {stage.id!r} of {space.workflow.name!r} is predicted to take {p99_ms / 1000:.0f} s "
+                f"(P99) per invocation even at {top} MB: more than {LIMIT_MS / 1000:.0f} s, 80% of "
+                f"Lambda's {MAX_TIMEOUT_S:.0f} s timeout",
+                hint="split the task into smaller ones, or leave it out of the plan (keep it in its framework)",
+            )
+
+
 def optimize(
     workflow: Workflow,
     model: Model,
@@ -171,6 +198,7 @@ def optimize(
     ``memory_grid`` restricts the memory sizes searched (default :data:`MEMORY_GRID`).
     """
     space = _space(workflow, model, slo, arches, memory_grid)
+    _refuse_impossible_stages(space)
     if objective == "latency":
         target = space.slo_s
         space.slo_s = 0.0
