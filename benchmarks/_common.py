@@ -30,10 +30,12 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from wisefuse_plugins.demo import environment
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "benchmarks" / "out"
@@ -184,7 +186,7 @@ def load_app(app: App, size: str = "bench") -> LoadedApp:
     from wisefuse_plugins.runtime.observe import observe
 
     t0 = time.perf_counter()
-    with _env(WISEFUSE_EXAMPLE_SIZE="small", AIRFLOW__CORE__LOAD_EXAMPLES="False"):
+    with environment(WISEFUSE_EXAMPLE_SIZE="small", AIRFLOW__CORE__LOAD_EXAMPLES="False"):
         workflow = workflow_from_file(REPO / "airflow" / app.dag_file)
     if size not in app.sizes:
         raise ValueError(f"app {app.key!r} has no size {size!r}: {sorted(app.sizes)}")
@@ -212,20 +214,6 @@ def same_result(a: Any, b: Any, rel: float = 1e-9) -> bool:
 # --------------------------------------------------------------------------- session
 
 
-@contextlib.contextmanager
-def _env(**values: str) -> Iterator[None]:
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def _local_lambda(concurrency_limit: int, keep_alive_s: float, clock: str) -> Any:
     from wisefuse_plugins.runtime.backends.local import LocalLambda
 
@@ -250,7 +238,7 @@ class Session:
         self.tmp = Path(tempfile.mkdtemp(prefix="wisefuse-bench-"))
         home = self.tmp / "home"
         home.mkdir()
-        self._env = _env(
+        self._env = environment(
             WISEFUSE_HOME=str(home),
             WISEFUSE_DB_URL=f"sqlite:///{home / 'profiles.sqlite'}",
         )

@@ -84,7 +84,8 @@ class DemoResult:
 
 
 @contextlib.contextmanager
-def _env(**values: str) -> Iterator[None]:
+def environment(**values: str) -> Iterator[None]:
+    """Set environment variables for a block and restore them after (the benchmarks use it too)."""
     old = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
     try:
@@ -131,7 +132,7 @@ def run_demo(console: Console, settings: DemoSettings | None = None) -> DemoResu
     home = out / "home"
     home.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    with _env(
+    with environment(
         WISEFUSE_HOME=str(home),
         WISEFUSE_EXAMPLE_SIZE=settings.size,
         WISEFUSE_DB_URL=f"sqlite:///{home / 'profiles.sqlite'}",
