@@ -7,22 +7,39 @@ Heavy imports (Airflow, Prefect, the runtime) happen inside the commands that ne
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sys
+from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from wisefuse_plugins.errors import WiseFuseError
 
 console = Console()
 err_console = Console(stderr=True)
 
+TARGET_HELP = (
+    "The workflow: an IR file (*.json), or an Airflow DAG or Prefect flow file "
+    "(*.py; FILE.py::NAME picks one DAG or flow of several)."
+)
+DB_HELP = (
+    "Profile archive: a SQLAlchemy URL "
+    "(default: $WISEFUSE_DB_URL, else sqlite:///$WISEFUSE_HOME/profiles.sqlite)."
+)
+
 app = typer.Typer(
     name="wisefuse",
     help="Run Airflow DAGs and Prefect flows on AWS Lambda with fusion, bundling and right-sized memory.",
+    epilog="Try [bold]wisefuse demo[/] first (local, no AWS account). On your own workflow: "
+    "inspect FILE, profile FILE, optimize FILE -o plan.json, then report FILE plan.json "
+    "(local) or deploy FILE plan.json (AWS). FILE is an IR file, a DAG file or a flow file; "
+    "errors print a hint, --debug the traceback; docs/troubleshooting.md lists them.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -32,6 +49,22 @@ app = typer.Typer(
 
 class _State:
     debug = False
+
+
+def _seconds(value: float) -> str:
+    """Milliseconds shown; below that, 2 significant digits (an SLO of 0.0001 s is not 0.000 s)."""
+    return f"{value:.3f}" if value >= 0.001 else f"{value:.2g}"
+
+
+@contextlib.contextmanager
+def _silenced(logger_name: str) -> Iterator[None]:
+    """Mute a library logger while the CLI says the same thing itself, in its own words."""
+    logger = logging.getLogger(logger_name)
+    before, logger.disabled = logger.disabled, True
+    try:
+        yield
+    finally:
+        logger.disabled = before
 
 
 def package_version() -> str:
@@ -61,31 +94,6 @@ def _root(
 
 
 @app.command()
-def inspect(
-    target: Annotated[
-        str,
-        typer.Argument(
-            help="An IR file (*.json), an Airflow DAG file or a Prefect flow file (*.py[::NAME])."
-        ),
-    ],
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print the normalised IR JSON instead of tables.")
-    ] = False,
-) -> None:
-    """Show a workflow's stages, edges and parallelism."""
-    from wisefuse_plugins.render import workflow_view
-    from wisefuse_plugins.targets import load_workflow
-
-    wf = load_workflow(target)
-    if as_json:
-        from wisefuse_plugins.ir import to_json
-
-        sys.stdout.write(to_json(wf))
-        return
-    console.print(workflow_view(wf))
-
-
-@app.command()
 def demo(
     quick: Annotated[
         bool,
@@ -98,7 +106,7 @@ def demo(
         str, typer.Option("--app", help="Example app: video, ml or svd.")
     ] = "video",
     out: Annotated[
-        Path, typer.Option("--out", help="Where the plot, plans, profiles and store go.")
+        Path, typer.Option("--out", help="Folder for the plot, plans, profiles and store.")
     ] = Path("wisefuse-demo"),
 ) -> None:
     """Run the whole path on a bundled example on the local backend (no AWS account needed)."""
@@ -113,86 +121,43 @@ def demo(
 
 
 @app.command()
-def deploy(
-    ir: Annotated[Path, typer.Argument(help="The workflow's IR file (*.json).")],
-    plan: Annotated[Path, typer.Argument(help="The plan file (*.json) to deploy.")],
-    role: Annotated[str, typer.Option("--role", help="Execution role ARN of the functions.")],
-    store: Annotated[str, typer.Option("--store", help="Data store: s3://bucket/prefix.")],
-    prefix: Annotated[str, typer.Option("--prefix", help="Prefix of function names.")] = "wf",
-    region: Annotated[
-        str | None, typer.Option("--region", help="AWS region (default: from the AWS config).")
-    ] = None,
-    layer: Annotated[
-        list[str] | None,
-        typer.Option("--layer", help="Layer version ARN with the dependencies (repeatable)."),
-    ] = None,
-    no_state_machine: Annotated[
-        bool, typer.Option("--no-state-machine", help="Deploy the functions only.")
+def inspect(
+    target: Annotated[
+        str,
+        typer.Argument(help=TARGET_HELP),
+    ],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the normalised IR JSON instead of tables.")
     ] = False,
-    sfn_role: Annotated[
-        str | None,
-        typer.Option("--sfn-role", help="Role Step Functions assumes (default: --role)."),
-    ] = None,
-    code_root: Annotated[
-        Path | None,
-        typer.Option("--code-root", help="Folder the IR's source paths are relative to."),
-    ] = None,
 ) -> None:
-    """Deploy a plan to AWS: one Lambda function per unit, and a Step Functions machine."""
-    from rich.table import Table
-
-    from wisefuse_plugins.optimizer.plan import load_plan
-    from wisefuse_plugins.runtime.deploy import deploy_plan
+    """Show a workflow as wisefuse reads it: stages, edges and parallelism."""
+    from wisefuse_plugins.render import workflow_view
     from wisefuse_plugins.targets import load_workflow
 
-    if not store.startswith("s3://"):
-        raise WiseFuseError(
-            f"--store must be an S3 URL (s3://bucket/prefix), got {store!r}",
-            hint="functions on Lambda read and write their data in S3",
-        )
-    workflow = load_workflow(ir)
-    result = deploy_plan(
-        workflow,
-        load_plan(plan, workflow),
-        role_arn=role,
-        store_url=store,
-        prefix=prefix,
-        region=region,
-        layers=tuple(layer or ()),
-        state_machine=not no_state_machine,
-        state_machine_role_arn=sfn_role,
-        code_root=code_root,
-    )
-    table = Table(title=f"plan {result.plan_hash} of workflow {workflow.name!r}")
-    for column in ("unit", "function version", "change"):
-        table.add_column(column)
-    for unit, change in result.functions.items():
-        what = (
-            "created"
-            if change.created
-            else ", ".join((["code"] if change.code_updated else []) + change.config_updated)
-            or "unchanged"
-        )
-        table.add_row(unit, change.arn, what)
-    console.print(table)
-    if result.state_machine_arn:
-        console.print(f"state machine ({result.state_machine_change}): {result.state_machine_arn}")
-        console.print('start a run with the input {"run_id": "<id>"}')
-    for path in result.skipped_files:
-        err_console.print(f"[yellow]left out of the zip (over 1 MB):[/] {path}")
+    wf = load_workflow(target)
+    if as_json:
+        from wisefuse_plugins.ir import to_json
+
+        sys.stdout.write(to_json(wf))
+        return
+    console.print(workflow_view(wf))
 
 
 @app.command()
 def profile(
-    target: Annotated[
-        str, typer.Argument(help="An IR file (*.json) or a workflow file (*.py[::ENTRY]).")
-    ],
+    target: Annotated[str, typer.Argument(help=TARGET_HELP)],
     memory: Annotated[
         str, typer.Option("--memory", help="Memory sizes in MB, comma-separated.")
     ] = "512,1769,3538",
     bundle: Annotated[
-        str, typer.Option("--bundle", help="Bundle sizes of mapped stages, comma-separated.")
-    ] = "1",
+        str,
+        typer.Option(
+            "--bundle",
+            help="Bundle sizes of mapped stages, comma-separated; sizes > 1 run where a"
+            " bundle gets two threads or more (from 1770 MB) and show how well its"
+            " instances share the cores.",
+        ),
+    ] = "1,2",
     runs: Annotated[
         int, typer.Option("--runs", help="Samples wanted per (stage, memory, bundle).")
     ] = 5,
@@ -201,14 +166,14 @@ def profile(
     ] = "local",
     db: Annotated[
         str | None,
-        typer.Option(
-            "--db",
-            help="Profile archive URL (default: $WISEFUSE_DB_URL, else $WISEFUSE_HOME/profiles.sqlite).",
-        ),
+        typer.Option("--db", help=DB_HELP),
     ] = None,
     code_root: Annotated[
         Path | None,
-        typer.Option("--code-root", help="Folder the stages' source paths are relative to."),
+        typer.Option(
+            "--code-root",
+            help="Folder the workflow's source paths are relative to (default: its own).",
+        ),
     ] = None,
     max_instances: Annotated[
         int, typer.Option("--max-instances", help="Instances of a mapped stage sampled per round.")
@@ -232,7 +197,9 @@ def profile(
         ),
     ] = True,
 ) -> None:
-    """Measure each Python stage at several memory and bundle sizes; resumable."""
+    """Measure each Python stage at several memory and bundle sizes on the local Lambda.
+
+    Samples go to the profile archive (--db); a rerun measures only what is missing."""
     import tempfile
 
     from rich.table import Table
@@ -316,11 +283,11 @@ def profile(
             when = " (earlier; --retry-failed to try again)" if f.earlier else ""
             failed.add_row(
                 f.setting.stage, f"{f.setting.memory_mb} MB", str(f.setting.bundle_size),
-                f"{f.kind}: {f.message[:120]}{when}",
+                escape(f"{f.kind}: {f.message[:120]}{when}"),
             )  # fmt: skip
         console.print(failed)
     for sid, why in summary.unprofiled.items():
-        console.print(f"[yellow]not profiled:[/] {sid}: {why}")
+        console.print(f"[yellow]not profiled:[/] {escape(sid)}: {escape(why)}")
     console.print(
         f"recorded {summary.samples} samples from {summary.invocations} invocations in "
         f"{summary.wall_s:.1f} s ({len(summary.skipped)} settings already measured); "
@@ -336,13 +303,13 @@ def profile(
 
 @app.command()
 def optimize(
-    target: Annotated[
-        str, typer.Argument(help="An IR file (*.json) or a workflow file (*.py[::ENTRY]).")
-    ],
+    target: Annotated[str, typer.Argument(help=TARGET_HELP)],
     slo: Annotated[
         str,
         typer.Option(
-            "--slo", help="P95 objective: seconds (12.5) or a multiple of User-Max's P95 (1.5x)."
+            "--slo",
+            help="P95 objective: seconds (12.5) or a multiple (1.5x) of User-Max's P95, "
+            "User-Max being every stage alone at the largest memory.",
         ),
     ] = "1.5x",
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the plan.")] = Path(
@@ -355,11 +322,14 @@ def optimize(
         ),
     ] = None,
     backend: Annotated[
-        str, typer.Option("--backend", help="Whose profiles and platform figures to use.")
+        str,
+        typer.Option(
+            "--backend",
+            help="Plan with the profiles and platform costs measured on this backend "
+            "(wisefuse profile records 'local').",
+        ),
     ] = "local",
-    db: Annotated[
-        str | None, typer.Option("--db", help="Profile archive URL (default: $WISEFUSE_DB_URL).")
-    ] = None,
+    db: Annotated[str | None, typer.Option("--db", help=DB_HELP)] = None,
     observe_run: Annotated[
         bool,
         typer.Option(
@@ -368,7 +338,9 @@ def optimize(
         ),
     ] = True,
 ) -> None:
-    """Choose the cheapest plan whose predicted P95 meets the SLO; write it as JSON."""
+    """Choose the cheapest plan whose predicted P95 meets the SLO; write it as JSON.
+
+    Needs profiles of every Python stage of the current code (wisefuse profile)."""
     from wisefuse_plugins.model.predict import Model
     from wisefuse_plugins.model.profile import Platform
     from wisefuse_plugins.optimizer.baselines import BASELINES
@@ -391,20 +363,23 @@ def optimize(
         profiles = archive.profiles_for(workflow, backend=backend)
         platform = archive.load_platform(backend) or Platform()
     model = Model(profiles, platform)
-    planned = plan_for(workflow, model, slo)
+    with _silenced(plan_for.__module__):  # its "no plan meets the SLO" is printed below
+        planned = plan_for(workflow, model, slo)
     compare = [baseline(workflow, model, name, planned.slo_s) for name in ("user-min", "user-max")]
     console.print(plan_table(planned, compare))
     if not planned.meets_slo:
         err_console.print(
-            f"[yellow]no plan meets the SLO of {planned.slo_s:.3f} s;[/] this is the fastest found "
-            f"(P95 {planned.prediction.p95_s:.3f} s)"
+            f"[yellow]no plan meets the SLO of {_seconds(planned.slo_s)} s;[/] this is the fastest "
+            f"found (P95 {_seconds(planned.prediction.p95_s)} s)",
+            highlight=False,
+            soft_wrap=True,
         )
     path = dump_plan(planned.plan, out)
     console.print(f"plan written to {path}")
     if plot is not None:
         from wisefuse_plugins.plots import frontier_plot
 
-        with console.status("computing the Pareto frontier"):
+        with console.status("computing the Pareto frontier"), _silenced(plan_for.__module__):
             points = frontier(workflow, model)
             others = [baseline(workflow, model, name) for name in BASELINES]
             frontier_plot(
@@ -415,9 +390,7 @@ def optimize(
 
 @app.command()
 def report(
-    target: Annotated[
-        str, typer.Argument(help="An IR file (*.json) or a workflow file (*.py[::ENTRY]).")
-    ],
+    target: Annotated[str, typer.Argument(help=TARGET_HELP)],
     plan_file: Annotated[Path, typer.Argument(help="The plan (JSON) to run and report on.")],
     runs: Annotated[
         int, typer.Option("--runs", help="Measured runs (after one warm-up run).")
@@ -428,11 +401,11 @@ def report(
             "--out", "-o", help="The page to write: .md (Markdown) or .html; PNGs go beside it."
         ),
     ] = Path("report.md"),
-    db: Annotated[
-        str | None, typer.Option("--db", help="Profile archive URL (default: $WISEFUSE_DB_URL).")
-    ] = None,
+    db: Annotated[str | None, typer.Option("--db", help=DB_HELP)] = None,
 ) -> None:
-    """Run a plan on the local backend and write predicted vs measured figures and plots."""
+    """Run a plan on the local Lambda and write predicted vs measured P95 and cost, with plots.
+
+    Predictions come from the same profiles as optimize (--db)."""
     import tempfile
     from collections import defaultdict
 
@@ -484,6 +457,81 @@ def report(
     console.print(f"report written to {path}")
 
 
+@app.command()
+def deploy(
+    target: Annotated[str, typer.Argument(help=TARGET_HELP)],
+    plan: Annotated[Path, typer.Argument(help="The plan file (*.json) to deploy.")],
+    role: Annotated[str, typer.Option("--role", help="Execution role ARN of the functions.")],
+    store: Annotated[str, typer.Option("--store", help="Data store: s3://bucket/prefix.")],
+    prefix: Annotated[str, typer.Option("--prefix", help="Prefix of function names.")] = "wf",
+    region: Annotated[
+        str | None, typer.Option("--region", help="AWS region (default: from the AWS config).")
+    ] = None,
+    layer: Annotated[
+        list[str] | None,
+        typer.Option("--layer", help="Layer version ARN with the dependencies (repeatable)."),
+    ] = None,
+    no_state_machine: Annotated[
+        bool, typer.Option("--no-state-machine", help="Deploy the functions only.")
+    ] = False,
+    sfn_role: Annotated[
+        str | None,
+        typer.Option("--sfn-role", help="Role Step Functions assumes (default: --role)."),
+    ] = None,
+    code_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--code-root",
+            help="Folder the workflow's source paths are relative to (default: its own).",
+        ),
+    ] = None,
+) -> None:
+    """Deploy a plan to AWS Lambda, with a Step Functions state machine that runs it.
+
+    One function per unit of the plan. Needs the aws extra (boto3) and AWS credentials."""
+    from rich.table import Table
+
+    from wisefuse_plugins.optimizer.plan import load_plan
+    from wisefuse_plugins.runtime.deploy import deploy_plan
+    from wisefuse_plugins.targets import load_workflow
+
+    if not store.startswith("s3://"):
+        raise WiseFuseError(
+            f"--store must be an S3 URL (s3://bucket/prefix), got {store!r}",
+            hint="functions on Lambda read and write their data in S3",
+        )
+    workflow = load_workflow(target)
+    result = deploy_plan(
+        workflow,
+        load_plan(plan, workflow),
+        role_arn=role,
+        store_url=store,
+        prefix=prefix,
+        region=region,
+        layers=tuple(layer or ()),
+        state_machine=not no_state_machine,
+        state_machine_role_arn=sfn_role,
+        code_root=code_root,
+    )
+    table = Table(title=f"plan {result.plan_hash} of workflow {workflow.name!r}")
+    for column in ("unit", "function version", "change"):
+        table.add_column(column)
+    for unit, change in result.functions.items():
+        what = (
+            "created"
+            if change.created
+            else ", ".join((["code"] if change.code_updated else []) + change.config_updated)
+            or "unchanged"
+        )
+        table.add_row(unit, change.arn, what)
+    console.print(table)
+    if result.state_machine_arn:
+        console.print(f"state machine ({result.state_machine_change}): {result.state_machine_arn}")
+        console.print('start a run with the input {"run_id": "<id>"}')
+    for path in result.skipped_files:
+        err_console.print(f"[yellow]left out of the zip (over 1 MB):[/] {escape(str(path))}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``wisefuse`` console script."""
     try:
@@ -491,9 +539,12 @@ def main(argv: list[str] | None = None) -> None:
     except WiseFuseError as err:
         if _State.debug:
             raise
-        err_console.print(f"[bold red]error:[/] {err.message}", highlight=False, soft_wrap=True)
+        # escaped: a message is text, not markup ("pip install 'wisefuse-plugins[aws]'")
+        err_console.print(
+            f"[bold red]error:[/] {escape(err.message)}", highlight=False, soft_wrap=True
+        )
         if err.hint:
-            err_console.print(f"[bold]hint:[/] {err.hint}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold]hint:[/] {escape(err.hint)}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("interrupted")

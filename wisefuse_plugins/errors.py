@@ -2,7 +2,10 @@
 
 Every error we raise on purpose derives from :class:`WiseFuseError`: it names the thing,
 the reason and, where we know one, the fix (``hint``). The CLI prints ``str(error)`` and
-the hint on one line each and exits with code 2; ``--debug`` adds the traceback.
+the hint on one line each and exits with code 2; ``--debug`` adds the traceback. Outside
+the CLI (Airflow task logs, Prefect flow runs, your own code) the hint is a note of the
+exception: a traceback ends with the ``Error: message`` line and a ``hint: ...`` line
+(``str(error)`` stays the message alone). docs/troubleshooting.md lists the messages.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ class WiseFuseError(Exception):
         super().__init__(message)
         self.message = message
         self.hint = hint
+        if hint:  # shown under the message in tracebacks and logged exceptions
+            self.add_note(f"hint: {hint}")
 
 
 class MissingExtraError(WiseFuseError):

@@ -390,7 +390,9 @@ def test_load_flow_file_errors(prefect_env):
         load(FLOWS / "no_flow.py")
     with pytest.raises(PrefectAdapterError, match=r"several flows \(first, second\)") as err:
         load(FLOWS / "two_flows.py")
-    assert err.value.hint == "pass flow_name=<one of them>"
+    assert err.value.hint == (
+        f"pass flow_name=<one of them>, or on the command line {FLOWS / 'two_flows.py'}::FLOW_NAME"
+    )
     assert load(FLOWS / "two_flows.py", "second").name == "second"
     assert load(FLOWS / "two_flows.py", "first").fn.__name__ == "first"
     with pytest.raises(PrefectAdapterError, match="no flow named 'third'"):

@@ -122,7 +122,8 @@ def load_flow_file(path: str | Path, flow_name: str | None = None) -> Any:
         if not chosen:
             found = ", ".join(sorted({f.name for _, f in flows})) or "none"
             raise PrefectAdapterError(
-                f"{path} has no flow named {flow_name!r} (flows found: {found})"
+                f"{path} has no flow named {flow_name!r} (flows found: {found})",
+                hint="name a flow by its name or its function's name",
             )
         return chosen[0]
     distinct = list({id(f): f for _, f in flows}.values())
@@ -134,7 +135,7 @@ def load_flow_file(path: str | Path, flow_name: str | None = None) -> Any:
         names = ", ".join(sorted(f.name for f in distinct))
         raise PrefectAdapterError(
             f"{path} defines several flows ({names}); say which one",
-            hint="pass flow_name=<one of them>",
+            hint=f"pass flow_name=<one of them>, or on the command line {path}::FLOW_NAME",
         )
     return distinct[0]
 

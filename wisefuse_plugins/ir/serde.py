@@ -19,6 +19,7 @@ from wisefuse_plugins.ir.errors import IRError
 from wisefuse_plugins.ir.nodes import Workflow
 
 IR_FORMAT = "wisefuse-ir"
+_KINDS = {IR_FORMAT: "an IR file", "wisefuse-plan": "a plan file"}  # for hints
 IR_VERSION = 1
 
 M = TypeVar("M", bound=BaseModel)
@@ -74,10 +75,14 @@ def load_document(
     if not isinstance(doc, dict):
         raise IRError([("$", f"expected a JSON object, got {type(doc).__name__}")], what=what)
     if doc.get("format") != fmt:
+        got = doc.get("format")
+        expected = _KINDS.get(fmt, f"a {fmt!r} document")
         raise IRError(
-            [("$.format", f"expected {fmt!r}, got {doc.get('format')!r}")],
+            [("$.format", f"expected {fmt!r}, got {got!r}")],
             what=what,
-            hint=f"is this a {what} file?",
+            hint=f"this is {_KINDS[got]}, not {expected}: check which file goes where"
+            if isinstance(got, str) and got in _KINDS
+            else f"pass {expected} written by wisefuse",
         )
     version = doc.get("version")
     if isinstance(version, bool) or not isinstance(version, int) or version not in versions:

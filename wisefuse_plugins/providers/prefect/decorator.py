@@ -117,8 +117,10 @@ def wisefuse(
 
     def decorate(f: Flow) -> WiseFuseFlow:
         if not isinstance(f, Flow):
+            name = getattr(f, "__qualname__", None)
+            what = f"the plain function {name!r}" if callable(f) and name else repr(f)
             raise TypeError(
-                f"@wisefuse decorates Prefect flows, not {f!r}: put @wisefuse(...) above @flow"
+                f"@wisefuse decorates Prefect flows, not {what}: put @wisefuse(...) above @flow"
             )
         return WiseFuseFlow._wrap(f, config)
 

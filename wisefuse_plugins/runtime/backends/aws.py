@@ -149,7 +149,16 @@ def default_client_factory(region: str | None) -> Callable[[str], Any]:
             read_timeout=READ_TIMEOUT_S,
             connect_timeout=10,
         )
-        return boto3.client(service, region_name=region, config=config)
+        from botocore.exceptions import NoRegionError
+
+        try:
+            return boto3.client(service, region_name=region, config=config)
+        except NoRegionError:
+            raise AwsError(
+                "no AWS region is configured",
+                hint="pass one (wisefuse deploy --region eu-west-1, or region_name=...), "
+                "or set AWS_DEFAULT_REGION or a region in ~/.aws/config",
+            ) from None
 
     return make
 
@@ -271,7 +280,7 @@ class AwsLambdaBackend:
             except BotoCoreError as err:
                 raise AwsError(
                     f"Lambda {operation} on {target or '?'} failed: {err}",
-                    hint="check the AWS credentials and region (AWS_PROFILE, AWS_REGION)",
+                    hint="check the AWS credentials and region (AWS_PROFILE, AWS_DEFAULT_REGION)",
                 ) from None
         raise AssertionError("unreachable")
 
