@@ -24,9 +24,12 @@ import json
 import logging
 import os
 import re
+import shlex
 import shutil
+import subprocess
 import sys
 import textwrap
+import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError
@@ -869,3 +872,381 @@ def test_quoted_message_is_what_the_user_sees(scene: Scene, name: str):
     assert quote_pattern(quote).fullmatch(_squeeze(produced)), (
         f"docs/troubleshooting.md, message {name!r}, says:\n{quote}\n\nbut the user sees:\n{produced}"
     )
+
+
+# =========================================================================== 2. commands
+
+_SHELL_FENCES = {"", "bash", "sh", "shell", "console", "text"}
+_COMMANDS = {"wisefuse", "make", "python", "python3", "pip", "airflow", "prefect", "aws", "uv"}
+_SHELL_OPERATORS = {"|", ">", ">>", "<", "&&", "||", ";", "2>&1", "&"}
+
+NOT_RUN: dict[str, str] = {
+    # command as the docs show it (whitespace squeezed) -> why this test does not run it
+    "python FILE": "a placeholder for the user's own DAG file",
+    "python flow.py": "a placeholder for the user's own flow file",
+    "python my_flow_planned.py": "a placeholder for a flow file the user emitted",
+    "python worker.py CONFIG": "how the local backend starts its own workers, not a user command",
+    "python runtime/backends/forkserver.py": "how the local backend starts its fork server, "
+    "not a user command",
+    "airflow providers list": "needs an Airflow installation with a metadata database; "
+    "tests/providers/test_airflow_provider.py checks the provider entry point it lists",
+    "airflow db migrate": "creates Airflow's metadata database; the airflow_home fixture of "
+    "tests/conftest.py runs it for the tests that need one",
+    "prefect block register -m wisefuse_plugins.providers.prefect": "needs a Prefect server; "
+    "tests/providers/test_prefect_block.py saves and loads the block",
+    "prefect deploy": "needs a Prefect server and a work pool",
+    "pip install": "prose: installing the requirements into a container image",
+    "pip install --target layer/python --only-binary=:all: --python-version 3.11 "
+    "--platform manylinux2014_x86_64 -r requirements.txt": "downloads Linux wheels into a "
+    "Lambda layer folder: network access and minutes",
+    "aws lambda publish-layer-version --layer-name wisefuse-deps-x86_64 --zip-file "
+    "fileb://deps-x86_64.zip --compatible-runtimes python3.11 --compatible-architectures "
+    "x86_64": "needs an AWS account (tests/aws runs the AWS path against a moto server)",
+    "aws sts get-caller-identity": "needs an AWS account",
+}
+
+
+@dataclass(frozen=True)
+class DocCommand:
+    where: str  # file:line
+    text: str  # whitespace squeezed, comments and the prompt removed
+
+    @property
+    def tokens(self) -> list[str]:
+        """Shell words up to the first pipe or redirection."""
+        words = []
+        for word in shlex.split(self.text):
+            if word in _SHELL_OPERATORS:
+                break
+            words.append(word)
+        return words
+
+
+def _is_command(text: str) -> bool:
+    words = text.split()
+    if not words:
+        return False
+    first = words[0]
+    if re.fullmatch(r"benchmarks/\w+\.py", first):
+        return True
+    first = first.removeprefix(".venv/bin/")
+    if first == "make":  # `make demo`, not the stage `make -> work -> total`
+        return len(words) > 1 and all(re.fullmatch(r"[\w.-]+(=\S*)?", w) for w in words[1:])
+    return first in _COMMANDS and (len(words) > 1 or first == "pip")
+
+
+def doc_commands() -> list[DocCommand]:
+    """Every command shown in README.md and docs/*.md: fenced shell lines and inline code."""
+    found = []
+    for doc in DOCS:
+        rel = doc.relative_to(REPO)
+        lines = doc.read_text(encoding="utf-8").splitlines()
+        prose: list[tuple[int, str]] = []
+        i = 0
+        while i < len(lines):
+            fence = re.match(r"\s*```\s*(\w*)", lines[i])
+            if not fence:
+                prose.append((i + 1, lines[i]))
+                i += 1
+                continue
+            end = next(j for j in range(i + 1, len(lines)) if re.match(r"\s*```\s*$", lines[j]))
+            if fence.group(1) in _SHELL_FENCES:
+                pending, start = "", 0
+                for n in range(i + 1, end):
+                    line = lines[n].strip()
+                    if not pending:
+                        start = n + 1
+                    pending += " " + line.removesuffix("\\")
+                    if line.endswith("\\"):
+                        continue
+                    text = re.sub(r"(^|\s)#.*$", "", pending).strip().removeprefix("$ ")
+                    pending = ""
+                    if _is_command(text):
+                        found.append(DocCommand(f"{rel}:{start}", _squeeze(text)))
+            prose.append((end + 1, ""))  # a fence ends a paragraph
+            i = end + 1
+        # inline code, paragraph by paragraph (a code span does not cross a blank line)
+        para: list[tuple[int, str]] = []
+        for number, line in [*prose, (len(lines) + 1, "")]:
+            if line.strip():
+                para.append((number, line))
+                continue
+            text = "\n".join(line for _, line in para)
+            for m in re.finditer(r"(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)", text, re.S):
+                span = _squeeze(m.group(2))
+                if _is_command(span):
+                    found.append(
+                        DocCommand(f"{rel}:{para[0][0] + text.count(chr(10), 0, m.start())}", span)
+                    )
+            para = []
+    return found
+
+
+@pytest.fixture(scope="module")
+def commands() -> list[DocCommand]:
+    found = doc_commands()
+    assert len(found) > 30, found  # the extraction itself works
+    return found
+
+
+def _kind(cmd: DocCommand) -> str:
+    first = cmd.tokens[0].removeprefix(".venv/bin/")
+    if first in ("python", "python3") and re.fullmatch(r"benchmarks/\w+\.py", cmd.tokens[1]):
+        return "benchmark"
+    if re.fullmatch(r"benchmarks/\w+\.py", first):
+        return "benchmark"
+    if first == "pip" and any(re.fullmatch(r"(wisefuse-plugins|\.)\[.*\]", w) for w in cmd.tokens):
+        return "extras"
+    return first if first in ("wisefuse", "make") else "other"
+
+
+def test_docs_mention_no_command_that_is_not_checked(commands: list[DocCommand]):
+    other = {c.text: c.where for c in commands if _kind(c) == "other"}
+    unknown = {text: where for text, where in other.items() if text not in NOT_RUN}
+    assert not unknown, (
+        "commands in the docs that nothing checks: check them here or add them to NOT_RUN "
+        f"with the reason: {unknown}"
+    )
+    stale = sorted(set(NOT_RUN) - set(other))
+    assert not stale, f"NOT_RUN lists commands the docs no longer show: {stale}"
+
+
+# -- wisefuse --------------------------------------------------------------------------------
+
+
+def _cli_group() -> Any:
+    import typer.main
+
+    from wisefuse_plugins.cli import app
+
+    return typer.main.get_command(app)
+
+
+def _unbracket(words: list[str]) -> list[str]:
+    """``[--json PATH]`` (an optional part, in a synopsis) as ``--json PATH``."""
+    out, inside = [], False
+    for word in words:
+        if word.startswith("[-"):
+            word, inside = word[1:], True
+        if inside and word.endswith("]"):
+            word, inside = word[:-1], False
+        out.append(word)
+    return out
+
+
+def _split_wisefuse(tokens: list[str]) -> tuple[list[str], str | None, list[str]]:
+    """(root options, subcommand, its arguments), with ``[--opt value]`` unbracketed."""
+    args = _unbracket(tokens[1:])
+    root = []
+    while args and args[0].startswith("-"):
+        root.append(args.pop(0))
+    return root, (args.pop(0) if args else None), args
+
+
+def _options(command: Any) -> dict[str, Any]:
+    """Option name -> parameter; ``--help`` (added by Click itself) -> None."""
+    names: dict[str, Any] = {"--help": None}
+    for p in command.params:
+        if p.param_type_name == "option":
+            names.update(dict.fromkeys([*p.opts, *p.secondary_opts], p))
+    return names
+
+
+def _check_wisefuse(cmd: DocCommand) -> list[str]:
+    """What is wrong with a ``wisefuse ...`` command of the docs (nothing: ``[]``)."""
+    group = _cli_group()
+    root, sub, args = _split_wisefuse(cmd.tokens)
+    problems = [f"no such global option {o}" for o in root if o not in _options(group)]
+    if sub is None:
+        return problems
+    command = group.commands.get(sub)
+    if command is None:
+        return [*problems, f"no such command {sub!r} (commands: {', '.join(group.commands)})"]
+    options, positional, i = _options(command), [], 0
+    while i < len(args):
+        word = args[i]
+        if word.startswith("-") and len(word) > 1:
+            name = word.split("=", 1)[0]
+            param = options.get(name)
+            if name not in options:
+                problems.append(f"wisefuse {sub} has no option {name}")
+            elif param is not None and "=" not in word and not (param.is_flag or param.count):
+                i += param.nargs
+        else:
+            positional.append(word)
+        i += 1
+    required = [p for p in command.params if p.param_type_name == "argument" and p.required]
+    if problems or (not positional and required):
+        return problems  # a mention (`wisefuse optimize --plot`): names checked, no arguments
+    try:  # the CLI's own parser: arity, types, values
+        with contextlib.redirect_stdout(io.StringIO()):
+            command.make_context(f"wisefuse {sub}", list(args))
+    except Exception as err:  # the parser's usage errors, or --help's exit
+        if getattr(err, "exit_code", None) != 0:
+            message = err.format_message() if hasattr(err, "format_message") else str(err)
+            problems.append(f"wisefuse {sub} refuses {args}: {message}")
+    return problems
+
+
+def test_wisefuse_commands_in_the_docs_exist_with_their_options(commands: list[DocCommand]):
+    checked = [c for c in commands if _kind(c) == "wisefuse"]
+    assert len(checked) > 15
+    problems = {f"{c.where}: {c.text}": p for c in checked if (p := _check_wisefuse(c))}
+    assert not problems, problems
+
+
+def test_the_command_checker_catches_drift():
+    def check(text: str) -> list[str]:
+        return _check_wisefuse(DocCommand("here", text))
+
+    assert check("wisefuse optimize dag.py --slo 1.5x -o plan.json --plot f.png") == []
+    assert check("wisefuse optimize --plot") == []
+    assert (
+        check("wisefuse deploy a.py plan.json --role R --store s3://b [--no-state-machine]") == []
+    )
+    assert check("wisefuse optimise dag.py")[0].startswith("no such command 'optimise'")
+    assert check("wisefuse optimize dag.py --slo-target 2") == [
+        "wisefuse optimize has no option --slo-target"
+    ]
+    assert check("wisefuse optimize --frontier")
+    assert "refuses" in check("wisefuse report dag.py plan.json --runs many")[0]
+    assert "refuses" in check("wisefuse report dag.py")[0]  # the plan is missing
+    assert "refuses" in check("wisefuse deploy a.py plan.json --store s3://b")[0]  # no --role
+
+
+def test_help_of_each_documented_command_shows_the_options_the_docs_use(
+    commands: list[DocCommand], scene: Scene
+):
+    used: dict[str, set[str]] = {}
+    for c in commands:
+        if _kind(c) == "wisefuse":
+            _, sub, args = _split_wisefuse(c.tokens)
+            if sub is not None:
+                used.setdefault(sub, set()).update(
+                    w.split("=", 1)[0] for w in args if w.startswith("--")
+                )
+    assert {"inspect", "profile", "optimize", "report", "deploy", "demo"} <= set(used)
+    for sub, options in sorted(used.items()):
+        code, out, err = scene.run(sub, "--help")
+        assert code == 0, err
+        missing = sorted(o for o in options if o not in out)
+        assert not missing, f"`wisefuse {sub} --help` does not show {missing}"
+
+
+def test_cheap_documented_commands_run(commands: list[DocCommand], scene: Scene):
+    """``wisefuse --version``, ``--help`` and ``inspect`` of the repository's examples, for real."""
+    ran = []
+    for c in commands:
+        if _kind(c) != "wisefuse":
+            continue
+        root, sub, args = _split_wisefuse(c.tokens)
+        runnable = (sub is None and root and set(root) <= {"--help", "--version"}) or (
+            sub == "inspect"
+            and len([a for a in args if not a.startswith("-")]) == 1
+            and (REPO / args[-1].split("::")[0]).is_file()
+        )
+        if not runnable or c.text in ran:
+            continue
+        with scene.mp.context() as mp:
+            mp.chdir(REPO)
+            code, out, err = scene.run(*c.tokens[1:])
+        assert code == 0, f"{c.where}: {c.text} exited {code}:\n{err}"
+        assert out.strip(), c.text
+        ran.append(c.text)
+    assert "wisefuse inspect airflow/video_analytics.py" in ran and "wisefuse --help" in ran
+
+
+# -- make, pip, benchmarks ---------------------------------------------------------------------
+
+
+def test_make_targets_in_the_docs_exist(commands: list[DocCommand]):
+    makefile = (REPO / "Makefile").read_text()
+    targets = set(re.findall(r"^([A-Za-z0-9_.-]+)\s*:(?!=)", makefile, re.M))
+    used = {(c.where, t) for c in commands if _kind(c) == "make" for t in c.tokens[1:]}
+    assert used, "the docs show no make command"
+    assert not {u for u in used if u[1] not in targets}, (used, targets)
+
+
+def test_extras_in_the_docs_exist(commands: list[DocCommand]):
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    extras = set(pyproject["project"]["optional-dependencies"])
+    used = set()
+    for c in commands:
+        if _kind(c) == "extras":
+            for word in c.tokens:
+                if m := re.fullmatch(r"(?:wisefuse-plugins|\.)\[(.*)\]", word):
+                    used |= {(c.where, e.strip()) for e in m.group(1).split(",")}
+    assert {"airflow", "prefect", "aws", "all"} <= {e for _, e in used}
+    assert not {u for u in used if u[1] not in extras}, extras
+
+
+_PARSE_ONLY = r"""
+import argparse, contextlib, importlib.util, io, json, sys
+
+class Parsed(Exception):
+    pass
+
+real = argparse.ArgumentParser.parse_args
+
+def parse_args(self, args=None, namespace=None):
+    real(self, args, namespace)  # exits 2 with the usage error on a bad option or value
+    raise Parsed
+
+argparse.ArgumentParser.parse_args = parse_args
+sys.path.insert(0, ".")
+results = []
+for i, (path, argv) in enumerate(json.load(sys.stdin)):
+    err = io.StringIO()
+    try:
+        spec = importlib.util.spec_from_file_location(f"_docs_benchmark_{i}", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+            spec.loader.exec_module(module)
+            module.main(argv)
+        results.append("main() returned without parsing its arguments")
+    except Parsed:
+        results.append(None)
+    except SystemExit as done:
+        results.append(f"exit {done.code}: {err.getvalue().strip()[-500:]}")
+    except Exception as failed:
+        results.append(f"{type(failed).__name__}: {failed}")
+json.dump(results, sys.stdout)
+"""
+
+
+def test_benchmark_commands_in_the_docs_parse(commands: list[DocCommand]):
+    """Each script exists; each command line goes through the script's own argparse parser
+    (the script is imported and its ``main(argv)`` stops right after parsing: nothing runs)."""
+    runs: dict[tuple[str, tuple[str, ...]], str] = {}
+    for c in (c for c in commands if _kind(c) == "benchmark"):
+        words = c.tokens
+        if words[0].removeprefix(".venv/bin/") in ("python", "python3"):
+            words = words[1:]
+        script, argv = words[0], _unbracket(words[1:])
+        assert (REPO / script).is_file(), f"{c.where}: {script} does not exist"
+        if argv or c.tokens[0].endswith(("python", "python3")):  # a run, not a mention
+            runs.setdefault((script, tuple(argv)), c.where)
+    assert len(runs) >= 6, runs
+    drift = [
+        ["benchmarks/scale.py", ["--seeds", "3"]],
+        ["benchmarks/scale.py", ["--no-such-option"]],
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-c", _PARSE_ONLY],
+        input=json.dumps([*drift, *([str(REPO / s), list(a)] for s, a in runs)]),
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ok, refused, *results = json.loads(proc.stdout)
+    assert ok is None and "unrecognized arguments: --no-such-option" in refused  # the check works
+    problems = {
+        f"{where}: {script} {' '.join(argv)}": result
+        for ((script, argv), where), result in zip(runs.items(), results, strict=True)
+        if result is not None
+    }
+    assert not problems, problems
