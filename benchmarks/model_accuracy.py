@@ -2,8 +2,9 @@
 
 For each example app (video analytics, ML pipeline, approximate SVD; their Airflow DAGs):
 
-1. profile every stage on the local Lambda at a small memory grid (512 and 1769 MB,
-   bundle size 1 only) into a temporary archive, calibrate the backend, fit the model;
+1. profile every stage on the local Lambda at a small memory grid (512, 1769 and 3538 MB
+   at bundle size 1, and the mapped stages in bundles of 2 at 3538 MB, where the two
+   share two vCPUs) into a temporary archive, calibrate the backend, fit the model;
 2. for *held-out* plans -- memory sizes that were not profiled (1024, 3008 MB), fused
    units, bundles of 2 and 4 instances, the whole DAG fused into one unit -- predict the
    P95 end-to-end latency and the expected cost per run;
@@ -47,7 +48,10 @@ from benchmarks._common import (
 )
 from wisefuse_plugins.model.limits import vcpus
 
-PROFILED_MEMORIES = (512, 1769)
+PROFILED_MEMORIES = (512, 1769, 3538)
+#: bundle sizes profiled; the profiler runs a bundle > 1 only where it gets two threads
+#: or more (3538 MB here), for the mapped stages' parallel fraction
+PROFILED_BUNDLES = (1, 2)
 GOAL_P95 = 0.10
 GOAL_COST = 0.05
 
@@ -123,12 +127,26 @@ def run_app(
 ) -> list[Row]:
     wf = loaded.workflow
     t0 = time.perf_counter()
-    model = session.profile(loaded, memories=PROFILED_MEMORIES, runs=profile_runs)
+    model = session.profile(
+        loaded, memories=PROFILED_MEMORIES, bundles=PROFILED_BUNDLES, runs=profile_runs
+    )
     print(
-        f"  profiled at {'/'.join(map(str, PROFILED_MEMORIES))} MB (bundle 1, "
-        f"{profile_runs} samples per stage and size) in {time.perf_counter() - t0:.0f} s",
+        f"  profiled at {'/'.join(map(str, PROFILED_MEMORIES))} MB (bundle 1; mapped stages"
+        f" also bundle 2 at 3538 MB; {profile_runs} samples per stage and setting) in"
+        f" {time.perf_counter() - t0:.0f} s",
         flush=True,
     )
+    phis = {
+        s.id: model.profiles[s.id].parallel_fraction
+        for s in wf.python_stages
+        if s.mapped and model.profiles[s.id].parallel_fraction is not None
+    }
+    if phis:
+        print(
+            "  parallel fraction in a bundle: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in phis.items()),
+            flush=True,
+        )
     print(f"  {platform_line(session.platform)}", flush=True)
     planned = cases(loaded.app, wf, quick)
     speedup = session.probe()
@@ -353,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     print(host_line(args.clock))
     print(
         f"apps {', '.join(a.key for a in apps)} at size {size!r}; profiled at "
-        f"{'/'.join(map(str, PROFILED_MEMORIES))} MB, bundle 1; each case: 1 warm-up + {runs} runs",
+        f"{'/'.join(map(str, PROFILED_MEMORIES))} MB, bundle 1 (and 2 at 3538 MB); "
+        f"each case: 1 warm-up + {runs} runs",
         flush=True,
     )
     rows: list[Row] = []

@@ -187,6 +187,7 @@ def _run(
         summary = profile_workflow(
             workflow,
             memories=settings.memories,
+            bundles=(1, 2),  # 2: how the mapped stages share cores (where 2 threads run)
             runs=settings.profile_runs,
             backend=units,
             archive=archive,

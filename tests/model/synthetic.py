@@ -24,6 +24,7 @@ def profile(
     n: int = 40,
     output_bytes: float = 0.0,
     seed: int = 0,
+    parallel_fraction: float | None = None,
 ) -> StageProfile:
     rng = np.random.default_rng(seed)
     samples = {}
@@ -33,5 +34,9 @@ def profile(
             base * (1 + noise * rng.standard_normal(n)) if noise else np.full(n, base)
         )
     return StageProfile(
-        stage=stage, code_hash=code_hash, samples=samples, output_bytes=output_bytes
+        stage=stage,
+        code_hash=code_hash,
+        samples=samples,
+        output_bytes=output_bytes,
+        parallel_fraction=parallel_fraction,
     )

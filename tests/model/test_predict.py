@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -26,10 +27,12 @@ QUIET = Platform(
 )
 
 
-def toy_model(wf, platform=QUIET, cpu=None, noise=0.0, draws=2000):
+def toy_model(wf, platform=QUIET, cpu=None, noise=0.0, draws=2000, phi=1.0):
     cpu = cpu or {"make": 10.0, "square": 200.0, "middle": 300.0, "config": 5.0, "total": 50.0}
     profiles = {
-        s.id: profile(s.id, s.callable.code_hash, cpu=cpu[s.id], noise=noise, seed=i)
+        s.id: profile(
+            s.id, s.callable.code_hash, cpu=cpu[s.id], noise=noise, seed=i, parallel_fraction=phi
+        )
         for i, s in enumerate(wf.python_stages)
     }
     return Model(profiles, platform, draws=draws)
@@ -72,6 +75,42 @@ def test_bundle_of_b_shares_cores():
     # 4 chains of 500 CPU-ms on 2 vCPUs: 1000 ms, plus each chain's GET and PUT (10 ms each) on 2 threads
     assert u4.p50_ms == pytest.approx(4 * 500 / 2 + 4 * 20 / 2, rel=1e-6)
     assert u1.p50_ms == pytest.approx(500 + 20, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("phi", "cores"),
+    [(1.0, 2.0), (0.5, 1 / (0.5 + 0.5 / 2)), (0.0, 1.0), (None, 1.0)],
+)
+def test_bundle_threads_share_cores_as_amdahls_law_says(phi, cores):
+    """A bundle's threads get 1 / ((1 - phi) + phi / n) of n cores: the interpreter lock
+    serialises the rest; a stage never profiled in a bundle is assumed to gain nothing."""
+    wf = toy_workflow(n=4)
+    m = toy_model(wf, phi=phi)
+    four = plan(
+        wf, [["make"], ["square", "middle"], ["config"], ["total"]], {"square": 4}, memory_mb=3538
+    )
+    u4 = {u.unit: u for u in m.predict(wf, four).units}["square-middle"]
+    # 4 chains of 500 CPU-ms; their GETs and PUTs (20 ms each chain) overlap on 2 threads
+    assert u4.p50_ms == pytest.approx(4 * 500 / cores + 4 * 20 / 2, rel=1e-6)
+
+
+def test_the_last_bundle_bills_only_the_instances_left():
+    """5 instances in bundles of 2: two full invocations and one of a single instance."""
+    wf = toy_workflow(n=5)
+    m = toy_model(wf)
+    groups = [["make"], ["square", "middle"], ["config"], ["total"]]
+    p = plan(wf, groups, {"square": 2}, memory_mb=1769)
+    unit = next(u for u in p.units if u.id == "square-middle")
+    assert unit.invocations(wf) == 3
+    # one thread at 1 vCPU: a bundle of 2 runs 2 x (500 + 20) ms, the last one 520 ms
+    price = lambda_cost(2 * 520, 1769, "x86_64", DEFAULT)
+    last = lambda_cost(520, 1769, "x86_64", DEFAULT)
+    assert m.unit_cost(wf, unit) == pytest.approx(2 * price + last, rel=1e-6)
+    billed = m.with_draws(2000)
+    billed.platform = dataclasses.replace(QUIET, bill_store_requests=True)
+    # each instance: a GET of its element and a PUT of its output, priced as S3 requests
+    s3 = 5 * (DEFAULT.s3_get + DEFAULT.s3_put)
+    assert billed.unit_cost(wf, unit) == pytest.approx(2 * price + last + s3, rel=1e-6)
 
 
 def test_cost_is_the_lambda_bill():

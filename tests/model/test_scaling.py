@@ -7,6 +7,8 @@ import numpy as np
 from wisefuse_plugins.model.limits import vcpus
 from wisefuse_plugins.model.scaling import fit, quantiles
 
+from .synthetic import law_ms
+
 
 def _profile() -> dict[int, np.ndarray]:
     """A CPU-bound stage with skewed instances, profiled as on a noisy host: ~1/vCPU from
@@ -40,12 +42,24 @@ def test_exp_law_above_the_largest_profiled_size_is_bounded_by_the_share():
     assert np.all(got >= at_3538 * vcpus(3538) / vcpus(10240) * (1 - 1e-9))
 
 
-def test_exp_law_is_untouched_between_profiled_sizes():
-    by_memory = _profile()
+def test_exp_law_between_profiled_sizes_speeds_up_at_most_as_the_share_grows():
+    """A CPU-bound stage, flat above one vCPU, profiled at 512/1769/3538 MB (a little
+    slower at 3538, as measured samples can be): the exp law alone drops to the 1769 MB
+    time well before 1769 MB; at 1024 MB it may be at most v(1024) / v(512) = 2 times
+    faster than at 512 MB, and never slower than there."""
+    by_memory = {m: np.full(10, law_ms(0.0, 100.0, m)) for m in (512, 1769)}
+    by_memory[3538] = np.full(10, 104.0)
     f = fit(by_memory, law="exp")
     a0, a1, a2 = f.exp
-    for m in (768, 1024, 2048, 3008):
-        assert np.allclose(f.durations(m), np.maximum(a0 + a1 * np.exp(-m / a2), 0.0)), m
+    raw = np.maximum(a0 + a1 * np.exp(-1024 / a2), 0.0)
+    t512 = law_ms(0.0, 100.0, 512)
+    assert np.all(raw < 0.9 * t512 * vcpus(512) / vcpus(1024))  # what the bound corrects
+    for m in (768, 1024, 1500):
+        got = f.durations(m)
+        assert np.all(got >= t512 * vcpus(512) / vcpus(m) - 1e-9), m
+        assert np.all(got <= t512 + 1e-9), m
+    # between 1769 and 3538 MB: between the two profiled times
+    assert np.all((f.durations(3008) >= 100 - 1e-9) & (f.durations(3008) <= 104 + 1e-9))
 
 
 def test_law_choice_still_works_with_three_sizes():

@@ -81,7 +81,8 @@ def test_every_stage_and_memory_is_measured_then_nothing_twice(lam, tmp_path):
         for s in wf.python_stages:
             for m in memories:
                 assert stats[s.id, m, 1].count >= 3, (s.id, m)
-                assert ((s.id, m, 2) in stats) == s.mapped  # bundles apply to mapped stages
+                # bundles apply to mapped stages, where they run on 2 threads or more
+                assert ((s.id, m, 2) in stats) == (s.mapped and m > 1769), (s.id, m)
         square = archive.samples("toy", stage="square", memory_mb=512, bundle_size=1)
         assert sorted(x.instance for x in square) == [0, 1, 2, 3, 4]  # one per instance
         assert all(x.output_bytes and x.peak_memory_mb and x.input_bytes for x in square)
@@ -154,3 +155,44 @@ def test_mapped_over_a_list_inside_a_dict_output(lam, tmp_path):
         burns = archive.samples("grid", stage="burn")
     assert sorted(s.instance for s in burns) == [0, 1, 2]
     assert all(s.input_bytes and s.input_bytes > 20 for s in burns)  # the whole dict is read
+
+
+def test_parallel_fraction_tells_the_interpreter_lock_from_waiting(tmp_path):
+    """Two instances of pure-Python arithmetic in one invocation on 2 vCPUs take turns on
+    the interpreter lock (parallel fraction about 0); two that sleep overlap (about 1).
+    The CPU-time clock sees it: a thread waiting for the lock is not runnable."""
+    stages = [
+        Stage(
+            id="work",
+            callable=callable_ref(prof_app.repeat, TOY),
+            bindings={"value": Const(value=BURN_N), "n": Const(value=2)},
+        ),
+        Stage(
+            id="burn",
+            callable=callable_ref(prof_app.burn, TOY),
+            bindings={"n": Item(stage="work")},
+            parallelism=2,
+        ),
+        Stage(
+            id="pauses",
+            callable=callable_ref(prof_app.repeat, TOY),
+            bindings={"value": Const(value=40), "n": Const(value=2)},
+        ),
+        Stage(
+            id="nap",
+            callable=callable_ref(prof_app.nap, TOY),
+            bindings={"ms": Item(stage="pauses")},
+            parallelism=2,
+        ),
+    ]
+    wf = Workflow(name="gil", stages=stages, edges=derive_edges(stages))
+    with (
+        LocalLambda(clock="cpu-clock", keep_alive_s=30) as lam,
+        Archive(f"sqlite:///{tmp_path / 'p.sqlite'}") as archive,
+    ):
+        run_profiler(wf, lam, TOY, tmp_path, archive, memories=(3538,), bundles=(1, 2), runs=4)
+        profiles = archive.profiles_for(wf)
+    assert profiles["burn"].parallel_fraction is not None
+    assert profiles["burn"].parallel_fraction < 0.5, profiles["burn"].parallel_fraction
+    assert profiles["nap"].parallel_fraction > 0.75, profiles["nap"].parallel_fraction
+    assert profiles["work"].parallel_fraction is None  # not mapped: never bundled

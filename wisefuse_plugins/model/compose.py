@@ -4,7 +4,8 @@
 - ``max_of``: the max of ``n`` i.i.d. copies of a distribution given by its draws, drawn
   exactly by inverse transform: if U is uniform, ``F^-1(U^(1/n))`` has the law of the max
   of n, so the cost does not grow with n (a 10,900-wide stage costs what a 10-wide one does);
-- ``bundle_makespan``: b jobs on k worker threads sharing v vCPUs (processor sharing):
+- ``bundle_makespan``: b jobs on k worker threads sharing v vCPUs (processor sharing,
+  slowed by the interpreter lock as Amdahl's law says for the stages' parallel fraction):
   the larger of the average thread load and the longest single job;
 - ``sum_of``: the sum of ``n`` i.i.d. copies (exact for small n, normal beyond).
 """
@@ -12,6 +13,8 @@
 from __future__ import annotations
 
 import numpy as np
+
+from wisefuse_plugins.model.parallel import cores
 
 EXACT_LIMIT = 32
 
@@ -30,24 +33,34 @@ def sum_of(mean: float, std: float, n: int, z: np.ndarray) -> np.ndarray:
     return n * mean + np.sqrt(n) * std * z
 
 
+def shared_cores(vcpu: float, threads: int, job_threads: int, phi: float) -> float:
+    """Cores ``threads`` concurrent jobs get together on ``vcpu`` cores: Amdahl's law with
+    parallel fraction ``phi`` (:func:`wisefuse_plugins.model.parallel.cores`), and never
+    fewer than one job alone uses."""
+    n = min(vcpu, threads * job_threads)
+    return max(cores(n, phi), min(vcpu, job_threads))
+
+
 def bundle_makespan(
     wait: np.ndarray,
     cpu: np.ndarray,
     vcpu: float,
     job_threads: int,
     pool_threads: int,
+    phi: float = 1.0,
 ) -> np.ndarray:
     """Duration of running ``b`` jobs (columns) on ``pool_threads`` threads and ``vcpu`` cores.
 
     ``wait`` and ``cpu`` are ``(draws, b)``: per job the ms it waits and the CPU ms it needs
-    on one full vCPU. A job alone runs at ``min(vcpu, job_threads)`` vCPUs.
+    on one full vCPU. A job alone runs at ``min(vcpu, job_threads)`` vCPUs; together they
+    get :func:`shared_cores` (``phi=1``: perfect processor sharing).
     """
     b = wait.shape[1]
     k = max(1, min(pool_threads, b))
     alone = wait + cpu / min(vcpu, job_threads)
     if b == 1:
         return alone[:, 0]
-    load = wait.sum(axis=1) / k + cpu.sum(axis=1) / min(vcpu, k * job_threads)
+    load = wait.sum(axis=1) / k + cpu.sum(axis=1) / shared_cores(vcpu, k, job_threads, phi)
     return np.maximum(load, alone.max(axis=1))
 
 
@@ -62,10 +75,11 @@ def bundle_makespan_large(
     job_threads: int,
     pool_threads: int,
     z: np.ndarray,
+    phi: float = 1.0,
 ) -> np.ndarray:
     """:func:`bundle_makespan` for many jobs: sums by the normal law, the longest job given."""
     k = max(1, min(pool_threads, b))
     waits = sum_of(wait_mean, wait_std, b, z)
     cpus = sum_of(cpu_mean, cpu_std, b, z)
-    load = np.maximum(waits, 0) / k + np.maximum(cpus, 0) / min(vcpu, k * job_threads)
+    load = np.maximum(waits, 0) / k + np.maximum(cpus, 0) / shared_cores(vcpu, k, job_threads, phi)
     return np.maximum(load, longest)

@@ -6,6 +6,8 @@ https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html (checked 
 
 from __future__ import annotations
 
+import math
+
 MIN_MEMORY_MB = 128
 MAX_MEMORY_MB = 10_240
 MEMORY_STEP_MB = 1
@@ -32,6 +34,14 @@ def vcpus(memory_mb: float) -> float:
     if memory_mb <= 0:
         raise ValueError(f"memory_mb must be positive, got {memory_mb}")
     return min(memory_mb / MB_PER_VCPU, MAX_VCPUS)
+
+
+def bundle_threads(memory_mb: float) -> int:
+    """Threads the runtime runs a bundle's instances on: ``ceil(vCPU)``, 1 to 6.
+
+    One per (partial) vCPU: fewer would leave a share idle, more only adds switching.
+    """
+    return max(1, min(int(MAX_VCPUS), math.ceil(vcpus(memory_mb))))
 
 
 def check_memory(memory_mb: int) -> int:

@@ -11,7 +11,8 @@ What one invocation of unit ``u`` at memory ``m`` costs in time:
 - inputs from outside ``u``: a store GET each (latency + bytes / bandwidth); an input the
   whole bundle shares (broadcast, gather) is read once per invocation, before the jobs;
 - the jobs: each instance's chain of fused stages (wait + CPU parts, summed), run by
-  ``ceil(vCPU)`` threads on ``vCPU(m)`` cores (:func:`compose.bundle_makespan`);
+  ``ceil(vCPU)`` threads on ``vCPU(m)`` cores (:func:`compose.bundle_makespan`), as
+  much in parallel as the stages' parallel fraction lets them (:mod:`.parallel`);
 - exported outputs: a store PUT each (and one per element when scattered);
 - the runtime's own overhead, and a cold start with the platform's probability.
 
@@ -30,11 +31,17 @@ import numpy as np
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir import Collect, Item, Output, Workflow
 from wisefuse_plugins.model import compose
-from wisefuse_plugins.model.limits import vcpus
+from wisefuse_plugins.model.limits import bundle_threads, vcpus
 from wisefuse_plugins.model.pricing import DEFAULT, Pricing, lambda_cost
 from wisefuse_plugins.model.profile import Platform, StageProfile
 from wisefuse_plugins.model.scaling import LEVELS, Fit, fit, quantiles
 from wisefuse_plugins.optimizer.plan import Plan, Unit, unit_graph
+
+UNPROFILED_PARALLEL_FRACTION = 0.0
+"""What the model assumes of a stage never profiled in a bundle on two threads or more:
+its instances gain nothing from sharing an invocation's cores (pure Python under the
+interpreter lock). Cautious on purpose: a plan is not promised parallel speed-up that
+was never measured; ``wisefuse profile --bundle 1,2`` at 3538 MB measures it."""
 
 
 class ModelError(WiseFuseError):
@@ -232,11 +239,13 @@ class Model:
         memory: int,
         arch: str,
         width: int,
-    ) -> tuple[np.ndarray, np.ndarray, int, float, float]:
-        """(wait, cpu) draws of ``width`` instance chains of ``stages``, with their own I/O."""
+    ) -> tuple[np.ndarray, np.ndarray, int, float, float, float]:
+        """(wait, cpu) draws of ``width`` instance chains of ``stages``, with their own I/O,
+        and the chain's parallel fraction (its stages', weighted by their mean CPU)."""
         wait = np.zeros((self.draws, width))
         cpu = np.zeros((self.draws, width))
         threads = 1
+        weighted = total_cpu = 0.0
         io, gets, puts = self._job_io(workflow, tuple(stages), frozenset(unit))
         for sid, transfers in io:
             w, c, t = self.parts(sid, memory, arch)
@@ -244,9 +253,20 @@ class Model:
             levels = self._level_draws(sid, width)
             wait += w[levels]
             cpu += c[levels]
+            mean_cpu = float(c.mean())
+            weighted += mean_cpu * self.parallel_fraction(sid)
+            total_cpu += mean_cpu
             for ms in transfers:
                 wait += ms
-        return wait, cpu, threads, gets, puts
+        phi = weighted / total_cpu if total_cpu > 0 else 1.0
+        return wait, cpu, threads, gets, puts, phi
+
+    def parallel_fraction(self, sid: str) -> float:
+        """The share of ``sid``'s CPU work that runs in parallel next to other instances in
+        one invocation (:mod:`.parallel`); unprofiled (no bundle size > 1 on two threads or
+        more): :data:`UNPROFILED_PARALLEL_FRACTION`."""
+        phi = self.profiles[sid].parallel_fraction
+        return UNPROFILED_PARALLEL_FRACTION if phi is None else phi
 
     def _job_io(
         self, workflow: Workflow, stages: tuple[str, ...], unit: frozenset[str]
@@ -364,32 +384,33 @@ class Model:
             return 1
         return math.ceil(workflow.stage(unit.stages[0]).parallelism / unit.bundle_size)
 
-    def invocation(self, workflow: Workflow, unit: Unit) -> _Invocation:
-        """Draws of one invocation of ``unit`` (the largest bundle when bundled)."""
+    def invocation(self, workflow: Workflow, unit: Unit, width: int | None = None) -> _Invocation:
+        """Draws of one invocation of ``unit``: a full bundle when bundled, or one of
+        ``width`` instances (the last invocation has what is left over)."""
         self._known.setdefault(id(workflow), workflow)  # keeps the id from being reused
-        key = _key(workflow, unit)
+        key = (*_key(workflow, unit), width)
         cached = self._invocations.get(key)
         if cached is not None:
             return cached
         order, bundled = self._layout(workflow, tuple(unit.stages))
         members = set(order)
         v = vcpus(unit.memory_mb)
-        pool = max(1, min(6, math.ceil(v)))
+        pool = bundle_threads(unit.memory_mb)
         shared_ms, gets = self._shared_reads(workflow, order, members)
         total = np.full(self.draws, shared_ms + self.platform.invoke_overhead_ms)
         puts = 0.0
         if bundled:
-            width = min(unit.bundle_size, workflow.stage(order[0]).parallelism)
-            chains = [(order, width)]
+            full = min(unit.bundle_size, workflow.stage(order[0]).parallelism)
+            chains = [(order, full if width is None else width)]
         else:  # stage after stage; a mapped stage inside runs all its instances here
             chains = [([sid], workflow.stage(sid).parallelism) for sid in order]
-        for stages, width in chains:
+        for stages, jobs in chains:
             draws, job_gets, job_puts = self._makespan(
-                workflow, stages, members, unit, width, v, pool
+                workflow, stages, members, unit, jobs, v, pool
             )
             total += draws
-            gets += job_gets * width
-            puts += job_puts * width
+            gets += job_gets * jobs
+            puts += job_puts * jobs
         init = max((self.profiles[s].init_ms for s in unit.stages), default=0.0)
         if init and self.platform.cold_probability > 0:
             total = total + init * (self._cold < self.platform.cold_probability)
@@ -409,16 +430,16 @@ class Model:
     ) -> tuple[np.ndarray, float, float]:
         """Draws of ``width`` instance chains run together, and GETs/PUTs per chain."""
         exact = min(width, compose.EXACT_LIMIT)
-        wait, cpu, threads, gets, puts = self._jobs(
+        wait, cpu, threads, gets, puts, phi = self._jobs(
             workflow, stages, unit, u.memory_mb, u.arch, exact
         )
         if width <= compose.EXACT_LIMIT:
-            return compose.bundle_makespan(wait, cpu, v, threads, pool), gets, puts
+            return compose.bundle_makespan(wait, cpu, v, threads, pool, phi), gets, puts
         alone = wait[:, 0] + cpu[:, 0] / min(v, threads)
         longest = compose.max_of(alone, width, self._u)
         draws = compose.bundle_makespan_large(
             float(wait.mean()), float(wait.std()), float(cpu.mean()), float(cpu.std()),
-            longest, width, v, threads, pool, self._z,
+            longest, width, v, threads, pool, self._z, phi,
         )  # fmt: skip
         return draws, gets, puts
 
@@ -445,19 +466,28 @@ class Model:
         return dur, count
 
     def unit_cost(self, workflow: Workflow, unit: Unit) -> float:
-        """Expected cost of one run's invocations of ``unit`` (compute, requests, store)."""
+        """Expected cost of one run's invocations of ``unit`` (compute, requests, store); the
+        last of a bundled unit's invocations bills only the instances left for it."""
         key = _key(workflow, unit)
         cached = self._costs.get(key)
         if cached is not None:
             return cached
-        inv = self.invocation(workflow, unit)
         count = self._count(workflow, unit)
-        billed = float(np.ceil(inv.draws).mean())
+        invocations = [(count, self.invocation(workflow, unit))]
+        left = workflow.stage(unit.stages[0]).parallelism % unit.bundle_size
+        if count > 1 and left and self._layout(workflow, tuple(unit.stages))[1]:
+            invocations = [
+                (count - 1, invocations[0][1]),
+                (1, self.invocation(workflow, unit, left)),
+            ]
         init = max((self.profiles[s].init_ms for s in unit.stages), default=0.0)
-        billed += self.platform.cold_probability * math.ceil(init)
-        cost = count * lambda_cost(billed, unit.memory_mb, unit.arch, self.pricing)
-        if self.platform.bill_store_requests:
-            cost += count * (inv.puts * self.pricing.s3_put + inv.gets * self.pricing.s3_get)
+        cold_ms = self.platform.cold_probability * math.ceil(init)
+        cost = 0.0
+        for n, inv in invocations:
+            billed = float(np.ceil(inv.draws).mean()) + cold_ms
+            cost += n * lambda_cost(billed, unit.memory_mb, unit.arch, self.pricing)
+            if self.platform.bill_store_requests:
+                cost += n * (inv.puts * self.pricing.s3_put + inv.gets * self.pricing.s3_get)
         cost += self.platform.orchestration_usd_per_step * (1 + count)
         self._costs[key] = cost
         return cost

@@ -9,7 +9,8 @@ import numpy as np
 
 @dataclass
 class StageProfile:
-    """Measurements of one stage's function (one instance, warm, bundle size 1).
+    """Measurements of one stage's function (one instance, warm, bundle size 1), and how
+    its instances share an invocation's cores.
 
     ``samples`` maps ``(arch, memory_mb)`` to durations in ms. ``code_hash`` ties the
     samples to one version of the code: the model refuses to predict a stage whose
@@ -22,6 +23,9 @@ class StageProfile:
     output_bytes: float = 0.0  # per instance
     peak_memory_mb: float = 0.0  # the most the stage was seen to use, interpreter included
     init_ms: float = 0.0  # cold start of an execution environment that runs this stage
+    #: share of its CPU work that runs in parallel next to other instances in one
+    #: invocation (:mod:`.parallel`); ``None``: not profiled at a bundle size > 1
+    parallel_fraction: float | None = None
 
     def arches(self) -> set[str]:
         return {a for a, _ in self.samples}

@@ -18,10 +18,11 @@ law (two points fit two parameters exactly, so nothing would be held out).
 
 The exp law has no notion of CPU share: extrapolated below the smallest profiled size it
 grows without bound (profiled at 512/1769/3538 MB, a video stage got 16x its 512 MB time at
-256 MB, where half the CPU share can at most double it), and above the largest it may fall
-further than more vCPUs allow. Outside the profiled range its predictions are therefore
-kept within the ratio of CPU shares to the nearest profiled size (the vcpu law satisfies
-this by construction); between profiled sizes it is left as fitted.
+256 MB, where half the CPU share can at most double it), above the largest it may fall
+further than more vCPUs allow, and between sizes it may drop to the larger size's time
+too early (a stage flat above one vCPU got its 1769 MB time at 1024 MB). Its predictions
+are therefore kept within the ratios of CPU shares to the nearest profiled sizes on
+either side (the vcpu law satisfies this by construction).
 """
 
 from __future__ import annotations
@@ -97,16 +98,32 @@ class Fit:
 def _within_shares(
     found: np.ndarray, memory_mb: float, memory: np.ndarray, table: np.ndarray
 ) -> np.ndarray:
-    """``found`` outside the profiled range, clipped between the nearest profiled size's
-    durations and those scaled by the ratio of CPU shares: below the smallest size, no
-    faster than it and at most ``v(smallest) / v(m)`` times slower; above the largest, no
-    slower than it and at most ``v(m) / v(largest)`` times faster."""
-    if memory[0] <= memory_mb <= memory[-1]:
-        return found
-    k = 0 if memory_mb < memory[0] else len(memory) - 1
-    near = table[k]
-    scaled = near * vcpus(float(memory[k])) / vcpus(memory_mb)
-    return np.clip(found, np.minimum(near, scaled), np.maximum(near, scaled))
+    """``found`` kept within what CPU shares allow, given the nearest profiled sizes below
+    (``lo``) and above (``hi``) ``memory_mb``: more memory never slows a stage down, and
+    makes it at most ``v(m) / v(lo)`` times faster than at ``lo``; below the smallest
+    profiled size, less memory makes it at most ``v(hi) / v(m)`` times slower than at
+    ``hi`` (between profiled sizes the data may say otherwise: bandwidth grows with
+    memory too).
+
+    Between profiled sizes this stops the exp law from jumping to the larger size's time
+    right after the smaller one (profiled at 512/1769/3538 MB, a CPU-bound stage flat
+    above one vCPU got its 1769 MB time at 1024 MB, where it has 0.58 of a vCPU).
+    """
+    v = vcpus(memory_mb)
+    below = np.flatnonzero(memory <= memory_mb)
+    above = np.flatnonzero(memory >= memory_mb)
+    lower = np.zeros_like(found)
+    upper = np.full_like(found, np.inf)
+    if len(below):
+        lo = below[-1]
+        upper = np.minimum(upper, table[lo])
+        lower = np.maximum(lower, table[lo] * vcpus(float(memory[lo])) / v)
+    if len(above):
+        hi = above[0]
+        lower = np.maximum(lower, table[hi])
+        if not len(below):
+            upper = np.minimum(upper, table[hi] * vcpus(float(memory[hi])) / v)
+    return np.clip(found, lower, np.maximum(upper, lower))
 
 
 def _fit_vcpu(memory: np.ndarray, table: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:

@@ -57,6 +57,7 @@ from sqlalchemy.pool import StaticPool
 
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir import Workflow
+from wisefuse_plugins.model.parallel import estimate
 from wisefuse_plugins.model.profile import Platform, StageProfile
 from wisefuse_plugins.runtime.store import wisefuse_home
 
@@ -141,6 +142,31 @@ meta_table = Table(
 )
 
 T = TypeVar("T")
+
+
+def _parallel_fraction(rows: Sequence[Sample]) -> float | None:
+    """The median of :func:`~wisefuse_plugins.model.parallel.estimate` over the bundle
+    settings that can tell (warm samples, per instance); ``None`` without any."""
+    per: dict[tuple[str, int, int], dict[object, list[float]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    for r in rows:
+        if not r.cold:
+            per[r.arch, r.memory_mb, r.bundle_size][r.instance].append(r.duration_ms)
+    found = []
+    for (arch, memory, bundle), together in per.items():
+        alone = per.get((arch, memory, 1))
+        if bundle == 1 or alone is None:
+            continue
+        phi = estimate(
+            {k: np.asarray(v) for k, v in alone.items()},
+            {k: np.asarray(v) for k, v in together.items()},
+            memory,
+            bundle,
+        )
+        if phi is not None:
+            found.append(phi)
+    return float(np.median(found)) if found else None
 
 
 class ArchiveError(WiseFuseError):
@@ -460,7 +486,8 @@ class Archive:
         Only samples whose code hash equals the stage's current hash count. Durations are
         those of bundle size 1 (the model composes bundles itself); at each (arch, memory)
         warm samples are used when there are any, as the model adds cold starts itself
-        (``init_ms``: the median of the cold samples' init). ``output_bytes`` is the mean
+        (``init_ms``: the median of the cold samples' init). Samples of larger bundles
+        give the stage's ``parallel_fraction`` (:mod:`wisefuse_plugins.model.parallel`). ``output_bytes`` is the mean
         per instance; ``peak_memory_mb`` the most any invocation used. ``arch=None`` keeps
         every architecture. Stages without samples are absent.
         """
@@ -479,6 +506,7 @@ class Archive:
             for key, group in groups.items():
                 warm = [r.duration_ms for r in group if not r.cold]
                 durations[key] = np.asarray(warm or [r.duration_ms for r in group], dtype=float)
+            phi = _parallel_fraction(rows)
             outputs = [r.output_bytes for r in rows if r.output_bytes is not None]
             peaks = [r.peak_memory_mb for r in rows if r.peak_memory_mb is not None]
             inits = [r.init_ms for r in rows if r.cold and r.init_ms is not None]
@@ -489,6 +517,7 @@ class Archive:
                 output_bytes=float(np.mean(outputs)) if outputs else 0.0,
                 peak_memory_mb=float(max(peaks)) if peaks else 0.0,
                 init_ms=float(np.median(inits)) if inits else 0.0,
+                parallel_fraction=phi,
             )
         return profiles
 

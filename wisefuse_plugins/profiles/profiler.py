@@ -10,15 +10,18 @@ How (see ``docs/profiles.md``):
    unpickling), so the stage computes and writes fresh outputs: the handler's
    idempotency (an output already stored is loaded, not recomputed) never skips work.
 3. Each stage instance run gives one :class:`~wisefuse_plugins.profiles.archive.Sample`:
-   the handler's ``fn_ms`` (the user's function alone) scaled to Lambda-equivalent time
-   by the invocation's ``duration_ms / wall_ms`` (about 1 under the cgroup CPU quota,
-   the conversion factor under the CPU-time clock), plus cold-start INIT, the
+   the user's function alone in Lambda-equivalent time: under the local backend's
+   CPU-time clock its own span converted (``fn_eq_ms``), otherwise the handler's
+   ``fn_ms`` times the invocation's ``duration_ms / wall_ms`` (about 1 under the cgroup
+   CPU quota and on Lambda); plus cold-start INIT, the
    invocation's peak memory, input and output bytes.
 
 Mapped stages run one invocation per instance (bundle 1) over up to ``max_instances``
 instances spread over the whole range, because their durations are skewed: every
 instance's sample is kept. A bundle size ``b > 1`` runs one invocation per ``b``
-instances and records each instance's time inside the bundle with ``bundle_size=b``.
+instances (full bundles only) and records for each instance its share of the bundle's
+time (the span of the bundle's functions over ``b``) with ``bundle_size=b``: compared
+with the time alone it shows how much the instances gain from sharing the cores.
 
 A setting is measured until it has at least ``runs`` samples for the stage's current
 code hash, so a second call measures nothing new (and does not even materialise).
@@ -41,7 +44,7 @@ from typing import Any
 
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir import Collect, ConstItem, Item, Output, Stage, Workflow
-from wisefuse_plugins.model.limits import MAX_MEMORY_MB, MIN_MEMORY_MB
+from wisefuse_plugins.model.limits import MAX_MEMORY_MB, MIN_MEMORY_MB, bundle_threads
 from wisefuse_plugins.optimizer.plan import Arch, Plan, Unit, single_stage_plan
 from wisefuse_plugins.profiles.archive import Archive, FailureRecord, Sample
 from wisefuse_plugins.runtime import store as st
@@ -250,11 +253,32 @@ def _spread(n: int, k: int) -> list[int]:
     return sorted({round(i * (n - 1) / (k - 1)) for i in range(k)}) if k > 1 else [0]
 
 
-def _bundle_sizes(stage: Stage, bundles: Sequence[int], instances: int) -> list[int]:
-    """Bundle sizes that mean something for ``stage``: 1 for unmapped, at most ``instances``."""
+def _bundle_sizes(
+    stage: Stage, bundles: Sequence[int], instances: int, memory_mb: int
+) -> list[int]:
+    """Bundle sizes that mean something for ``stage`` at ``memory_mb``: 1 for unmapped, at
+    most ``instances``, and sizes > 1 only where a bundle runs on more than one thread
+    (``ceil(vCPU) >= 2``, from 1770 MB): on one thread its instances run one after the
+    other, which the model composes exactly from bundle size 1. Where they share cores,
+    the samples show how much of the stage's work runs in parallel (numpy and I/O) and how
+    much the interpreter's lock serialises."""
     if not stage.mapped:
         return [1]
-    return sorted({min(b, max(instances, 1)) for b in bundles})
+    sizes = {min(b, max(instances, 1)) for b in bundles}
+    if bundle_threads(memory_mb) < 2:
+        sizes = {b for b in sizes if b == 1} or ({1} if 1 in bundles else set())
+    return sorted(sizes)
+
+
+def _chunks(sampled: list[int], bundle_size: int) -> list[list[int] | None]:
+    """The invocations of one round: ``sampled`` instances in full bundles of ``bundle_size``
+    (a left-over smaller bundle would be measured as that size); ``[None]`` for an
+    unmapped stage."""
+    if not sampled:
+        return [None]
+    if bundle_size > 1 and len(sampled) > bundle_size:
+        sampled = sampled[: len(sampled) - len(sampled) % bundle_size]
+    return [sampled[i : i + bundle_size] for i in range(0, len(sampled), bundle_size)]
 
 
 def _rounds(runs: int, per_round: int) -> int:
@@ -413,7 +437,7 @@ def profile_workflow(
             assert s.callable is not None
             out = []
             for m in memories:
-                for b in _bundle_sizes(s, bundles, instances):
+                for b in _bundle_sizes(s, bundles, instances, m):
                     setting = Setting(s.id, m, b)
                     earlier = failed.get((s.id, s.callable.code_hash, m, b))
                     if have(s, m, b) >= runs:
@@ -507,10 +531,10 @@ def profile_workflow(
             if todo:
                 jobs.append((s, todo, sampled))
         total = sum(
-            _rounds(runs, len(sampled) or 1)
-            * (math.ceil(len(sampled) / st_.bundle_size) if sampled else 1)
+            _rounds(runs, sum(len(c) for c in chunks if c) or 1) * len(chunks)
             for _, todo, sampled in jobs
             for st_ in todo
+            for chunks in [_chunks(sampled, st_.bundle_size)]
         )
         show.start(total)
         for stage, todo, sampled in jobs:
@@ -587,13 +611,9 @@ def _measure(
     )
     deployer.deploy(unit, spec_path, workflow)
     counts = {up: inputs.count(up) for up in upstream if inputs.count(up)}
-    chunks: list[list[int] | None] = (
-        [sampled[i : i + setting.bundle_size] for i in range(0, len(sampled), setting.bundle_size)]
-        if sampled
-        else [None]
-    )
+    chunks = _chunks(sampled, setting.bundle_size)
     samples: list[Sample] = []
-    for _ in range(_rounds(runs, len(sampled) or 1)):
+    for _ in range(_rounds(runs, sum(len(c) for c in chunks if c) or 1)):
         run_id = f"prof-{uuid.uuid4().hex[:10]}"
         inputs.copy_into(run_id, upstream)
         try:
@@ -633,9 +653,13 @@ def _samples(
         if o.get("stage") == stage.id
     }
     found = []
-    for t in call.payload.get("timings", []):
-        if t.get("stage") != stage.id or t.get("resumed"):
-            continue
+    timings = [
+        t
+        for t in call.payload.get("timings", [])
+        if t.get("stage") == stage.id and not t.get("resumed")
+    ]
+    shared = _bundle_share_ms(timings, ratio) if len(timings) > 1 else None
+    for t in timings:
         instance = t.get("instance")
         found.append(
             Sample(
@@ -643,7 +667,7 @@ def _samples(
                 stage=stage.id,
                 code_hash=stage.callable.code_hash,
                 memory_mb=setting.memory_mb,
-                duration_ms=float(t.get("fn_ms", 0.0)) * ratio,
+                duration_ms=_function_ms(t, ratio) if shared is None else shared,
                 arch=arch,
                 bundle_size=setting.bundle_size,
                 backend=backend_name,
@@ -657,6 +681,32 @@ def _samples(
             )
         )
     return found
+
+
+def _bundle_share_ms(timings: list[dict[str, Any]], ratio: float) -> float:
+    """Each instance's share of a bundle: the span of its functions (first start to last
+    end, Lambda-equivalent) over the instances in it.
+
+    Not each instance's own span: the instances start one after the other (each resolves
+    its inputs first, holding the interpreter lock), so their spans overlap only in part
+    and would hide how much they slow each other. Compared with the instances' time
+    alone, the share shows it: half of it on two cores in parallel, all of it when the
+    interpreter lock serialises them.
+    """
+    spans = [t["fn_t"] for t in timings if isinstance(t.get("fn_t"), list)]
+    if len(spans) == len(timings):
+        span_ms = (max(b for _, b in spans) - min(a for a, _ in spans)) * 1000 * ratio
+    else:
+        span_ms = max(float(t.get("fn_ms", 0.0)) for t in timings) * ratio
+    return span_ms / len(timings)
+
+
+def _function_ms(timing: dict[str, Any], ratio: float) -> float:
+    """The function's Lambda-equivalent ms: its own span on the CPU-time clock when the
+    backend measured it (``fn_eq_ms``), else its wall time times the invocation's ratio."""
+    if "fn_eq_ms" in timing:
+        return float(timing["fn_eq_ms"])
+    return float(timing.get("fn_ms", 0.0)) * ratio
 
 
 class _Progress:

@@ -1,4 +1,4 @@
-"""Stages for profiler tests: one CPU-bound, one that allocates a lot of memory."""
+"""Stages for profiler tests: CPU-bound, sleeping, allocating a lot of memory."""
 
 from __future__ import annotations
 
@@ -15,6 +15,19 @@ def hog(x: int, mb: int) -> int:
     """Touch ``mb`` MB at once: over the memory limit at small sizes."""
     data = b"\x01" * (mb * 1024 * 1024)
     return len(data) + x % 2
+
+
+def nap(ms: int) -> int:
+    """Waits without using the CPU (like I/O): threads of one invocation overlap fully."""
+    import time
+
+    time.sleep(ms / 1000)
+    return ms
+
+
+def repeat(value: int, n: int) -> list[int]:
+    """``n`` copies of ``value``: equal work for every instance of a mapped stage."""
+    return [value] * n
 
 
 def grid(n: int) -> dict:

@@ -116,12 +116,23 @@ class CpuClock:
         self.equivalent += equivalent_s(now - t0, cpu / 1e9, delay / 1e9, self.share)
         return self.equivalent
 
-    def window(self, start: float, end: float) -> tuple[float, float, float]:
-        """(equivalent s, CPU s, run-queue delay s) of the samples within [start, end]."""
+    def window(
+        self, start: float, end: float, *, prorate: bool = False
+    ) -> tuple[float, float, float]:
+        """(equivalent s, CPU s, run-queue delay s) of the samples within [start, end].
+
+        ``prorate``: an interval only partly inside counts that fraction of its CPU (for a
+        span inside an invocation, such as one function call, where the worker also works
+        just outside it); by default it counts whole (the invocation's own span, outside
+        which the worker is blocked on its pipe).
+        """
         eq = cpu = delay = 0.0
         for t0, t1, c, d in self.intervals:
             lo, hi = max(t0, start), min(t1, end)
             if hi > lo:
+                if prorate and t1 > t0:
+                    part = (hi - lo) / (t1 - t0)
+                    c, d = c * part, d * part
                 eq += equivalent_s(hi - lo, c, d, self.share)
                 cpu, delay = cpu + c, delay + d
         return eq, cpu, delay
