@@ -459,11 +459,7 @@ def plain_log_axes(ax: Any) -> None:
 
 
 def platform_line(platform: Any) -> str:
-    return (
-        f"platform (calibrated): store {platform.store_latency_ms:.2f} ms/request, "
-        f"{platform.store_bandwidth_mb_s:.0f} MB/s; invocation overhead "
-        f"{platform.invoke_overhead_ms:.2f} ms; hand-off {platform.orchestration_ms:.2f} ms"
-    )
+    return f"platform (calibrated): {platform.describe()}"
 
 
 def host_line(clock: str = "auto") -> str:

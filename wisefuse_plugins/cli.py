@@ -294,11 +294,7 @@ def profile(
         f"archive: {shown_url}"
     )
     if platform is not None:
-        console.print(
-            f"local platform: store {platform.store_latency_ms:.3f} ms/request, "
-            f"{platform.store_bandwidth_mb_s:.0f} MB/s; invocation overhead "
-            f"{platform.invoke_overhead_ms:.2f} ms, dispatch {platform.orchestration_ms:.2f} ms"
-        )
+        console.print(f"local platform: {platform.describe()}")
 
 
 @app.command()

@@ -180,10 +180,7 @@ def _run(
         units = LocalUnits(lam, store.url, code_root, timeout_s=600)
         _step(console, 2, "calibrate the local Lambda and profile every stage")
         platform = calibrate_local(store, lam, archive=archive)
-        console.print(
-            f"store: {platform.store_latency_ms:.2f} ms per request, {platform.store_bandwidth_mb_s:.0f} MB/s; "
-            f"invocation overhead {platform.invoke_overhead_ms:.2f} ms"
-        )
+        console.print(f"local platform: {platform.describe()}")
         summary = profile_workflow(
             workflow,
             memories=settings.memories,

@@ -113,6 +113,30 @@ def test_the_last_bundle_bills_only_the_instances_left():
     assert billed.unit_cost(wf, unit) == pytest.approx(2 * price + last + s3, rel=1e-6)
 
 
+def test_runtime_and_request_cpu_grow_at_small_shares():
+    """Per invocation and per store request, the CPU part is paid 1 / min(v, 1) times over
+    and the fixed part (a PUT's fsync, a GET's latency) as it is."""
+    wf = toy_workflow(n=5)
+    groups = [["make"], ["square", "middle"], ["config"], ["total"]]
+    p = plan(wf, groups, memory_mb=512)
+    base = toy_model(wf).predict(wf, p)
+    costly = dataclasses.replace(QUIET, put_latency_ms=30.0, store_cpu_ms=2.0, invoke_cpu_ms=4.0)
+    m = toy_model(wf, platform=costly)
+    got = {u.unit: u for u in m.predict(wf, p).units}
+    before = {u.unit: u for u in base.units}
+    v = vcpus(512)
+    # square-middle: one GET and one PUT per invocation (an instance each)
+    extra = (30.0 - 10.0) + (2 * 2.0 + 4.0) / v
+    assert got["square-middle"].mean_invocation_ms == pytest.approx(
+        before["square-middle"].mean_invocation_ms + extra, rel=1e-6
+    )
+    # make: scatters its list into 5 elements, 1 + 5 PUTs, and no GET
+    extra = 6 * (30.0 - 10.0) + (6 * 2.0 + 4.0) / v
+    assert got["make"].mean_invocation_ms == pytest.approx(
+        before["make"].mean_invocation_ms + extra, rel=1e-6
+    )
+
+
 def test_cost_is_the_lambda_bill():
     wf = toy_workflow(n=5)
     m = toy_model(wf)

@@ -22,9 +22,15 @@ def test_calibration_measures_and_persists(tmp_path):
         platform = calibrate_local(store, lam, archive=archive, repeats=5)
         assert load_platform("local", archive) == platform
     assert platform.name == "local" and platform.bill_store_requests
-    assert 0 < platform.store_latency_ms < 1000
+    assert 0 <= platform.store_latency_ms < 1000
     assert platform.store_bandwidth_mb_s > 1
     assert 0 <= platform.invoke_overhead_ms < 1000 and 0 <= platform.orchestration_ms < 1000
+    # measured in workers at 512 and 1769 MB, split into a fixed part and CPU (which a
+    # small share slows); tiny durations under a CPU quota are noisy, so only ranges here
+    # (benchmarks/model_accuracy.py shows what they are worth)
+    assert platform.put_latency_ms is not None and 0 <= platform.put_latency_ms < 1000
+    assert 0 <= platform.store_cpu_ms < 1000 and 0 <= platform.invoke_cpu_ms < 1000
+    assert platform.invoke_overhead_ms + platform.invoke_cpu_ms > 0
     assert platform.orchestration_usd_per_step == 0.0
     assert store.list("") == []  # the calibration cleans up after itself
 

@@ -8,13 +8,15 @@ two plans a comparison of plans, not of noise.
 
 What one invocation of unit ``u`` at memory ``m`` costs in time:
 
-- inputs from outside ``u``: a store GET each (latency + bytes / bandwidth); an input the
-  whole bundle shares (broadcast, gather) is read once per invocation, before the jobs;
+- inputs from outside ``u``: a store GET each (latency + bytes / bandwidth, and the CPU
+  a request takes, at the unit's share); an input the whole bundle shares (broadcast,
+  gather) is read once per invocation, before the jobs;
 - the jobs: each instance's chain of fused stages (wait + CPU parts, summed), run by
   ``ceil(vCPU)`` threads on ``vCPU(m)`` cores (:func:`compose.bundle_makespan`), as
   much in parallel as the stages' parallel fraction lets them (:mod:`.parallel`);
 - exported outputs: a store PUT each (and one per element when scattered);
-- the runtime's own overhead, and a cold start with the platform's probability.
+- the runtime's own overhead (a fixed part and CPU at the unit's share), and a cold start
+  with the platform's probability.
 
 Fusion shows up as the GETs, PUTs, orchestration steps and cold starts a fused edge no
 longer has; bundling as fewer invocations sharing cores and shared reads.
@@ -256,8 +258,9 @@ class Model:
             mean_cpu = float(c.mean())
             weighted += mean_cpu * self.parallel_fraction(sid)
             total_cpu += mean_cpu
-            for ms in transfers:
+            for ms, cpu_ms in transfers:
                 wait += ms
+                cpu += cpu_ms
         phi = weighted / total_cpu if total_cpu > 0 else 1.0
         return wait, cpu, threads, gets, puts, phi
 
@@ -270,8 +273,9 @@ class Model:
 
     def _job_io(
         self, workflow: Workflow, stages: tuple[str, ...], unit: frozenset[str]
-    ) -> tuple[list[tuple[str, list[float]]], float, float]:
-        """Per stage of a job, its store transfers (ms, in order), and the job's GETs/PUTs.
+    ) -> tuple[list[tuple[str, list[tuple[float, float]]]], float, float]:
+        """Per stage of a job, its store transfers (wall ms and CPU ms at one vCPU, in
+        order), and the job's GETs/PUTs.
 
         They depend on which stages share the unit, not on memory: cached, because the
         planner asks for the same unit at every memory and bundle size.
@@ -281,22 +285,27 @@ class Model:
         if cached is not None:
             return cached
         p = self.platform
-        io: list[tuple[str, list[float]]] = []
+        io: list[tuple[str, list[tuple[float, float]]]] = []
         gets = puts = 0.0
         for sid in stages:
-            transfers: list[float] = []
+            transfers: list[tuple[float, float]] = []
             stage = workflow.stage(sid)
             for b in stage.bindings.values():
                 if isinstance(b, Item) and b.stage not in unit:  # read this instance's element
                     nbytes = self._bytes(workflow, b.stage, sid)
                     if not workflow.stage(b.stage).mapped:
                         nbytes /= max(stage.parallelism, 1)
-                    transfers.append(p.transfer_ms(nbytes))
+                    transfers.append((p.transfer_ms(nbytes), p.store_cpu_ms))
                     gets += 1
             if self._exported(workflow, sid, unit):
-                elements = self._scattered_elements(workflow, sid, unit)
-                transfers.append(p.transfer_ms(self._out_bytes(sid), 1 + elements))
-                puts += 1 + elements
+                requests = 1 + self._scattered_elements(workflow, sid, unit)
+                transfers.append(
+                    (
+                        p.transfer_ms(self._out_bytes(sid), requests, put=True),
+                        requests * p.store_cpu_ms,
+                    )
+                )
+                puts += requests
             io.append((sid, transfers))
         self._io[key] = (io, gets, puts)
         return io, gets, puts
@@ -397,7 +406,9 @@ class Model:
         v = vcpus(unit.memory_mb)
         pool = bundle_threads(unit.memory_mb)
         shared_ms, gets = self._shared_reads(workflow, order, members)
-        total = np.full(self.draws, shared_ms + self.platform.invoke_overhead_ms)
+        p = self.platform
+        fixed_cpu = p.invoke_cpu_ms + gets * p.store_cpu_ms  # CPU ms at one vCPU
+        total = np.full(self.draws, shared_ms + p.invoke_overhead_ms + fixed_cpu / min(v, 1.0))
         puts = 0.0
         if bundled:
             full = min(unit.bundle_size, workflow.stage(order[0]).parallelism)

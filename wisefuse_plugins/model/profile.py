@@ -43,7 +43,7 @@ class Platform:
     """
 
     name: str = "aws"
-    store_latency_ms: float = 25.0  # per GET or PUT
+    store_latency_ms: float = 25.0  # per GET (and per PUT unless put_latency_ms is set)
     store_bandwidth_mb_s: float = 90.0  # MB/s for one stream
     invoke_overhead_ms: float = 5.0  # runtime + handler per invocation, billed
     orchestration_ms: float = 50.0  # from "upstream done" to "unit started" per step
@@ -51,6 +51,28 @@ class Platform:
     cold_probability: float = 0.0  # share of invocations that start cold
     max_concurrency: int = 1000  # invocations in flight at once
     bill_store_requests: bool = True
+    #: per PUT, when it differs from a GET (a local PUT waits for its fsync)
+    put_latency_ms: float | None = None
+    #: CPU ms at one vCPU per store request (system calls, small pickles): a function
+    #: of ``m`` MB spends it ``1 / min(v(m), 1)`` times over; the latencies above do not
+    #: shrink or grow with the share
+    store_cpu_ms: float = 0.0
+    #: the same for the runtime's own work per invocation (event, spec, response)
+    invoke_cpu_ms: float = 0.0
 
-    def transfer_ms(self, nbytes: float, requests: float = 1.0) -> float:
-        return requests * self.store_latency_ms + nbytes / (self.store_bandwidth_mb_s * 1e6) * 1000
+    def describe(self) -> str:
+        """One line for people: what a request and an invocation cost here."""
+        put = self.store_latency_ms if self.put_latency_ms is None else self.put_latency_ms
+        return (
+            f"store GET {self.store_latency_ms:.2f} ms, PUT {put:.2f} ms, + {self.store_cpu_ms:.2f}"
+            f" CPU-ms per request, {self.store_bandwidth_mb_s:.0f} MB/s; invocation overhead"
+            f" {self.invoke_overhead_ms:.2f} ms + {self.invoke_cpu_ms:.2f} CPU-ms;"
+            f" hand-off {self.orchestration_ms:.2f} ms (CPU-ms: at one vCPU)"
+        )
+
+    def transfer_ms(self, nbytes: float, requests: float = 1.0, put: bool = False) -> float:
+        """Wall ms of ``requests`` GETs (PUTs with ``put``) moving ``nbytes`` in all, outside
+        the CPU they need (:attr:`store_cpu_ms` each)."""
+        latency = self.put_latency_ms if put and self.put_latency_ms is not None else None
+        per = self.store_latency_ms if latency is None else latency
+        return requests * per + nbytes / (self.store_bandwidth_mb_s * 1e6) * 1000

@@ -2,22 +2,28 @@
 
 The model needs, besides stage profiles, what moving data and starting an invocation
 cost where the plan will run. On AWS those are S3's and Lambda's (the ``Platform``
-defaults); for the embedded local backend they are this machine's, so they are measured:
+defaults); for the embedded local backend they are this machine's, so they are measured
+in real workers, as a unit meets them:
 
-- ``store_latency_ms``: median time of one PUT or GET of a 1 KB object (the mean of the
-  two medians): the per-request cost of the store, independent of size;
+- per warm invocation, the runtime's own work outside any stage (event, spec, response):
+  a no-op unit's Lambda-equivalent duration;
+- per store request, a unit that PUTs ``1 + k`` objects (its output, scattered into ``k``
+  elements) and a bundle of ``k`` instances that GET one element and PUT one result
+  each, less the no-op's duration;
+
+each at two memory sizes (512 and 1769 MB), so that the part that grows with a small CPU
+share (``1 / min(v, 1)``: Python, pickling, system calls) is told from the part that
+does not (a PUT's fsync): ``invoke_overhead_ms + invoke_cpu_ms / min(v, 1)`` per
+invocation, ``store_latency_ms`` (GET) or ``put_latency_ms`` (PUT) ``+ store_cpu_ms /
+min(v, 1)`` per request. At 1024 MB a unit of an example app spent 3-9 ms per invocation
+there, where one constant measured in-process (0.2 ms) had the model short by up to 30%.
+
 - ``store_bandwidth_mb_s``: MB (10^6 bytes) per second of one stream, from PUTs and GETs
-  of an 8 MB object, after taking the per-request latency off;
-- ``invoke_overhead_ms``: per warm invocation of a no-op unit, the Lambda-equivalent
-  duration the handler spends outside the stage (runtime, event parsing, bookkeeping):
-  billed, and paid by every invocation whatever it runs;
+  of an 8 MB object through the store interface in this process, after taking the
+  per-request latency off;
 - ``orchestration_ms``: per invocation, what the caller waits beyond that duration
   (pipes, worker hand-off, response decoding): the unbilled step between "upstream done"
   and "unit running" of the local executor.
-
-Store figures are timed in this process through the store interface (no pickling, no
-CPU quota), so they are the store's own; the handler's pickling of large values at small
-CPU shares is part of the stage's measured ``ms``, not of these constants.
 """
 
 from __future__ import annotations
@@ -27,9 +33,11 @@ import statistics
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from wisefuse_plugins.ir import CallableRef, Stage, Workflow
+from wisefuse_plugins.model.limits import vcpus
 from wisefuse_plugins.model.profile import Platform
 from wisefuse_plugins.optimizer.plan import Plan, Unit
 from wisefuse_plugins.profiles.archive import Archive
@@ -116,6 +124,112 @@ def measure_invoke(
     return statistics.median(overhead), statistics.median(dispatch), init
 
 
+IO_FUNCTIONS = {
+    "noop": '''def noop():
+    """Does nothing: what is left is the runtime's own cost."""
+    return None
+''',
+    "spread": '''def spread(k):
+    """k small elements: a unit mapping over them makes this one PUT 1 + k objects."""
+    return list(range(k))
+''',
+    "ident": '''def ident(x):
+    """One small GET and one small PUT per instance."""
+    return x
+''',
+}
+IO_MEMORIES = (512, 1769)
+IO_ELEMENTS = 16
+
+
+@dataclass(frozen=True)
+class RequestCosts:
+    """Fitted ``fixed + cpu / min(v, 1)`` ms per invocation, GET and PUT."""
+
+    invoke_ms: float
+    invoke_cpu_ms: float
+    get_ms: float
+    put_ms: float
+    cpu_ms: float  # per request, GET and PUT alike (their mean)
+
+
+def _fit_share(points: dict[float, float]) -> tuple[float, float]:
+    """(fixed, cpu) with ``y = fixed + cpu * x`` through two (x = 1 / min(v, 1), y) points;
+    both kept >= 0 (noise can tilt two points the wrong way)."""
+    (x1, y1), (x2, y2) = sorted(points.items())
+    cpu = max((y2 - y1) / (x2 - x1), 0.0) if x2 > x1 else 0.0
+    fixed = max(min(y1, y2) - cpu * min(x1, x2), 0.0)
+    return fixed, cpu
+
+
+def measure_requests(
+    lam: LocalLambda,
+    store: st.Store,
+    *,
+    repeats: int = 10,
+    elements: int = IO_ELEMENTS,
+    memories: tuple[int, int] = IO_MEMORIES,
+) -> RequestCosts:
+    """Per invocation and per store request, as real workers at two sizes spend them."""
+    from wisefuse_plugins.ir import Const, Item, derive_edges
+    from wisefuse_plugins.runtime.executor import execute
+
+    with tempfile.TemporaryDirectory(prefix="wisefuse-calibrate-") as tmp:
+        root = Path(tmp)
+        (root / "wisefuse_io.py").write_text("\n\n".join(IO_FUNCTIONS.values()), encoding="utf-8")
+
+        def ref(name: str) -> CallableRef:
+            code_hash = hashlib.sha256(IO_FUNCTIONS[name].encode()).hexdigest()
+            return CallableRef(path="wisefuse_io.py", qualname=name, code_hash=code_hash)
+
+        stages = [
+            Stage(id="noop", callable=ref("noop")),
+            Stage(id="spread", callable=ref("spread"), bindings={"k": Const(value=elements)}),
+            Stage(
+                id="ident",
+                callable=ref("ident"),
+                bindings={"x": Item(stage="spread")},
+                parallelism=elements,
+            ),
+        ]
+        workflow = Workflow(name="wisefuse-calibrate-io", stages=stages, edges=derive_edges(stages))
+        units = LocalUnits(lam, store.url, root, timeout_s=60)
+        invoke, get, put = {}, {}, {}
+        for memory in memories:
+            plan = Plan(
+                workflow=workflow.name,
+                units=[
+                    Unit(id=f"cal-noop-{memory}", stages=["noop"], memory_mb=memory),
+                    Unit(id=f"cal-spread-{memory}", stages=["spread"], memory_mb=memory),
+                    Unit(
+                        id=f"cal-ident-{memory}",
+                        stages=["ident"],
+                        memory_mb=memory,
+                        bundle_size=elements,
+                    ),
+                ],
+            )
+            noop, puts, gets = [], [], []
+            for i in range(repeats + 1):
+                run = execute(workflow, plan, units, store, workdir=root / "units")
+                store.delete_prefix(f"runs/{run.run_id}")
+                if i == 0:
+                    continue  # cold starts
+                ms = {c.unit.split("-")[1]: c.invoked.duration_ms for c in run.calls}
+                per_put = max(ms["spread"] - ms["noop"], 0.0) / (1 + elements)
+                noop.append(ms["noop"])
+                puts.append(per_put)
+                gets.append(max(ms["ident"] - ms["noop"] - elements * per_put, 0.0) / elements)
+            x = 1 / min(vcpus(memory), 1.0)
+            invoke[x] = statistics.median(noop)
+            put[x] = statistics.median(puts)
+            get[x] = statistics.median(gets)
+    invoke_ms, invoke_cpu = _fit_share(invoke)
+    get_ms, get_cpu = _fit_share(get)
+    put_ms, put_cpu = _fit_share(put)
+    return RequestCosts(invoke_ms, invoke_cpu, get_ms, put_ms, (get_cpu + put_cpu) / 2)
+
+
 def calibrate_local(
     store: st.Store,
     lam: LocalLambda,
@@ -130,13 +244,17 @@ def calibrate_local(
     has no orchestrator to pay (``orchestration_usd_per_step=0``). With ``archive`` the
     result is saved there (:meth:`Archive.save_platform`), else in the default archive.
     """
-    latency_ms, bandwidth = measure_store(store, repeats=repeats)
-    overhead_ms, dispatch_ms, _ = measure_invoke(lam, store, memory_mb=memory_mb, repeats=repeats)
+    _, bandwidth = measure_store(store, repeats=repeats)
+    _, dispatch_ms, _ = measure_invoke(lam, store, memory_mb=memory_mb, repeats=repeats)
+    costs = measure_requests(lam, store, repeats=max(5, repeats // 2))
     platform = Platform(
         name="local",
-        store_latency_ms=round(latency_ms, 4),
+        store_latency_ms=round(costs.get_ms, 4),
+        put_latency_ms=round(costs.put_ms, 4),
+        store_cpu_ms=round(costs.cpu_ms, 4),
         store_bandwidth_mb_s=round(bandwidth, 1),
-        invoke_overhead_ms=round(overhead_ms, 3),
+        invoke_overhead_ms=round(costs.invoke_ms, 3),
+        invoke_cpu_ms=round(costs.invoke_cpu_ms, 3),
         orchestration_ms=round(dispatch_ms, 3),
         orchestration_usd_per_step=0.0,
         cold_probability=0.0,
