@@ -6,7 +6,8 @@ For each example app (video analytics, ML pipeline, approximate SVD; their Airfl
    mapped stages also in bundles of 2 at 3538 MB) into a temporary archive, calibrate
    the backend and fit the model;
 2. plan it with every baseline (user-min, user-max, power-tuning, sonic, photons,
-   faastlane) and with WiseFuse at SLOs of 1.5x, 2.5x and 5x User-Max's predicted P95;
+   faastlane) and with WiseFuse at SLOs of 1.5x, 2.5x and 5x User-Max's predicted P95
+   (planning 10% under each, as ``wisefuse optimize`` does by default: ``--headroom``);
 3. execute each distinct plan 1 + ``--runs`` times on the local Lambda (the plans take
    turns run by run, so all see the same host; a baseline's plan does not depend on the
    SLO, so it runs once per app) and measure its P95 end-to-end latency
@@ -91,6 +92,7 @@ def run_app(
     memories: tuple[int, ...],
     planners: list[str],
     slos: tuple[str, ...],
+    headroom: float,
 ) -> tuple[list[Row], float]:
     from wisefuse_plugins.optimizer.search import baseline, optimize
 
@@ -105,7 +107,7 @@ def run_app(
     )
     t0 = time.perf_counter()
     planned: dict[str, Any] = {name: baseline(wf, model, name) for name in planners}
-    ours = {slo: optimize(wf, model, slo) for slo in slos}
+    ours = {slo: optimize(wf, model, slo, headroom=headroom) for slo in slos}
     print(
         f"  {platform_line(session.platform)}; planned in {time.perf_counter() - t0:.1f} s",
         flush=True,
@@ -278,6 +280,7 @@ def plot(rows: list[Row], path: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     from wisefuse_plugins.optimizer.baselines import BASELINES
+    from wisefuse_plugins.optimizer.search import SLO_HEADROOM
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
@@ -294,6 +297,13 @@ def main(argv: list[str] | None = None) -> int:
         help="the local Lambda's clock (docs/benchmarks.md says why cpu-clock by default)",
     )
     ap.add_argument(
+        "--headroom",
+        type=float,
+        default=SLO_HEADROOM,
+        help="WiseFuse plans this fraction under each SLO, as `wisefuse optimize` and the demo"
+        " do by default (0: right at it)",
+    )
+    ap.add_argument(
         "--quick", action="store_true", help="tiny version: svd at its small size, 2 runs"
     )
     args = ap.parse_args(argv)
@@ -307,8 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     print(host_line(args.clock))
     print(
         f"apps {', '.join(a.key for a in apps)} at size {size!r}; planners {', '.join(planners)} "
-        f"and wisefuse at {', '.join(SLOS)} of User-Max's predicted P95; each distinct plan: "
-        f"1 warm-up + {runs} runs",
+        f"and wisefuse at {', '.join(SLOS)} of User-Max's predicted P95 (planning"
+        f" {args.headroom:.0%} under each); each distinct plan: 1 warm-up + {runs} runs",
         flush=True,
     )
     rows: list[Row] = []
@@ -329,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
                 memories=memories,
                 planners=planners,
                 slos=SLOS,
+                headroom=args.headroom,
             )
             rows += got
             measure_s += seconds

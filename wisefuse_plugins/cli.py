@@ -308,6 +308,16 @@ def optimize(
             "User-Max being every stage alone at the largest memory.",
         ),
     ] = "1.5x",
+    headroom: Annotated[
+        float,
+        typer.Option(
+            "--headroom",
+            min=0.0,
+            max=0.9,
+            help="Plan for a predicted P95 this fraction under the SLO, for the model's own"
+            " error (0.1: 10% under; 0 to plan right at it).",
+        ),
+    ] = 0.1,
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the plan.")] = Path(
         "plan.json"
     ),
@@ -360,7 +370,7 @@ def optimize(
         platform = archive.load_platform(backend) or Platform()
     model = Model(profiles, platform)
     with _silenced(plan_for.__module__):  # its "no plan meets the SLO" is printed below
-        planned = plan_for(workflow, model, slo)
+        planned = plan_for(workflow, model, slo, headroom=headroom)
     compare = [baseline(workflow, model, name, planned.slo_s) for name in ("user-min", "user-max")]
     console.print(plan_table(planned, compare))
     if not planned.meets_slo:

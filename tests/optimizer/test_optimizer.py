@@ -82,6 +82,31 @@ def test_tight_slo_buys_memory_and_loose_slo_saves():
     assert max(u.memory_mb for u in tight.plan.units) > max(u.memory_mb for u in loose.plan.units)
 
 
+def test_headroom_plans_under_the_slo_and_names_the_slo_asked_for():
+    wf = toy_workflow(n=4)
+    m = model_for(wf, CPU)
+    plain = optimize(wf, m, "3x")
+    under = optimize(wf, m, "3x", headroom=0.2)
+    assert under.slo_s == pytest.approx(plain.slo_s)  # the SLO asked for, not the target
+    assert under.meets_slo and under.plan.meta["headroom"] == 0.2
+    assert under.plan.meta["slo_s"] == pytest.approx(plain.slo_s)
+    assert under.prediction.p95_s <= 0.8 * plain.slo_s
+    assert under.prediction.cost_usd >= plain.prediction.cost_usd  # less slack costs more
+    with pytest.raises(ValueError, match="headroom"):
+        optimize(wf, m, "3x", headroom=1.0)
+
+
+def test_no_unit_below_the_smallest_profiled_memory_but_user_min_may_go():
+    """Profiled at 512/1769/3538 MB: the optimizer and the oracle stay at 512 MB or more
+    (below it memory pressure, not only the CPU share, sets the time); User-Min keeps its
+    definition, the smallest memory that runs every function."""
+    wf = toy_workflow(n=3)
+    m = model_for(wf, {k: 1.0 for k in CPU})  # tiny stages: the cheapest is the smallest
+    for planned in (optimize(wf, m, "50x"), baseline(wf, m, "oracle", "50x")):
+        assert min(u.memory_mb for u in planned.plan.units) >= 512, planned.planner
+    assert min(u.memory_mb for u in baseline(wf, m, "user-min").plan.units) < 512
+
+
 def test_unreachable_slo_returns_the_fastest_plan_and_says_so():
     wf = toy_workflow(n=4)
     m = model_for(wf, CPU)

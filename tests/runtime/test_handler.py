@@ -285,3 +285,26 @@ def test_observe_learns_parallelism_from_a_run():
         and observed.stage("middle").parallelism_source == "observed"
     )
     assert outputs == {"total": expected_total(7)}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [[1.5, "a", None, True], list(range(300)), {"a": [1, 2], "b": {"c": "d"}}, "text", 7, []],
+)
+def test_json_size_is_the_length_of_the_json(value):
+    import json
+
+    from wisefuse_plugins.runtime.handler import _json_size
+
+    assert _json_size(value, 10**6) == len(json.dumps(value))
+
+
+def test_json_size_gives_up_past_the_limit_and_on_non_json():
+    import numpy as np
+
+    from wisefuse_plugins.runtime.handler import _json_size
+
+    assert _json_size([1.0 / 3] * 6000, 65536) is None  # 120 KB of JSON
+    assert _json_size({"k": [0.5] * 10_000}, 1000) is None
+    assert _json_size(np.zeros(3), 65536) is None  # not JSON
+    assert _json_size([float("nan")], 65536) is None  # not strict JSON

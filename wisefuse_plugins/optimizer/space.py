@@ -104,6 +104,10 @@ class Space:
     arches: tuple[str, ...] = ("x86_64",)
     bundle_limit: int = 24  # bundle sizes tried per mapped unit (all of them when N is small)
     prune_memory: bool = False  # skip memory beyond the vCPUs a unit can use (large plans)
+    #: no unit below the smallest memory its stages were profiled at: below it a stage
+    #: slows by more than its CPU share says (memory pressure, the runtime's own work),
+    #: which the laws fitted above it cannot know
+    profiled_floor: bool = False
     _cache: dict[tuple, Score] = field(default_factory=dict)
     _menus: dict[tuple[str, ...], Menu] = field(default_factory=dict)
 
@@ -115,12 +119,20 @@ class Space:
     # -- constraints ----------------------------------------------------------------------
 
     def min_memory(self, stages: list[str]) -> int:
-        """The smallest grid memory above the stages' observed peak (with headroom)."""
+        """The smallest grid memory above the stages' observed peak (with headroom), and
+        not below their smallest profiled size with :attr:`profiled_floor`."""
         peak = max((self.model.profiles[s].peak_memory_mb for s in stages), default=0.0)
+        floor = peak * MEMORY_HEADROOM
+        if self.profiled_floor:
+            floor = max(floor, max((self._smallest_profiled(s) for s in stages), default=0))
         for m in self.memory_grid:
-            if m >= peak * MEMORY_HEADROOM:
+            if m >= floor:
                 return m
         return MAX_MEMORY_MB
+
+    def _smallest_profiled(self, sid: str) -> int:
+        sizes = [m for _, m in self.model.profiles[sid].samples]
+        return min(sizes, default=0)
 
     def memories(self, stages: list[str]) -> list[int]:
         floor = self.min_memory(stages)

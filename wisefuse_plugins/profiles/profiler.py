@@ -511,7 +511,8 @@ def profile_workflow(
             raise ProfilerError(
                 f"cannot profile {workflow.name!r}: it fails when run whole at {max(memories)} MB: "
                 f"{err.message}",
-                hint="fix the failing stage (run it with `wisefuse run`) or profile larger memory sizes",
+                hint="fix the failing task (run the DAG or flow as usual, e.g. dag.test(), to see"
+                " its traceback) or profile larger memory sizes",
             ) from err
         except WiseFuseError as err:  # the executor cannot run this workflow at all
             raise ProfilerError(

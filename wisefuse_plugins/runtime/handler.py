@@ -392,22 +392,49 @@ def _inline(outputs: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
     A value whose pickle is over twice the budget is not even tried: its JSON would not
     fit either (JSON spells a float in ~18 characters where pickle takes 9), and encoding
     it only to throw the text away cost ~20 ms per invocation for 200 KB of floats at
-    full speed, 3.5x that at 512 MB.
+    full speed, 3.5x that at 512 MB; below that, :func:`_json_size` stops at the budget.
     """
     result = []
     for rec in outputs:
         rec = dict(rec)
         value = rec.pop("_value", None)
         if budget > 0 and rec.get("bytes", 0) <= 2 * budget:
-            try:
-                text = json.dumps(value, allow_nan=False)
-            except (TypeError, ValueError):
-                text = None
-            if text is not None and len(text) <= budget:
+            size = _json_size(value, budget)
+            if size is not None:
                 rec["value"] = value
-                budget -= len(text)
+                budget -= size
         result.append(rec)
     return result
+
+
+def _json_size(value: Any, limit: int) -> int | None:
+    """Length of ``value`` as JSON when it is JSON and at most ``limit``, else ``None``.
+
+    A list is encoded a slice at a time, a dict item by item (C encoder), and given up on
+    past ``limit``:
+    6,000 floats in a list (54 KB pickled, 110 KB of JSON) cost ~5 ms to encode whole,
+    17 ms at 512 MB, for nothing.
+    """
+    try:
+        if isinstance(value, list | tuple):
+            size, step = 2 + max(len(value) - 1, 0) * 2, 64  # [ ], ", " between items
+            for start in range(0, len(value), step):  # slices: C speed, few calls
+                part = json.dumps(value[start : start + step], allow_nan=False)
+                size += len(part) - 2 - max(len(value[start : start + step]) - 1, 0) * 2
+                if size > limit:
+                    return None
+            return size
+        if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+            size = 2 + max(len(value) - 1, 0) * 2
+            for key, item in value.items():
+                size += len(json.dumps(key)) + 2 + len(json.dumps(item, allow_nan=False))
+                if size > limit:
+                    return None
+            return size
+        size = len(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError):
+        return None
+    return size if size <= limit else None
 
 
 def _memory_mb(context: Any) -> float:
