@@ -32,6 +32,13 @@ DB_HELP = (
     "Profile archive: a SQLAlchemy URL "
     "(default: $WISEFUSE_DB_URL, else sqlite:///$WISEFUSE_HOME/profiles.sqlite)."
 )
+CodeRoot = Annotated[
+    Path | None,
+    typer.Option(
+        "--code-root",
+        help="Folder the workflow's source paths are relative to (default: its own).",
+    ),
+]
 
 app = typer.Typer(
     name="wisefuse",
@@ -168,13 +175,7 @@ def profile(
         str | None,
         typer.Option("--db", help=DB_HELP),
     ] = None,
-    code_root: Annotated[
-        Path | None,
-        typer.Option(
-            "--code-root",
-            help="Folder the workflow's source paths are relative to (default: its own).",
-        ),
-    ] = None,
+    code_root: CodeRoot = None,
     max_instances: Annotated[
         int, typer.Option("--max-instances", help="Instances of a mapped stage sampled per round.")
     ] = 8,
@@ -484,13 +485,7 @@ def deploy(
         str | None,
         typer.Option("--sfn-role", help="Role Step Functions assumes (default: --role)."),
     ] = None,
-    code_root: Annotated[
-        Path | None,
-        typer.Option(
-            "--code-root",
-            help="Folder the workflow's source paths are relative to (default: its own).",
-        ),
-    ] = None,
+    code_root: CodeRoot = None,
 ) -> None:
     """Deploy a plan to AWS Lambda, with a Step Functions state machine that runs it.
 

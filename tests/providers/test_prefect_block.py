@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -109,21 +108,8 @@ def test_aws_settings_are_checked() -> None:
 # --------------------------------------------------------------------------- AWS on moto
 
 
-@pytest.fixture(scope="module")
-def moto() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
 @pytest.fixture
-def aws(moto: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
+def aws(moto_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
     """moto behind AWS_ENDPOINT_URL; no credentials in the environment: the block brings them."""
     import boto3
 
@@ -138,7 +124,7 @@ def aws(moto: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str,
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
     session = boto3.Session(
         aws_access_key_id="AKIAEXAMPLE", aws_secret_access_key=SECRET, region_name=REGION
     )

@@ -8,8 +8,8 @@ two plans a comparison of plans, not of noise.
 
 What one invocation of unit ``u`` at memory ``m`` costs in time:
 
-- inputs from outside ``u``: a store GET each (latency + bytes / bandwidth, and the CPU
-  a request takes, at the unit's share); an input the whole bundle shares (broadcast,
+- inputs from outside ``u``: a store GET each (its latency, and the CPU a request and
+  its bytes take, at the unit's share: :meth:`Platform.request_ms`); an input the whole bundle shares (broadcast,
   gather) is read once per invocation, before the jobs;
 - the jobs: each instance's chain of fused stages (wait + CPU parts, summed), run by
   ``ceil(vCPU)`` threads on ``vCPU(m)`` cores (:func:`compose.bundle_makespan`), as
@@ -295,16 +295,11 @@ class Model:
                     nbytes = self._bytes(workflow, b.stage, sid)
                     if not workflow.stage(b.stage).mapped:
                         nbytes /= max(stage.parallelism, 1)
-                    transfers.append((p.transfer_ms(nbytes), p.store_cpu_ms))
+                    transfers.append(p.request_ms(nbytes))
                     gets += 1
             if self._exported(workflow, sid, unit):
                 requests = 1 + self._scattered_elements(workflow, sid, unit)
-                transfers.append(
-                    (
-                        p.transfer_ms(self._out_bytes(sid), requests, put=True),
-                        requests * p.store_cpu_ms,
-                    )
-                )
+                transfers.append(p.request_ms(self._out_bytes(sid), requests, put=True))
                 puts += requests
             io.append((sid, transfers))
         self._io[key] = (io, gets, puts)
@@ -334,8 +329,9 @@ class Model:
 
     def _shared_reads(
         self, workflow: Workflow, stages: list[str], unit: set[str]
-    ) -> tuple[float, float]:
-        """(ms, GETs) of inputs read once per invocation: Output and Collect from outside."""
+    ) -> tuple[float, float, float]:
+        """(fixed ms, CPU ms at one vCPU, GETs) of inputs read once per invocation: Output
+        and Collect from outside."""
         key = (id(workflow), tuple(stages), "shared")
         cached = self._io.get(key)
         if cached is None:
@@ -344,9 +340,9 @@ class Model:
 
     def _shared_reads_uncached(
         self, workflow: Workflow, stages: list[str], unit: set[str]
-    ) -> tuple[float, float]:
+    ) -> tuple[float, float, float]:
         p = self.platform
-        ms = gets = 0.0
+        ms = cpu = gets = 0.0
         seen: set[tuple[str, str]] = set()
         for sid in stages:
             for b in workflow.stage(sid).bindings.values():
@@ -362,9 +358,10 @@ class Model:
                         n = workflow.stage(b.stage).parallelism
                         nbytes *= n
                         requests = float(n)
-                    ms += p.transfer_ms(nbytes, requests)
+                    fixed, work = p.request_ms(nbytes, requests)
+                    ms, cpu = ms + fixed, cpu + work
                     gets += requests
-        return ms, gets
+        return ms, cpu, gets
 
     def _rank(self, workflow: Workflow) -> dict[str, int]:
         """Position of each stage in the workflow's topological order (sorted once)."""
@@ -405,9 +402,9 @@ class Model:
         members = set(order)
         v = vcpus(unit.memory_mb)
         pool = bundle_threads(unit.memory_mb)
-        shared_ms, gets = self._shared_reads(workflow, order, members)
+        shared_ms, shared_cpu, gets = self._shared_reads(workflow, order, members)
         p = self.platform
-        fixed_cpu = p.invoke_cpu_ms + gets * p.store_cpu_ms  # CPU ms at one vCPU
+        fixed_cpu = p.invoke_cpu_ms + shared_cpu  # CPU ms at one vCPU
         total = np.full(self.draws, shared_ms + p.invoke_overhead_ms + fixed_cpu / min(v, 1.0))
         puts = 0.0
         if bundled:

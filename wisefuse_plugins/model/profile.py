@@ -70,6 +70,18 @@ class Platform:
             f" hand-off {self.orchestration_ms:.2f} ms (CPU-ms: at one vCPU)"
         )
 
+    def request_ms(
+        self, nbytes: float, requests: float = 1.0, put: bool = False
+    ) -> tuple[float, float]:
+        """(fixed ms, CPU ms at one vCPU) of ``requests`` GETs (PUTs with ``put``) moving
+        ``nbytes`` in all. Moving the bytes counts as CPU: (un)pickling and copying them
+        slow down at a small share (a Lambda function's network bandwidth grows with its
+        memory, too); the latencies do not."""
+        latency = self.put_latency_ms if put and self.put_latency_ms is not None else None
+        per = self.store_latency_ms if latency is None else latency
+        moving = nbytes / (self.store_bandwidth_mb_s * 1e6) * 1000
+        return requests * per, requests * self.store_cpu_ms + moving
+
     def transfer_ms(self, nbytes: float, requests: float = 1.0, put: bool = False) -> float:
         """Wall ms of ``requests`` GETs (PUTs with ``put``) moving ``nbytes`` in all, outside
         the CPU they need (:attr:`store_cpu_ms` each)."""
