@@ -105,6 +105,16 @@ def run_app(
         f" {time.perf_counter() - t0:.0f} s",
         flush=True,
     )
+    phis = {
+        s.id: model.profiles[s.id].parallel_fraction
+        for s in wf.python_stages
+        if model.profiles[s.id].parallel_fraction is not None
+    }
+    if phis:
+        print(
+            "  parallel fraction in a bundle: " + ", ".join(f"{k} {v:.2f}" for k, v in phis.items()),
+            flush=True,
+        )
     t0 = time.perf_counter()
     planned: dict[str, Any] = {name: baseline(wf, model, name) for name in planners}
     ours = {slo: optimize(wf, model, slo, headroom=headroom) for slo in slos}

@@ -316,9 +316,9 @@ def optimize(
             min=0.0,
             max=0.9,
             help="Plan for a predicted P95 this fraction under the SLO, for the model's own"
-            " error (0.1: 10% under; 0 to plan right at it).",
+            " error (0.15: 15% under; 0 to plan right at it).",
         ),
-    ] = 0.1,
+    ] = 0.15,  # = optimizer.search.SLO_HEADROOM (a test checks); not imported: --help stays light
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the plan.")] = Path(
         "plan.json"
     ),

@@ -88,3 +88,13 @@ def test_optimize_without_profiles_is_one_clear_error(tmp_path):
     assert opt.returncode == 2
     assert opt.stderr.startswith("error: no profile for stage")
     assert "wisefuse profile" in opt.stderr and "Traceback" not in opt.stderr
+
+
+def test_optimize_headroom_default_is_the_optimizers():
+    import inspect
+
+    from wisefuse_plugins import cli
+    from wisefuse_plugins.optimizer.search import SLO_HEADROOM
+
+    default = inspect.signature(cli.optimize).parameters["headroom"].default
+    assert default == SLO_HEADROOM

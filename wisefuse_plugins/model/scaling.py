@@ -129,9 +129,10 @@ def _within_shares(
 def _fit_vcpu(memory: np.ndarray, table: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
     """Non-negative least squares per level, threads chosen by total squared error."""
     best = None
+    multi = _uses_more_than_one_core(memory, table)
     for threads in THREAD_CHOICES:
-        if threads > 1 and max(vcpus(m) for m in memory) <= 1:
-            continue  # no profiled size has more than one vCPU: threads cannot be told apart
+        if threads > 1 and not multi:
+            continue  # one thread explains the data: more would read noise as speed-up
         design = np.column_stack([np.ones(len(memory)), _basis(memory, threads)])
         wait = np.empty(LEVELS)
         cpu = np.empty(LEVELS)
@@ -144,6 +145,30 @@ def _fit_vcpu(memory: np.ndarray, table: np.ndarray) -> tuple[int, np.ndarray, n
             best = (sse, threads, wait, cpu)
     assert best is not None
     return best[1], best[2], best[3]
+
+
+MULTI_CORE_SPEEDUP = 1.15
+"""How much faster (median) a stage must run at its largest profiled size above one vCPU
+than at one vCPU to be fitted with more than one thread. Without it, samples at 3538 MB
+a little faster than at 1769 MB by chance made a single-threaded stage a two-thread one,
+and the model then ran it on two cores alone and in bundles (video's whole DAG predicted
+at half its measured time)."""
+
+
+def _uses_more_than_one_core(memory: np.ndarray, table: np.ndarray) -> bool:
+    """Whether the largest profiled size (above one vCPU) is clearly faster than the
+    largest at or below one vCPU (or, without one, than the smallest profiled)."""
+    v = np.array([vcpus(float(m)) for m in memory])
+    above = np.flatnonzero(v > 1.0)
+    if not len(above):
+        return False  # no size above one vCPU: threads cannot be told apart
+    at_most_one = np.flatnonzero(v <= 1.0)
+    ref = at_most_one[-1] if len(at_most_one) else 0
+    if ref == above[-1]:
+        return False
+    base = table[ref, LEVELS // 2]
+    most = table[above[-1], LEVELS // 2]
+    return bool(most > 0 and base / most >= MULTI_CORE_SPEEDUP)
 
 
 def _fit_exp(memory: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:

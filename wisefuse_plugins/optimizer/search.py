@@ -36,10 +36,11 @@ class Planned:
     meets_slo: bool
 
 
-SLO_HEADROOM = 0.10
+SLO_HEADROOM = 0.15
 """How far under the SLO the CLI and the demo plan by default: the model's median P95
-error on held-out plans of the example apps (``benchmarks/model_accuracy.py``) is under
-10%, and an SLO is judged by the measured P95."""
+error on held-out plans of the example apps (``benchmarks/model_accuracy.py``) is about
+10%, mostly on the slow side below one vCPU, and an SLO is judged by the measured P95
+(with 10%, ``benchmarks/apps.py`` still missed SLOs by 2-6% as measured)."""
 
 PLANNERS: dict[str, Planner] = {**BASELINES, "oracle": oracle}
 """Every planner :func:`baseline` runs: the baselines and the exhaustive oracle."""
