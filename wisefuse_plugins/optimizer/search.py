@@ -99,9 +99,11 @@ PLAN_DRAWS = 256
 """Monte Carlo draws while searching a large workflow's plan; the result is then checked,
 and repaired if need be, with the model's own draws."""
 
-PLAN_MARGIN = 0.02
+PLAN_MARGIN = 0.05
 """With fewer draws the P95 is estimated less precisely (a few %): the search aims this
-much under the SLO, so that checking with all draws mostly gives back, not buys, speed."""
+much under the SLO, so that checking with all draws mostly gives back, not buys, speed
+(with 2%, one of three 2,000-stage workflows of ``benchmarks/scale.py`` came back 4%
+over the SLO, which the repair's few steps per unit could not close)."""
 
 
 def search(space: Space, max_rounds: int = 6) -> Plan:
@@ -241,6 +243,8 @@ def optimize(
         fastest = optimize(
             workflow, model, slo, objective="latency", arches=arches, memory_grid=memory_grid
         )
+        if fastest.meets_slo:  # the cost search missed a plan that exists: take it
+            return Planned("wisefuse", fastest.plan, fastest.prediction, space.slo_s, True)
         log.warning(
             "no plan meets the SLO of %.3f s; the fastest found has P95 %.3f s",
             space.slo_s,
