@@ -377,7 +377,7 @@ class Session:
         the warm-up round pays the cold starts. Per plan, as many invocations run at once
         as the usable cores hold at the plan's CPU shares (:func:`concurrency_for`).
         """
-        from wisefuse_plugins.runtime.measure import Measured, measure
+        from wisefuse_plugins.runtime.measure import Measured, concurrency_for, measure
 
         wf = loaded.workflow
         platform = self.calibrate()
@@ -427,21 +427,6 @@ def _tagged(plan: Any, tag: str) -> Any:
         taken.add(uid)
         units.append(u.model_copy(update={"id": uid}))
     return plan.model_copy(update={"units": units})
-
-
-def concurrency_for(plan: Any, cores: float) -> int:
-    """Invocations in flight such that their CPU shares fit in ``cores``.
-
-    Under the cgroup clock an invocation's Lambda-equivalent duration is its wall time
-    under its CPU quota; when the quotas in flight add up to more than the cores free
-    they slow each other down, which Lambda (one machine per environment) would not.
-    A share is capped at the host's cores (as the backend caps it). At most 16 (the
-    executor's default), at least 1.
-    """
-    from wisefuse_plugins.model.limits import vcpus
-
-    widest = max(min(vcpus(u.memory_mb), cores) for u in plan.units)
-    return max(1, min(16, math.floor(cores / widest + 1e-9)))
 
 
 # --------------------------------------------------------------------------- output

@@ -156,7 +156,7 @@ def _run(
     from wisefuse_plugins.runtime import store as st
     from wisefuse_plugins.runtime.backends.local import LocalLambda
     from wisefuse_plugins.runtime.backends.units import LocalUnits, preload_for
-    from wisefuse_plugins.runtime.measure import measure
+    from wisefuse_plugins.runtime.measure import concurrency_for, measure
     from wisefuse_plugins.runtime.observe import observe
 
     result = DemoResult()
@@ -213,7 +213,10 @@ def _run(
         )
         for name, p in [*others, *planned]:
             workdir = out / "units" / name.replace(" ", "").replace("@", "-")
-            m = measure(workflow, p.plan, units, store, workdir=workdir, runs=settings.runs)
+            m = measure(
+                workflow, p.plan, units, store, workdir=workdir, runs=settings.runs,
+                max_concurrency=concurrency_for(p.plan, os.cpu_count() or 1),
+            )  # fmt: skip
             slo = slo_of[name.rsplit(" ", 1)[1]] if name.startswith("wisefuse") else None
             result.rows.append(
                 Row(

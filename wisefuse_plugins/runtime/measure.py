@@ -13,6 +13,7 @@ Two end-to-end latencies per run:
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,21 @@ def equivalent_e2e_s(
         start = max((end[p] for p in graph.predecessors(node)), default=0.0)
         end[node] = start + orchestration_s + per_unit.get(node, 0.0)
     return max(end.values(), default=0.0)
+
+
+def concurrency_for(plan: Plan, cores: float) -> int:
+    """Invocations in flight such that their CPU shares fit in ``cores``.
+
+    Under the cgroup clock an invocation's Lambda-equivalent duration is its wall time
+    under its CPU quota; when the quotas in flight add up to more than the cores free
+    they slow each other down, which Lambda (one machine per environment) would not.
+    A share is capped at the host's cores (as the backend caps it). At most 16 (the
+    executor's default), at least 1.
+    """
+    from wisefuse_plugins.model.limits import vcpus
+
+    widest = max(min(vcpus(u.memory_mb), cores) for u in plan.units)
+    return max(1, min(16, math.floor(cores / widest + 1e-9)))
 
 
 @dataclass
