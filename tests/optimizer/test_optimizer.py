@@ -107,6 +107,27 @@ def test_no_unit_below_the_smallest_profiled_memory_but_user_min_may_go():
     assert min(u.memory_mb for u in baseline(wf, m, "user-min").plan.units) < 512
 
 
+def test_no_unit_above_the_vcpus_the_platform_gives():
+    """On a 2-core host (the local platform) the optimizer keeps units at 2 vCPUs or less,
+    even for a tight SLO that would buy more; User-Max keeps its definition."""
+    import dataclasses
+
+    wf = toy_workflow(n=12)
+
+    def model(platform):
+        m = model_for(wf, CPU, platform=platform)
+        for p in m.profiles.values():
+            p.parallel_fraction = 1.0  # bundles use every vCPU they get
+        return m
+
+    free = optimize(wf, model(NO_ORCH), 1e9, objective="latency")
+    assert max(u.memory_mb for u in free.plan.units) > 2 * 1769  # what the cap prevents
+    capped = model(dataclasses.replace(NO_ORCH, max_vcpus=2.0))
+    for planned in (optimize(wf, capped, "1.1x"), optimize(wf, capped, 1e9, objective="latency")):
+        assert max(u.memory_mb for u in planned.plan.units) <= 2 * 1769
+    assert max(u.memory_mb for u in baseline(wf, capped, "user-max").plan.units) == 10240
+
+
 def test_unreachable_slo_returns_the_fastest_plan_and_says_so():
     wf = toy_workflow(n=4)
     m = model_for(wf, CPU)

@@ -59,6 +59,9 @@ class Platform:
     store_cpu_ms: float = 0.0
     #: the same for the runtime's own work per invocation (event, spec, response)
     invoke_cpu_ms: float = 0.0
+    #: the most vCPUs a unit can really use here (None: Lambda's 6). The local backend
+    #: runs on the host's cores: a larger share is emulated, not given
+    max_vcpus: float | None = None
 
     def describe(self) -> str:
         """One line for people: what a request and an invocation cost here."""
@@ -68,6 +71,7 @@ class Platform:
             f" CPU-ms per request, {self.store_bandwidth_mb_s:.0f} MB/s; invocation overhead"
             f" {self.invoke_overhead_ms:.2f} ms + {self.invoke_cpu_ms:.2f} CPU-ms;"
             f" hand-off {self.orchestration_ms:.2f} ms (CPU-ms: at one vCPU)"
+            + ("" if self.max_vcpus is None else f"; units up to {self.max_vcpus:g} vCPUs")
         )
 
     def request_ms(

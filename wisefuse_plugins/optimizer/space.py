@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir import Workflow
 from wisefuse_plugins.ir.names import safe_name
-from wisefuse_plugins.model.limits import MAX_MEMORY_MB, MAX_TIMEOUT_S
+from wisefuse_plugins.model.limits import MAX_MEMORY_MB, MAX_TIMEOUT_S, vcpus
 from wisefuse_plugins.model.predict import Model, Prediction
 from wisefuse_plugins.optimizer.menu import TIMEOUT_MARGIN, Menu, build_menu, useful_memories
 from wisefuse_plugins.optimizer.plan import Plan, Unit, hashes_of, is_bundled_unit
@@ -135,8 +135,16 @@ class Space:
         return min(sizes, default=0)
 
     def memories(self, stages: list[str]) -> list[int]:
+        """Grid sizes a unit of ``stages`` may take: from :meth:`min_memory` up, and with
+        :attr:`profiled_floor` no more vCPUs than the platform can give (the local
+        backend: the host's cores; above them a share is emulated, and 3 BLAS threads on
+        a 2-core host measured 31% slower than the model said)."""
         floor = self.min_memory(stages)
-        return [m for m in self.memory_grid if m >= floor]
+        sizes = [m for m in self.memory_grid if m >= floor]
+        cap = self.model.platform.max_vcpus if self.profiled_floor else None
+        if cap is not None:
+            sizes = [m for m in sizes if vcpus(m) <= cap + 1e-9] or sizes[:1]
+        return sizes
 
     def feasible(self, plan: Plan, pred: Prediction) -> bool:
         limit_ms = TIMEOUT_MARGIN * MAX_TIMEOUT_S * 1000

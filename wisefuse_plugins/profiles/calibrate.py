@@ -259,6 +259,7 @@ def calibrate_local(
         orchestration_usd_per_step=0.0,
         cold_probability=0.0,
         max_concurrency=lam.concurrency_limit,
+        max_vcpus=float(lam.host.cores),
         bill_store_requests=True,
     )
     if archive is not None:
