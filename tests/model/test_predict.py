@@ -79,7 +79,7 @@ def test_bundle_of_b_shares_cores():
 
 @pytest.mark.parametrize(
     ("phi", "cores"),
-    [(1.0, 2.0), (0.5, 1 / (0.5 + 0.5 / 2)), (0.0, 1.0), (None, 1.0)],
+    [(1.0, 2.0), (0.5, 1 / (0.5 + 0.5 / 2)), (0.0, 1.0), (None, 1.0), (-0.5, 1 / (1.5 - 0.25))],
 )
 def test_bundle_threads_share_cores_as_amdahls_law_says(phi, cores):
     """A bundle's threads get 1 / ((1 - phi) + phi / n) of n cores: the interpreter lock

@@ -35,9 +35,12 @@ def sum_of(mean: float, std: float, n: int, z: np.ndarray) -> np.ndarray:
 
 def shared_cores(vcpu: float, threads: int, job_threads: int, phi: float) -> float:
     """Cores ``threads`` concurrent jobs get together on ``vcpu`` cores: Amdahl's law with
-    parallel fraction ``phi`` (:func:`wisefuse_plugins.model.parallel.cores`), and never
-    fewer than one job alone uses."""
+    parallel fraction ``phi`` (:func:`wisefuse_plugins.model.parallel.cores`), never fewer
+    than one job alone uses unless ``phi < 0`` (single-threaded jobs fighting over the
+    interpreter lock: less than one core together)."""
     n = min(vcpu, threads * job_threads)
+    if phi < 0 and job_threads == 1:
+        return cores(n, phi)  # contention: together slower than one after the other
     return max(cores(n, phi), min(vcpu, job_threads))
 
 
