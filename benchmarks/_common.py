@@ -429,6 +429,29 @@ def _tagged(plan: Any, tag: str) -> Any:
     return plan.model_copy(update={"units": units})
 
 
+def app_arguments(description: str, plot: str, what: str) -> Any:
+    """The arguments the app benchmarks share (``what``: "plan" or "case")."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument(
+        "--apps", default=None, help="comma-separated: video,ml,svd (default all; --quick: svd)"
+    )
+    ap.add_argument(
+        "--runs", type=int, default=30, help=f"measured runs per {what} (after a warm-up)"
+    )
+    ap.add_argument("--profile-runs", type=int, default=10, help="samples per stage and memory")
+    ap.add_argument("--json", default=None, help="write the figures there")
+    ap.add_argument("--plot", default=str(OUT / plot))
+    ap.add_argument(
+        "--clock",
+        default="cpu-clock",
+        choices=("auto", "cgroup", "cpu-clock"),
+        help="the local Lambda's clock (docs/benchmarks.md says why cpu-clock by default)",
+    )
+    return ap
+
+
 # --------------------------------------------------------------------------- output
 
 

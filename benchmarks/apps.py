@@ -24,7 +24,6 @@ lower cost than User-Max, 61% lower P95 than User-Min). Saves a cost-vs-P95 plot
 
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,9 +31,9 @@ from typing import Any
 
 from benchmarks._common import (
     APPS,
-    OUT,
     LoadedApp,
     Session,
+    app_arguments,
     fmt_table,
     host_line,
     load_app,
@@ -112,7 +111,8 @@ def run_app(
     }
     if phis:
         print(
-            "  parallel fraction in a bundle: " + ", ".join(f"{k} {v:.2f}" for k, v in phis.items()),
+            "  parallel fraction in a bundle: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in phis.items()),
             flush=True,
         )
     t0 = time.perf_counter()
@@ -292,20 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     from wisefuse_plugins.optimizer.baselines import BASELINES
     from wisefuse_plugins.optimizer.search import SLO_HEADROOM
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument(
-        "--apps", default=None, help="comma-separated: video,ml,svd (default all; --quick: svd)"
-    )
-    ap.add_argument("--runs", type=int, default=30, help="measured runs per plan (after a warm-up)")
-    ap.add_argument("--profile-runs", type=int, default=10, help="samples per stage and memory")
-    ap.add_argument("--json", default=None, help="write the figures there")
-    ap.add_argument("--plot", default=str(OUT / "apps.png"))
-    ap.add_argument(
-        "--clock",
-        default="cpu-clock",
-        choices=("auto", "cgroup", "cpu-clock"),
-        help="the local Lambda's clock (docs/benchmarks.md says why cpu-clock by default)",
-    )
+    ap = app_arguments(__doc__.split("\n\n")[0], "apps.png", "plan")
     ap.add_argument(
         "--headroom",
         type=float,

@@ -23,7 +23,6 @@ under ``benchmarks/out/``. The held-out measurements are never fed back to the m
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -32,10 +31,10 @@ from typing import Any
 
 from benchmarks._common import (
     APPS,
-    OUT,
     App,
     LoadedApp,
     Session,
+    app_arguments,
     fmt_table,
     host_line,
     load_app,
@@ -345,20 +344,7 @@ def plot(rows: list[Row], path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument(
-        "--apps", default=None, help="comma-separated: video,ml,svd (default all; --quick: svd)"
-    )
-    ap.add_argument("--runs", type=int, default=30, help="measured runs per case (after a warm-up)")
-    ap.add_argument("--profile-runs", type=int, default=10, help="samples per stage and memory")
-    ap.add_argument("--json", default=None, help="write the figures there")
-    ap.add_argument("--plot", default=str(OUT / "model_accuracy.png"))
-    ap.add_argument(
-        "--clock",
-        default="cpu-clock",
-        choices=("auto", "cgroup", "cpu-clock"),
-        help="the local Lambda's clock (docs/benchmarks.md says why cpu-clock by default)",
-    )
+    ap = app_arguments(__doc__.split("\n\n")[0], "model_accuracy.png", "case")
     ap.add_argument(
         "--quick", action="store_true", help="tiny version: svd at its small size, 2 cases, 2 runs"
     )
