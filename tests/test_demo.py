@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -37,7 +38,15 @@ def test_quick_demo(tmp_path):
     # our plan at the loosest SLO meets it as measured (tighter ones are reported as they are)
     assert rows["wisefuse @ 5x"][-2] == "yes", rows["wisefuse @ 5x"]
     out = tmp_path / "out"
-    assert (out / "frontier.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+    summary = json.loads((out / "summary.json").read_text())["rows"]
+    assert {(r["planner"], r["slo"]) for r in summary} == {
+        *((p, None) for p in PLANNERS),
+        *(("wisefuse", slo) for slo in ("1.5x", "2.5x", "5x")),
+    }
+    ours = {r["slo"]: r for r in summary if r["planner"] == "wisefuse"}
+    assert ours["5x"]["slo_met"] is True and ours["5x"]["p95_s"] <= ours["5x"]["slo_s"]
+    assert all(r["same_result"] and r["cost_per_1k"] > 0 for r in summary)
     assert sorted(p.name for p in out.glob("plan-*.json")) == [
         "plan-1.5x.json",
         "plan-2.5x.json",

@@ -239,12 +239,14 @@ def _run(
     with console.status("drawing the cost / P95 frontier"):
         points = frontier(workflow, model, points=8)
         result.plot = frontier_plot(
-            points, [p for _, p in others], out / "frontier.png", title=f"{workflow.name}: predicted cost vs P95",
+            points, [p for _, p in others], out / "pareto.png", title=f"{workflow.name}: predicted cost vs P95",
             slos=list(slo_of.values()),
         )  # fmt: skip
     result.dag_file = _emit(workflow, planned[1][1].plan, out, settings)
     result.seconds = time.perf_counter() - started
+    summary_path = write_summary(result.rows, out / "summary.json")
     console.print(f"Pareto plot: {result.plot}")
+    console.print(f"the table as JSON: {summary_path}")
     console.print(f"plans: {', '.join(str(p) for p in result.plans)}")
     if result.dag_file:
         console.print(
@@ -252,6 +254,33 @@ def _run(
         )
     console.print(f"profiles and store: {home}   ({result.seconds:.0f} s in all)")
     return result
+
+
+def write_summary(rows: list[Row], path: Path) -> Path:
+    """The results table as JSON, for scripts: ``{"rows": [{"planner", "slo", "p95_s",
+    "cost_per_1k", "slo_met", ...}]}`` (``slo`` and ``slo_met`` are None for baselines,
+    which plan for no SLO)."""
+    import json
+
+    out = []
+    for r in rows:
+        planner, _, slo = r.name.partition(" @ ")
+        out.append(
+            {
+                "planner": planner,
+                "slo": slo or None,
+                "slo_s": r.slo_s,
+                "p95_s": r.measured_p95_s,
+                "cost_per_1k": r.measured_cost * 1000,
+                "slo_met": r.met,
+                "predicted_p95_s": r.predicted_p95_s,
+                "predicted_cost_per_1k": r.predicted_cost * 1000,
+                "runs": r.runs,
+                "same_result": r.correct,
+            }
+        )
+    path.write_text(json.dumps({"rows": out}, indent=2) + "\n", encoding="utf-8")
+    return path
 
 
 def _emit(workflow, plan, out: Path, settings: DemoSettings) -> Path | None:
