@@ -87,8 +87,7 @@ class Platform:
         return requests * per, requests * self.store_cpu_ms + moving
 
     def transfer_ms(self, nbytes: float, requests: float = 1.0, put: bool = False) -> float:
-        """Wall ms of ``requests`` GETs (PUTs with ``put``) moving ``nbytes`` in all, outside
-        the CPU they need (:attr:`store_cpu_ms` each)."""
-        latency = self.put_latency_ms if put and self.put_latency_ms is not None else None
-        per = self.store_latency_ms if latency is None else latency
-        return requests * per + nbytes / (self.store_bandwidth_mb_s * 1e6) * 1000
+        """Ms of ``requests`` GETs (PUTs with ``put``) moving ``nbytes`` in all: latency and
+        byte movement of :meth:`request_ms`, without the per-request CPU."""
+        fixed, work = self.request_ms(nbytes, requests, put)
+        return fixed + work - requests * self.store_cpu_ms

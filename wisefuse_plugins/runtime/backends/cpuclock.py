@@ -21,6 +21,8 @@ docs/local-backend.md for the limits (GIL, sub-interval phases, exited threads).
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import os
 import time
 
@@ -127,7 +129,12 @@ class CpuClock:
         which the worker is blocked on its pipe).
         """
         eq = cpu = delay = 0.0
-        for t0, t1, c, d in self.intervals:
+        # intervals follow each other in time: skip to the first that ends after ``start``
+        # (one function's span of a long invocation, bundles of many instances)
+        first = bisect.bisect_right(self.intervals, start, key=lambda iv: iv[1])
+        for t0, t1, c, d in itertools.islice(self.intervals, first, None):
+            if t0 >= end:
+                break
             lo, hi = max(t0, start), min(t1, end)
             if hi > lo:
                 if prorate and t1 > t0:
