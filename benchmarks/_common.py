@@ -158,7 +158,7 @@ class LoadedApp:
 
 
 def _with_constants(workflow: Any, constants: dict[str, dict[str, Any]]) -> Any:
-    from wisefuse_plugins.ir import Const, Workflow
+    from wisefuse_plugins.ir import Const
 
     stages = []
     for s in workflow.stages:
@@ -171,13 +171,7 @@ def _with_constants(workflow: Any, constants: dict[str, dict[str, Any]]) -> Any:
                 bindings[name] = Const(value=value)
             s = s.model_copy(update={"bindings": bindings})
         stages.append(s)
-    return Workflow(
-        name=workflow.name,
-        stages=stages,
-        edges=workflow.edges,
-        source=workflow.source,
-        meta=workflow.meta,
-    )
+    return workflow.with_stages(stages)
 
 
 def load_app(app: App, size: str = "bench") -> LoadedApp:

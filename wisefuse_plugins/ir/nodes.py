@@ -249,6 +249,13 @@ class Workflow(_Node):
     def _by_id(self) -> dict[str, Stage]:
         return {s.id: s for s in self.stages}
 
+    def with_stages(self, stages: list[Stage]) -> Workflow:
+        """The same workflow with ``stages`` (same ids and edges, other settings), validated
+        anew; not ``model_copy``, which would carry the cached graph of the old stages."""
+        return Workflow(
+            name=self.name, stages=stages, edges=self.edges, source=self.source, meta=self.meta
+        )
+
     def stage(self, stage_id: str) -> Stage:
         try:
             return self._by_id[stage_id]

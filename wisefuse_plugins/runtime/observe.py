@@ -29,13 +29,7 @@ def with_parallelism(
         if s.mapped and not literal and counts.get(s.id, 0) >= 1:
             s = s.model_copy(update={"parallelism": counts[s.id], "parallelism_source": source})
         stages.append(s)
-    return Workflow(
-        name=workflow.name,
-        stages=stages,
-        edges=workflow.edges,
-        source=workflow.source,
-        meta=workflow.meta,
-    )
+    return workflow.with_stages(stages)
 
 
 def observe(
