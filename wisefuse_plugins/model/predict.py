@@ -39,6 +39,10 @@ from wisefuse_plugins.model.profile import Platform, StageProfile
 from wisefuse_plugins.model.scaling import LEVELS, Fit, fit, quantiles
 from wisefuse_plugins.optimizer.plan import Plan, Unit, unit_graph
 
+SKEW_LIMIT = 64
+"""Instances up to which a skewed mapped stage's invocations are told apart (each with its
+instances' factors, :mod:`.skew`); wider stages draw their instances alike."""
+
 UNPROFILED_PARALLEL_FRACTION = 0.0
 """What the model assumes of a stage never profiled in a bundle on two threads or more:
 its instances gain nothing from sharing an invocation's cores (pure Python under the
@@ -177,10 +181,12 @@ class Model:
         common = set.intersection(*sets) if sets else set()
         return sorted(common)
 
-    def stage_fit(self, sid: str, arch: str) -> Fit:
-        key = (sid, arch)
+    def stage_fit(self, sid: str, arch: str, *, noise: bool = False) -> Fit:
+        """The memory-scaling law of ``sid``; with ``noise``, of its samples with the
+        instances' skew taken out (:mod:`.skew`)."""
+        key = (sid, arch, noise)
         if key not in self._fits:
-            by_memory = self.profiles[sid].by_memory(arch)
+            by_memory = self.profiles[sid].by_memory(arch, noise=noise)
             if not by_memory:
                 raise ModelError(
                     f"stage {sid!r} has no {arch} profile",
@@ -189,19 +195,24 @@ class Model:
             self._fits[key] = fit(by_memory, law=self.law)  # type: ignore[arg-type]
         return self._fits[key]
 
-    def parts(self, sid: str, memory_mb: int, arch: str) -> tuple[np.ndarray, np.ndarray, int]:
-        """(wait, cpu, threads) per quantile level of ``sid`` at ``memory_mb``.
+    def parts(
+        self, sid: str, memory_mb: int, arch: str, *, noise: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        """(wait, cpu, threads) per quantile level of ``sid`` at ``memory_mb`` (with
+        ``noise``: of a typical instance, to be scaled by an instance's factor).
 
         At a profiled size the measured quantiles are kept exactly (the fit only splits
         them into parts); elsewhere the fitted law gives them.
         """
-        key = (sid, memory_mb, arch)
+        key = (sid, memory_mb, arch, noise)
         cached = self._parts.get(key)
         if cached is not None:
             return cached
-        f = self.stage_fit(sid, arch)
+        f = self.stage_fit(sid, arch, noise=noise)
         wait, cpu = f.split(memory_mb)
-        measured = self.profiles[sid].samples.get((arch, memory_mb))
+        prof = self.profiles[sid]
+        source = prof.noise if noise and prof.noise is not None else prof.samples
+        measured = source.get((arch, memory_mb))
         if measured is not None and len(measured):
             target = quantiles(measured)
             total = wait + cpu / min(vcpus(memory_mb), f.threads)
@@ -217,10 +228,10 @@ class Model:
         wait, cpu, threads = self.parts(sid, memory_mb, arch)
         return wait + cpu / min(vcpus(memory_mb), threads)
 
-    def _level_draws(self, sid: str, width: int) -> np.ndarray:
-        key = (sid, width)
+    def _level_draws(self, sid: str, width: int, first: int = 0) -> np.ndarray:
+        key = (sid, width, first)
         if key not in self._levels:
-            rng = np.random.default_rng([self.seed, zlib.crc32(sid.encode()), width])
+            rng = np.random.default_rng([self.seed, zlib.crc32(sid.encode()), width, first])
             self._levels[key] = rng.integers(0, LEVELS, size=(self.draws, width))
         return self._levels[key]
 
@@ -241,20 +252,31 @@ class Model:
         memory: int,
         arch: str,
         width: int,
+        first: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray, int, float, float, float]:
         """(wait, cpu) draws of ``width`` instance chains of ``stages``, with their own I/O,
-        and the chain's parallel fraction (its stages', weighted by their mean CPU)."""
+        and the chain's parallel fraction (its stages', weighted by their mean CPU).
+
+        ``first``: the jobs are instances ``first .. first + width - 1``, drawn with their
+        own skew (:meth:`factors`); ``None``: any instances, drawn alike.
+        """
         wait = np.zeros((self.draws, width))
         cpu = np.zeros((self.draws, width))
         threads = 1
         weighted = total_cpu = 0.0
         io, gets, puts = self._job_io(workflow, tuple(stages), frozenset(unit))
         for sid, transfers in io:
-            w, c, t = self.parts(sid, memory, arch)
+            factors = None if first is None else self.factors(workflow, sid)
+            w, c, t = self.parts(sid, memory, arch, noise=factors is not None)
             threads = max(threads, t)
-            levels = self._level_draws(sid, width)
-            wait += w[levels]
-            cpu += c[levels]
+            levels = self._level_draws(sid, width, first or 0)
+            if factors is not None:
+                scale = factors[first : first + width][None, :]
+                wait += w[levels] * scale
+                cpu += c[levels] * scale
+            else:
+                wait += w[levels]
+                cpu += c[levels]
             mean_cpu = float(c.mean())
             weighted += mean_cpu * self.parallel_fraction(sid)
             total_cpu += mean_cpu
@@ -263,6 +285,15 @@ class Model:
                 cpu += cpu_ms
         phi = weighted / total_cpu if total_cpu > 0 else 1.0
         return wait, cpu, threads, gets, puts, phi
+
+    def factors(self, workflow: Workflow, sid: str) -> np.ndarray | None:
+        """Per-instance factors of ``sid`` (:mod:`.skew`) when they describe this
+        workflow's instances (the same count, at most :data:`SKEW_LIMIT`), else ``None``."""
+        found = self.profiles[sid].instance_factors
+        width = workflow.stage(sid).parallelism
+        if found is None or len(found) != width or width > SKEW_LIMIT:
+            return None
+        return found
 
     def parallel_fraction(self, sid: str) -> float:
         """The share of ``sid``'s CPU work that runs in parallel next to other instances in
@@ -390,11 +421,58 @@ class Model:
             return 1
         return math.ceil(workflow.stage(unit.stages[0]).parallelism / unit.bundle_size)
 
-    def invocation(self, workflow: Workflow, unit: Unit, width: int | None = None) -> _Invocation:
-        """Draws of one invocation of ``unit``: a full bundle when bundled, or one of
-        ``width`` instances (the last invocation has what is left over)."""
+    def invocations(self, workflow: Workflow, unit: Unit) -> list[tuple[int, _Invocation]]:
+        """The invocations of ``unit`` in one run, as (how many, draws of one) pairs.
+
+        Alike instances: the full bundles, and the last one with the instances left over.
+        Skewed instances (:meth:`factors`): each invocation with its own instances.
+        """
+        key = (*_key(workflow, unit), "all")
+        cached = self._invocations.get(key)
+        if cached is not None:
+            return cached  # type: ignore[return-value]
+        order, bundled = self._layout(workflow, tuple(unit.stages))
+        count = self._count(workflow, unit)
+        if not bundled:
+            found = [(1, self._invocation(workflow, unit, None, 0))]
+        else:
+            n, b = workflow.stage(order[0]).parallelism, unit.bundle_size
+            if self._skewed(workflow, unit):
+                found = [
+                    (1, self._invocation(workflow, unit, min(b, n - k * b), k * b))
+                    for k in range(count)
+                ]
+            elif count > 1 and n % b:
+                found = [
+                    (count - 1, self._invocation(workflow, unit, None, None)),
+                    (1, self._invocation(workflow, unit, n % b, None)),
+                ]
+            else:
+                found = [(count, self._invocation(workflow, unit, None, None))]
+        self._invocations[key] = found  # type: ignore[assignment]
+        return found
+
+    def _skewed(self, workflow: Workflow, unit: Unit) -> bool:
+        """Whether ``unit``'s invocations are told apart by their instances' skew: a
+        bundled unit with a skewed stage, all of whose invocations run at once."""
+        order, bundled = self._layout(workflow, tuple(unit.stages))
+        return (
+            bundled
+            and self._count(workflow, unit) <= self.platform.max_concurrency
+            and any(self.factors(workflow, s) is not None for s in order)
+        )
+
+    def invocation(self, workflow: Workflow, unit: Unit) -> _Invocation:
+        """Draws of the unit's slowest invocation (by mean): what its timeout must allow."""
+        return max((inv for _, inv in self.invocations(workflow, unit)), key=_mean)
+
+    def _invocation(
+        self, workflow: Workflow, unit: Unit, width: int | None, first: int | None
+    ) -> _Invocation:
+        """Draws of one invocation of ``unit``: a full bundle, or ``width`` instances;
+        ``first``: which instances (:meth:`_jobs`)."""
         self._known.setdefault(id(workflow), workflow)  # keeps the id from being reused
-        key = (*_key(workflow, unit), width)
+        key = (*_key(workflow, unit), width, first)
         cached = self._invocations.get(key)
         if cached is not None:
             return cached
@@ -414,7 +492,7 @@ class Model:
             chains = [([sid], workflow.stage(sid).parallelism) for sid in order]
         for stages, jobs in chains:
             draws, job_gets, job_puts = self._makespan(
-                workflow, stages, members, unit, jobs, v, pool
+                workflow, stages, members, unit, jobs, v, pool, first
             )
             total += draws
             gets += job_gets * jobs
@@ -435,12 +513,14 @@ class Model:
         width: int,
         v: float,
         pool: int,
+        first: int | None,
     ) -> tuple[np.ndarray, float, float]:
         """Draws of ``width`` instance chains run together, and GETs/PUTs per chain."""
         exact = min(width, compose.EXACT_LIMIT)
         wait, cpu, threads, gets, puts, phi = self._jobs(
-            workflow, stages, unit, u.memory_mb, u.arch, exact
-        )
+            workflow, stages, unit, u.memory_mb, u.arch, exact,
+            first if width <= compose.EXACT_LIMIT else None,
+        )  # fmt: skip
         if width <= compose.EXACT_LIMIT:
             return compose.bundle_makespan(wait, cpu, v, threads, pool, phi), gets, puts
         alone = wait[:, 0] + cpu[:, 0] / min(v, threads)
@@ -463,13 +543,17 @@ class Model:
         cached = self._durations.get(key)
         if cached is not None:
             return cached
-        inv = self.invocation(workflow, unit)
         count = self._count(workflow, unit)
-        waves = math.ceil(count / self.platform.max_concurrency)
-        in_flight = min(count, self.platform.max_concurrency)
-        dur = compose.max_of(inv.draws, in_flight, self._u)
-        if waves > 1:
-            dur = dur + (waves - 1) * float(inv.draws.mean())
+        kinds = self.invocations(workflow, unit)
+        if self._skewed(workflow, unit):  # each invocation with its own instances
+            dur = np.max(np.vstack([inv.draws for _, inv in kinds]), axis=0)
+        else:
+            inv = self.invocation(workflow, unit)
+            waves = math.ceil(count / self.platform.max_concurrency)
+            in_flight = min(count, self.platform.max_concurrency)
+            dur = compose.max_of(inv.draws, in_flight, self._u)
+            if waves > 1:
+                dur = dur + (waves - 1) * float(inv.draws.mean())
         self._durations[key] = (dur, count)
         return dur, count
 
@@ -481,13 +565,7 @@ class Model:
         if cached is not None:
             return cached
         count = self._count(workflow, unit)
-        invocations = [(count, self.invocation(workflow, unit))]
-        left = workflow.stage(unit.stages[0]).parallelism % unit.bundle_size
-        if count > 1 and left and self._layout(workflow, tuple(unit.stages))[1]:
-            invocations = [
-                (count - 1, invocations[0][1]),
-                (1, self.invocation(workflow, unit, left)),
-            ]
+        invocations = self.invocations(workflow, unit)
         init = max((self.profiles[s].init_ms for s in unit.stages), default=0.0)
         cold_ms = self.platform.cold_probability * math.ceil(init)
         cost = 0.0
@@ -574,6 +652,10 @@ def _records(
         )
         for k, (node, unit, _, count, ucost, inv) in enumerate(done)
     ]
+
+
+def _mean(inv: _Invocation) -> float:
+    return float(inv.draws.mean())
 
 
 def _key(workflow: Workflow, unit: Unit) -> tuple:

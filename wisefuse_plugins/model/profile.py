@@ -26,12 +26,20 @@ class StageProfile:
     #: share of its CPU work that runs in parallel next to other instances in one
     #: invocation (:mod:`.parallel`); ``None``: not profiled at a bundle size > 1
     parallel_fraction: float | None = None
+    #: a mapped stage whose instances keep their relative durations run after run: per
+    #: instance index, its duration over the stage's typical one (mean 1); ``noise``
+    #: holds the samples divided by them (:mod:`.skew`). ``None``: the instances are
+    #: alike, drawn from ``samples``
+    instance_factors: np.ndarray | None = None
+    noise: dict[tuple[str, int], np.ndarray] | None = None
 
     def arches(self) -> set[str]:
         return {a for a, _ in self.samples}
 
-    def by_memory(self, arch: str) -> dict[int, np.ndarray]:
-        return {m: np.asarray(v, dtype=float) for (a, m), v in self.samples.items() if a == arch}
+    def by_memory(self, arch: str, *, noise: bool = False) -> dict[int, np.ndarray]:
+        """Samples per memory size; with ``noise``, divided by their instance's factor."""
+        source = self.noise if noise and self.noise is not None else self.samples
+        return {m: np.asarray(v, dtype=float) for (a, m), v in source.items() if a == arch}
 
 
 @dataclass(frozen=True)

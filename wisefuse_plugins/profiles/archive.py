@@ -59,6 +59,7 @@ from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir import Workflow
 from wisefuse_plugins.model.parallel import estimate
 from wisefuse_plugins.model.profile import Platform, StageProfile
+from wisefuse_plugins.model.skew import instance_factors, normalised
 from wisefuse_plugins.runtime.store import wisefuse_home
 
 ENV_DB_URL = "WISEFUSE_DB_URL"
@@ -503,9 +504,16 @@ class Archive:
             for r in single:
                 groups[r.arch, r.memory_mb].append(r)
             durations = {}
+            per_instance: dict[tuple[str, int], dict[int, np.ndarray]] = {}
             for key, group in groups.items():
-                warm = [r.duration_ms for r in group if not r.cold]
-                durations[key] = np.asarray(warm or [r.duration_ms for r in group], dtype=float)
+                kept = [r for r in group if not r.cold] or group
+                durations[key] = np.asarray([r.duration_ms for r in kept], dtype=float)
+                by_index: dict[int, list[float]] = defaultdict(list)
+                for r in kept:
+                    if r.instance is not None:
+                        by_index[r.instance].append(r.duration_ms)
+                per_instance[key] = {i: np.asarray(v) for i, v in by_index.items()}
+            factors = instance_factors(per_instance)
             phi = _parallel_fraction(rows)
             outputs = [r.output_bytes for r in rows if r.output_bytes is not None]
             peaks = [r.peak_memory_mb for r in rows if r.peak_memory_mb is not None]
@@ -518,6 +526,8 @@ class Archive:
                 peak_memory_mb=float(max(peaks)) if peaks else 0.0,
                 init_ms=float(np.median(inits)) if inits else 0.0,
                 parallel_fraction=phi,
+                instance_factors=factors,
+                noise=None if factors is None else normalised(per_instance, factors),
             )
         return profiles
 
