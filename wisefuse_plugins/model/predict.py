@@ -455,16 +455,26 @@ class Model:
     def _skewed(self, workflow: Workflow, unit: Unit) -> bool:
         """Whether ``unit``'s invocations are told apart by their instances' skew: a
         bundled unit with a skewed stage, all of whose invocations run at once."""
-        order, bundled = self._layout(workflow, tuple(unit.stages))
-        return (
-            bundled
-            and self._count(workflow, unit) <= self.platform.max_concurrency
-            and any(self.factors(workflow, s) is not None for s in order)
-        )
+        key = (id(workflow), tuple(unit.stages), unit.bundle_size, "skewed")
+        found = self._io.get(key)
+        if found is None:
+            order, bundled = self._layout(workflow, tuple(unit.stages))
+            found = self._io[key] = (
+                bundled
+                and self._count(workflow, unit) <= self.platform.max_concurrency
+                and any(self.factors(workflow, s) is not None for s in order)
+            )
+        return bool(found)
 
     def invocation(self, workflow: Workflow, unit: Unit) -> _Invocation:
         """Draws of the unit's slowest invocation (by mean): what its timeout must allow."""
-        return max((inv for _, inv in self.invocations(workflow, unit)), key=_mean)
+        key = (*_key(workflow, unit), "slowest")
+        found = self._invocations.get(key)
+        if found is None:
+            kinds = self.invocations(workflow, unit)
+            found = kinds[0][1] if len(kinds) == 1 else max((i for _, i in kinds), key=_mean)
+            self._invocations[key] = found
+        return found
 
     def _invocation(
         self, workflow: Workflow, unit: Unit, width: int | None, first: int | None
