@@ -554,8 +554,8 @@ class Model:
         if cached is not None:
             return cached
         count = self._count(workflow, unit)
-        kinds = self.invocations(workflow, unit)
         if self._skewed(workflow, unit):  # each invocation with its own instances
+            kinds = self.invocations(workflow, unit)
             dur = np.max(np.vstack([inv.draws for _, inv in kinds]), axis=0)
         else:
             inv = self.invocation(workflow, unit)
