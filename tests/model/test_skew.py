@@ -131,3 +131,46 @@ def test_archive_derives_factors_and_noise(tmp_path):
     assert prof.instance_factors == pytest.approx([0.5, 1.0, 1.5], rel=0.02)
     # what is left once the skew is divided out: the runs' own 1-2%
     assert prof.noise["x86_64", 1769] == pytest.approx(np.full(9, 20.2), rel=0.02)
+
+
+def test_parallel_fraction_by_cores_reads_between_profiled_core_counts():
+    wf = toy_workflow(n=6)
+    m = skewed_model(wf, [1.0] * 6, phi=0.5)
+    m.profiles["square"].instance_factors = None
+    six = 10240 / 1769  # the cores 6 instances share at 10,240 MB
+    m.profiles["square"].parallel_fractions = {2.0: 0.2, six: 0.8}
+    assert m.parallel_fraction("square", 2.0) == pytest.approx(0.2)
+    assert m.parallel_fraction("square", 1.5) == pytest.approx(0.2)  # the nearest below
+    assert m.parallel_fraction("square", (2.0 + six) / 2) == pytest.approx(0.5)
+    assert m.parallel_fraction("square") == pytest.approx(0.5)  # no cores: the summary
+    # 6 instances on 6 threads at 10,240 MB use the 5.79-core figure: 600 CPU-ms / cores
+    p = plan(wf, [["make"], ["square"], ["middle"], ["config"], ["total"]], {"square": 6}, 10240)
+    unit = next(u for u in p.units if u.id == "square")
+    cores = 1 / ((1 - 0.8) + 0.8 / six)
+    dur, _ = m.unit_duration(wf, unit)
+    assert float(dur.mean()) == pytest.approx(600 / cores + 6 * 20 / 6, rel=1e-6)
+
+
+def test_archive_keeps_a_parallel_fraction_per_core_count(tmp_path):
+    wf = toy_workflow(n=6)
+    code = wf.stage("square").callable.code_hash
+
+    def rows(memory, bundle, share):
+        return [
+            Sample(
+                workflow=wf.name, stage="square", code_hash=code, memory_mb=memory,
+                duration_ms=100.0 * share, instance=i, bundle_size=bundle,
+            )
+            for i in range(6)
+            for _ in range(2)
+        ]  # fmt: skip
+
+    with Archive(f"sqlite:///{tmp_path / 'a.db'}") as archive:
+        archive.add(rows(3538, 1, 1.0) + rows(10240, 1, 1.0))
+        archive.add(rows(3538, 2, 0.75))  # x = 0.75 on 2 cores: phi 0.5
+        archive.add(rows(10240, 6, 0.5))  # x = 0.5 on 5.79 cores: phi = 0.5 / (1 - 1/5.79)
+        prof = archive.profiles_for(wf)["square"]
+    by = prof.parallel_fractions
+    assert sorted(by) == [2.0, 5.79]
+    assert by[2.0] == pytest.approx(0.5)
+    assert by[5.79] == pytest.approx(0.5 / (1 - 1769 / 10240), rel=1e-3)

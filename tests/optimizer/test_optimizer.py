@@ -11,11 +11,11 @@ from wisefuse_plugins.model.limits import MAX_MEMORY_MB, MAX_TIMEOUT_S
 from wisefuse_plugins.model.predict import Model
 from wisefuse_plugins.model.profile import Platform
 from wisefuse_plugins.optimizer.baselines import BASELINES
-from wisefuse_plugins.optimizer.plan import check_plan
+from wisefuse_plugins.optimizer.plan import Unit, check_plan
 from wisefuse_plugins.optimizer.search import baseline, frontier, optimize
 from wisefuse_plugins.optimizer.space import SLOError, Space, bundle_candidates, parse_slo
 
-from ..model.synthetic import profile
+from ..model.synthetic import SIZES, profile
 from ..runtime.toyflows import toy_workflow
 from .randomdags import random_profiles, random_workflow
 
@@ -126,6 +126,39 @@ def test_no_unit_above_the_vcpus_the_platform_gives():
     for planned in (optimize(wf, capped, "1.1x"), optimize(wf, capped, 1e9, objective="latency")):
         assert max(u.memory_mb for u in planned.plan.units) <= 2 * 1769
     assert max(u.memory_mb for u in baseline(wf, capped, "user-max").plan.units) == 10240
+
+
+def test_above_the_host_cores_only_where_profiled_there():
+    """A share above the platform's vCPUs is emulated on the local backend: planned only
+    for stages profiled at such a size (here 10,240 MB), where the model measured it."""
+    import dataclasses
+
+    wf = toy_workflow(n=12)
+    capped = dataclasses.replace(NO_ORCH, max_vcpus=2.0)
+    m = model_for(wf, CPU, platform=capped)
+    for sid, p in m.profiles.items():
+        high = profile(sid, p.code_hash, cpu=CPU[sid], sizes=(*SIZES, 10240))
+        high.peak_memory_mb, high.parallel_fraction = 100.0, 1.0
+        m.profiles[sid] = high
+    fastest = optimize(wf, m, 1e9, objective="latency")
+    assert max(u.memory_mb for u in fastest.plan.units) > 2 * 1769
+
+
+def test_no_unit_runs_contending_instances_on_several_threads():
+    """Instances that fight over the interpreter lock (parallel fraction < 0) run on one
+    thread only: bundled at 1769 MB or less, or one per invocation."""
+    wf = toy_workflow(n=8)
+    m = model_for(wf, CPU)
+    for sid in ("square", "middle"):
+        m.profiles[sid].parallel_fraction = -0.4
+    unit = Unit(id="u", stages=["square", "middle"], bundle_size=2, memory_mb=3538)
+    assert m.contended(wf, unit)
+    assert not m.contended(wf, unit.model_copy(update={"memory_mb": 1769}))
+    assert not m.contended(wf, unit.model_copy(update={"bundle_size": 1}))
+    for slo in ("1.2x", "3x", 1e9):
+        planned = optimize(wf, m, slo)
+        assert not any(m.contended(wf, u) for u in planned.plan.units), planned.plan.units
+    assert m.contended(wf, *baseline(wf, m, "faastlane").plan.units)  # keeps its definition
 
 
 def test_unreachable_slo_returns_the_fastest_plan_and_says_so():

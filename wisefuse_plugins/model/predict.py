@@ -32,8 +32,9 @@ import numpy as np
 
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir import Collect, Item, Output, Workflow
-from wisefuse_plugins.model import compose
+from wisefuse_plugins.model import compose, parallel
 from wisefuse_plugins.model.limits import bundle_threads, vcpus
+from wisefuse_plugins.model.parallel import setting_cores
 from wisefuse_plugins.model.pricing import DEFAULT, Pricing, lambda_cost
 from wisefuse_plugins.model.profile import Platform, StageProfile
 from wisefuse_plugins.model.scaling import LEVELS, Fit, fit, quantiles
@@ -278,7 +279,7 @@ class Model:
                 wait += w[levels]
                 cpu += c[levels]
             mean_cpu = float(c.mean())
-            weighted += mean_cpu * self.parallel_fraction(sid)
+            weighted += mean_cpu * self.parallel_fraction(sid, setting_cores(memory, width))
             total_cpu += mean_cpu
             for ms, cpu_ms in transfers:
                 wait += ms
@@ -295,12 +296,38 @@ class Model:
             return None
         return found
 
-    def parallel_fraction(self, sid: str) -> float:
+    def parallel_fraction(self, sid: str, cores: float | None = None) -> float:
         """The share of ``sid``'s CPU work that runs in parallel next to other instances in
-        one invocation (:mod:`.parallel`); unprofiled (no bundle size > 1 on two threads or
+        one invocation (:mod:`.parallel`), for instances sharing ``cores`` when bundles on
+        several core counts were profiled; unprofiled (no bundle size > 1 on two threads or
         more): :data:`UNPROFILED_PARALLEL_FRACTION`."""
-        phi = self.profiles[sid].parallel_fraction
+        prof = self.profiles[sid]
+        if cores is not None and prof.parallel_fractions:
+            return parallel.at(prof.parallel_fractions, cores)
+        phi = prof.parallel_fraction
         return UNPROFILED_PARALLEL_FRACTION if phi is None else phi
+
+    def contended(self, workflow: Workflow, unit: Unit) -> bool:
+        """Whether ``unit`` runs instances of a stage that fights over the interpreter
+        lock (parallel fraction < 0) at once on two threads or more.
+
+        Such instances measured far from any prediction, both ways and from run to run
+        (video's bundles of 2 at 2048 MB measured 84% over the prediction in one run; its
+        whole DAG at 10,240 MB 11% under it in one run and 60% over in the next): the
+        planner leaves these units out. On one thread the instances run one after the
+        other, as predicted.
+        """
+        if bundle_threads(unit.memory_mb) < 2:
+            return False
+        order, bundled = self._layout(workflow, tuple(unit.stages))
+        for sid in order:
+            stage = workflow.stage(sid)
+            together = min(unit.bundle_size, stage.parallelism) if bundled else stage.parallelism
+            if together >= 2 and stage.mapped:
+                phi = self.parallel_fraction(sid, setting_cores(unit.memory_mb, together))
+                if phi < 0:
+                    return True
+        return False
 
     def _job_io(
         self, workflow: Workflow, stages: tuple[str, ...], unit: frozenset[str]

@@ -26,6 +26,9 @@ class StageProfile:
     #: share of its CPU work that runs in parallel next to other instances in one
     #: invocation (:mod:`.parallel`); ``None``: not profiled at a bundle size > 1
     parallel_fraction: float | None = None
+    #: the same per number of cores the profiled bundles' instances shared, where bundles
+    #: of several sizes were profiled (:func:`.parallel.at` reads between them)
+    parallel_fractions: dict[float, float] | None = None
     #: a mapped stage whose instances keep their relative durations run after run: per
     #: instance index, its duration over the stage's typical one (mean 1); ``noise``
     #: holds the samples divided by them (:mod:`.skew`). ``None``: the instances are

@@ -107,7 +107,9 @@ def build_menu(
     ``sizes`` only apply when every stage is mapped (otherwise the bundle size is 1);
     ``memories`` may depend on the bundle size. Settings whose P99 invocation would come
     within 20% of the timeout are left out (all are kept when none is within it).
-    ``settings`` replaces the grid by a list of units of ``stages``.
+    ``settings`` replaces the grid by a list of units of ``stages``. Units whose
+    instances would contend for the interpreter lock on several threads
+    (:meth:`Model.contended`) are left out.
     """
     base = Unit(id="u", stages=list(stages))
     if not is_bundled_unit(base, workflow):
@@ -124,6 +126,8 @@ def build_menu(
     invs: list[np.ndarray] = []
     costs: list[float] = []
     for unit in settings:
+        if model.contended(workflow, unit):
+            continue
         invs.append(model.invocation(workflow, unit).draws)
         durs.append(model.unit_duration(workflow, unit)[0])
         costs.append(model.unit_cost(workflow, unit))

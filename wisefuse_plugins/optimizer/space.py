@@ -134,15 +134,22 @@ class Space:
         sizes = [m for _, m in self.model.profiles[sid].samples]
         return min(sizes, default=0)
 
+    def _largest_profiled(self, sid: str) -> int:
+        sizes = [m for _, m in self.model.profiles[sid].samples]
+        return max(sizes, default=0)
+
     def memories(self, stages: list[str]) -> list[int]:
         """Grid sizes a unit of ``stages`` may take: from :meth:`min_memory` up, and with
-        :attr:`profiled_floor` no more vCPUs than the platform can give (the local
-        backend: the host's cores; above them a share is emulated, and 3 BLAS threads on
-        a 2-core host measured 31% slower than the model said)."""
+        :attr:`profiled_floor` no more vCPUs than the platform gives (the local backend:
+        the host's cores) unless the stages were profiled above that: there a share is
+        emulated, and the model only knows the emulation where it was measured (3 BLAS
+        threads on a 2-core host measured 31% slower than the model said, from profiles at
+        2 vCPUs and less)."""
         floor = self.min_memory(stages)
         sizes = [m for m in self.memory_grid if m >= floor]
         cap = self.model.platform.max_vcpus if self.profiled_floor else None
         if cap is not None:
+            cap = max(cap, min(vcpus(self._largest_profiled(s)) for s in stages))
             sizes = [m for m in sizes if vcpus(m) <= cap + 1e-9] or sizes[:1]
         return sizes
 

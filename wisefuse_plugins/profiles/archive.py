@@ -57,7 +57,7 @@ from sqlalchemy.pool import StaticPool
 
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir import Workflow
-from wisefuse_plugins.model.parallel import estimate
+from wisefuse_plugins.model.parallel import estimate, setting_cores
 from wisefuse_plugins.model.profile import Platform, StageProfile
 from wisefuse_plugins.model.skew import instance_factors, normalised
 from wisefuse_plugins.runtime.store import wisefuse_home
@@ -145,16 +145,17 @@ meta_table = Table(
 T = TypeVar("T")
 
 
-def _parallel_fraction(rows: Sequence[Sample]) -> float | None:
-    """The median of :func:`~wisefuse_plugins.model.parallel.estimate` over the bundle
-    settings that can tell (warm samples, per instance); ``None`` without any."""
+def _parallel_fraction(rows: Sequence[Sample]) -> tuple[float | None, dict[float, float]]:
+    """:func:`~wisefuse_plugins.model.parallel.estimate` over the bundle settings that can
+    tell (warm samples, per instance): their median (``None`` without any), and the
+    median per number of cores the instances shared (:func:`setting_cores`)."""
     per: dict[tuple[str, int, int], dict[object, list[float]]] = defaultdict(
         lambda: defaultdict(list)
     )
     for r in rows:
         if not r.cold:
             per[r.arch, r.memory_mb, r.bundle_size][r.instance].append(r.duration_ms)
-    found = []
+    found: dict[float, list[float]] = defaultdict(list)
     for (arch, memory, bundle), together in per.items():
         alone = per.get((arch, memory, 1))
         if bundle == 1 or alone is None:
@@ -166,8 +167,11 @@ def _parallel_fraction(rows: Sequence[Sample]) -> float | None:
             bundle,
         )
         if phi is not None:
-            found.append(phi)
-    return float(np.median(found)) if found else None
+            found[round(setting_cores(memory, bundle), 2)].append(phi)
+    if not found:
+        return None, {}
+    every = [phi for phis in found.values() for phi in phis]
+    return float(np.median(every)), {n: float(np.median(v)) for n, v in sorted(found.items())}
 
 
 class ArchiveError(WiseFuseError):
@@ -514,7 +518,7 @@ class Archive:
                         by_index[r.instance].append(r.duration_ms)
                 per_instance[key] = {i: np.asarray(v) for i, v in by_index.items()}
             factors = instance_factors(per_instance)
-            phi = _parallel_fraction(rows)
+            phi, by_cores = _parallel_fraction(rows)
             outputs = [r.output_bytes for r in rows if r.output_bytes is not None]
             peaks = [r.peak_memory_mb for r in rows if r.peak_memory_mb is not None]
             inits = [r.init_ms for r in rows if r.cold and r.init_ms is not None]
@@ -526,6 +530,7 @@ class Archive:
                 peak_memory_mb=float(max(peaks)) if peaks else 0.0,
                 init_ms=float(np.median(inits)) if inits else 0.0,
                 parallel_fraction=phi,
+                parallel_fractions=by_cores or None,
                 instance_factors=factors,
                 noise=None if factors is None else normalised(per_instance, factors),
             )

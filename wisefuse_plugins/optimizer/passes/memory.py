@@ -39,6 +39,8 @@ def cheapest_memory(space: Space, unit: Unit) -> Unit:
     for arch in space.arches:
         for m in space.memories(unit.stages):
             cand = unit.model_copy(update={"memory_mb": m, "arch": arch})
+            if space.model.contended(space.workflow, cand):
+                continue
             cost = space.model.unit_cost(space.workflow, cand)
             if best_cost is None or cost < best_cost - 1e-15:
                 best, best_cost = cand, cost
