@@ -129,6 +129,8 @@ class Model:
         self.law = law
         self._fits: dict[tuple[str, str], Fit] = {}
         self._parts: dict[tuple[str, int, str], tuple[np.ndarray, np.ndarray, int]] = {}
+        self._cpu_means: dict[tuple, float] = {}  # mean of parts()'s CPU, per the same key
+        self._fighting: dict[str, bool] = {}  # stages whose parallel fraction is < 0
         self._levels: dict[tuple[str, int], np.ndarray] = {}
         self._invocations: dict[tuple, _Invocation] = {}
         self._known: dict[int, Workflow] = {}
@@ -152,6 +154,7 @@ class Model:
         )
         other._fits = self._fits
         other._parts = self._parts
+        other._cpu_means = self._cpu_means
         return other
 
     # -- stages -------------------------------------------------------------------------
@@ -222,6 +225,7 @@ class Model:
             wait = np.where(total > 0, wait, target)
         result = (wait, cpu, f.threads)
         self._parts[key] = result
+        self._cpu_means[key] = float(cpu.mean())
         return result
 
     def stage_duration_ms(self, sid: str, memory_mb: int, arch: str = "x86_64") -> np.ndarray:
@@ -266,9 +270,11 @@ class Model:
         threads = 1
         weighted = total_cpu = 0.0
         io, gets, puts = self._job_io(workflow, tuple(stages), frozenset(unit))
+        shared = setting_cores(memory, width)
         for sid, transfers in io:
             factors = None if first is None else self.factors(workflow, sid)
-            w, c, t = self.parts(sid, memory, arch, noise=factors is not None)
+            noise = factors is not None
+            w, c, t = self.parts(sid, memory, arch, noise=noise)
             threads = max(threads, t)
             levels = self._level_draws(sid, width, first or 0)
             if factors is not None:
@@ -278,8 +284,8 @@ class Model:
             else:
                 wait += w[levels]
                 cpu += c[levels]
-            mean_cpu = float(c.mean())
-            weighted += mean_cpu * self.parallel_fraction(sid, setting_cores(memory, width))
+            mean_cpu = self._cpu_means[sid, memory, arch, noise]
+            weighted += mean_cpu * self.parallel_fraction(sid, shared)
             total_cpu += mean_cpu
             for ms, cpu_ms in transfers:
                 wait += ms
@@ -291,10 +297,10 @@ class Model:
         """Per-instance factors of ``sid`` (:mod:`.skew`) when they describe this
         workflow's instances (the same count, at most :data:`SKEW_LIMIT`), else ``None``."""
         found = self.profiles[sid].instance_factors
-        width = workflow.stage(sid).parallelism
-        if found is None or len(found) != width or width > SKEW_LIMIT:
+        if found is None:
             return None
-        return found
+        width = workflow.stage(sid).parallelism
+        return found if len(found) == width and width <= SKEW_LIMIT else None
 
     def parallel_fraction(self, sid: str, cores: float | None = None) -> float:
         """The share of ``sid``'s CPU work that runs in parallel next to other instances in
@@ -317,7 +323,7 @@ class Model:
         planner leaves these units out. On one thread the instances run one after the
         other, as predicted.
         """
-        if bundle_threads(unit.memory_mb) < 2:
+        if bundle_threads(unit.memory_mb) < 2 or not any(map(self._fights, unit.stages)):
             return False
         order, bundled = self._layout(workflow, tuple(unit.stages))
         for sid in order:
@@ -328,6 +334,17 @@ class Model:
                 if phi < 0:
                     return True
         return False
+
+    def _fights(self, sid: str) -> bool:
+        """Whether ``sid``'s parallel fraction is below 0 at some core count."""
+        found = self._fighting.get(sid)
+        if found is None:
+            prof = self.profiles.get(sid)
+            values = [] if prof is None else list((prof.parallel_fractions or {}).values())
+            if prof is not None and prof.parallel_fraction is not None:
+                values.append(prof.parallel_fraction)
+            found = self._fighting[sid] = any(v < 0 for v in values)
+        return found
 
     def _job_io(
         self, workflow: Workflow, stages: tuple[str, ...], unit: frozenset[str]
@@ -459,11 +476,11 @@ class Model:
         if cached is not None:
             return cached  # type: ignore[return-value]
         order, bundled = self._layout(workflow, tuple(unit.stages))
-        count = self._count(workflow, unit)
         if not bundled:
             found = [(1, self._invocation(workflow, unit, None, 0))]
         else:
             n, b = workflow.stage(order[0]).parallelism, unit.bundle_size
+            count = math.ceil(n / b)
             if self._skewed(workflow, unit):
                 found = [
                     (1, self._invocation(workflow, unit, min(b, n - k * b), k * b))
