@@ -71,7 +71,8 @@ class Platform:
     #: the same for the runtime's own work per invocation (event, spec, response)
     invoke_cpu_ms: float = 0.0
     #: the most vCPUs a unit can really use here (None: Lambda's 6). The local backend
-    #: runs on the host's cores: a larger share is emulated, not given
+    #: runs on the host's cores: a larger share is emulated, not given, and the planner
+    #: goes beyond it only for stages profiled at such a size (``Space.memories``)
     max_vcpus: float | None = None
 
     def describe(self) -> str:

@@ -124,19 +124,14 @@ class Space:
         peak = max((self.model.profiles[s].peak_memory_mb for s in stages), default=0.0)
         floor = peak * MEMORY_HEADROOM
         if self.profiled_floor:
-            floor = max(floor, max((self._smallest_profiled(s) for s in stages), default=0))
+            floor = max(floor, max((min(self._profiled_sizes(s)) for s in stages), default=0))
         for m in self.memory_grid:
             if m >= floor:
                 return m
         return MAX_MEMORY_MB
 
-    def _smallest_profiled(self, sid: str) -> int:
-        sizes = [m for _, m in self.model.profiles[sid].samples]
-        return min(sizes, default=0)
-
-    def _largest_profiled(self, sid: str) -> int:
-        sizes = [m for _, m in self.model.profiles[sid].samples]
-        return max(sizes, default=0)
+    def _profiled_sizes(self, sid: str) -> list[int]:
+        return [m for _, m in self.model.profiles[sid].samples] or [0]
 
     def memories(self, stages: list[str]) -> list[int]:
         """Grid sizes a unit of ``stages`` may take: from :meth:`min_memory` up, and with
@@ -149,7 +144,7 @@ class Space:
         sizes = [m for m in self.memory_grid if m >= floor]
         cap = self.model.platform.max_vcpus if self.profiled_floor else None
         if cap is not None:
-            cap = max(cap, min(vcpus(self._largest_profiled(s)) for s in stages))
+            cap = max(cap, min(vcpus(max(self._profiled_sizes(s))) for s in stages))
             sizes = [m for m in sizes if vcpus(m) <= cap + 1e-9] or sizes[:1]
         return sizes
 
