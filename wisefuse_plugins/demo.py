@@ -230,8 +230,10 @@ def _run(
                     m.outputs == expected,
                 )
             )
+            cold = f" ({m.cold_starts} cold starts in them)" if m.cold_starts else ""
             console.print(
-                f"  {name}: measured P95 {m.p95_s:.2f} s, ${m.mean_cost_usd * 1000:.4f} per 1,000 runs"
+                f"  {name}: measured P95 {m.p95_s:.2f} s, ${m.mean_cost_usd * 1000:.4f} per"
+                f" 1,000 runs{cold}"
             )
 
     _step(console, 5, "results")
