@@ -414,7 +414,6 @@ def report(
 
     Predictions come from the same profiles as optimize (--db)."""
     import tempfile
-    from collections import defaultdict
 
     from wisefuse_plugins.model.predict import Model
     from wisefuse_plugins.model.profile import Platform
@@ -423,7 +422,6 @@ def report(
     from wisefuse_plugins.report import Report, write
     from wisefuse_plugins.runtime.backends.local import LocalLambda
     from wisefuse_plugins.runtime.backends.units import LocalUnits, preload_for
-    from wisefuse_plugins.runtime.executor import execute
     from wisefuse_plugins.runtime.measure import measure
     from wisefuse_plugins.runtime.store import LocalStore
     from wisefuse_plugins.targets import load_workflow
@@ -444,19 +442,13 @@ def report(
     with open_archive(db) as archive:
         model = Model(archive.profiles_for(workflow), archive.load_platform("local") or Platform())
     prediction = model.predict(workflow, plan)
-    unit_ms: dict[str, list[float]] = defaultdict(list)
     lam_ctx = LocalLambda(preload=preload_for(workflow))
     with tempfile.TemporaryDirectory(prefix="wisefuse-report-") as tmp, lam_ctx as lam:
         store = LocalStore(Path(tmp) / "store")
         units = LocalUnits(lam, store.url, Path(workflow.source.root), timeout_s=900)
         with console.status(f"running the plan: 1 warm-up + {runs} runs"):
             measured = measure(workflow, plan, units, store, workdir=Path(tmp) / "units", runs=runs)
-            for _ in range(min(runs, 3)):  # per-unit invocation times, warm
-                for call in execute(
-                    workflow, plan, units, store, workdir=Path(tmp) / "units"
-                ).calls:
-                    unit_ms[call.unit].append(call.invoked.duration_ms)
-    path = write(Report(workflow, plan, prediction, measured, dict(unit_ms)), out)
+    path = write(Report(workflow, plan, prediction, measured, measured.unit_ms), out)
     console.print(
         f"P95 predicted {prediction.p95_s:.3f} s, measured {measured.p95_s:.3f} s; cost per 1,000 runs "
         f"predicted ${prediction.cost_usd * 1000:.4f}, measured ${measured.mean_cost_usd * 1000:.4f}"

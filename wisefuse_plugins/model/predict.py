@@ -40,6 +40,9 @@ from wisefuse_plugins.model.profile import Platform, StageProfile
 from wisefuse_plugins.model.scaling import LEVELS, Fit, fit, quantiles
 from wisefuse_plugins.optimizer.plan import Plan, Unit, unit_graph
 
+Corrections = dict[tuple[tuple[str, ...], int, str], dict[int, float]]
+"""(stages, bundle size, arch) -> {memory MB: measured / predicted invocation time}."""
+
 SKEW_LIMIT = 64
 """Instances up to which a skewed mapped stage's invocations are told apart (each with its
 instances' factors, :mod:`.skew`); wider stages draw their instances alike."""
@@ -92,6 +95,7 @@ class _Invocation:
     draws: np.ndarray  # (R,) ms
     gets: float
     puts: float
+    warm_ms: float = 0.0  # mean duration without cold starts (what a warm run measures)
 
 
 class Model:
@@ -109,6 +113,10 @@ class Model:
         Monte Carlo draws per prediction (1000 gives P99 within a few percent).
     law
         Force a scaling law (``"vcpu"`` or ``"exp"``); default: the better by held-out error.
+    corrections
+        Measured-over-predicted factors of units' invocation times, from runs of plans
+        (:mod:`.correct`); a unit of the same stages, bundle size and architecture takes
+        the factor measured at the nearest memory size. Empty: the profiles alone.
     """
 
     def __init__(
@@ -120,8 +128,11 @@ class Model:
         draws: int = 1000,
         seed: int = 0,
         law: str | None = None,
+        corrections: Corrections | None = None,
     ) -> None:
         self.profiles = profiles
+        self.corrections: Corrections = dict(corrections or {})
+        self._by_stage: dict[str, float] | None = None
         self.platform = platform or Platform()
         self.pricing = pricing
         self.draws = draws
@@ -149,13 +160,56 @@ class Model:
         Planning a large workflow scores many candidates; fewer draws make each cheaper
         and the fits (the slow part of building a model) are not redone.
         """
+        return self._sibling(draws, self.corrections)
+
+    def corrected(self, corrections: Corrections) -> Model:
+        """The same model with these unit corrections (:mod:`.correct`) instead of its own,
+        sharing the fitted laws."""
+        return self._sibling(self.draws, corrections)
+
+    def _sibling(self, draws: int, corrections: Corrections) -> Model:
         other = Model(
-            self.profiles, self.platform, self.pricing, draws=draws, seed=self.seed, law=self.law
-        )
+            self.profiles, self.platform, self.pricing, draws=draws, seed=self.seed,
+            law=self.law, corrections=corrections,
+        )  # fmt: skip
         other._fits = self._fits
         other._parts = self._parts
         other._cpu_means = self._cpu_means
         return other
+
+    def correction(self, unit: Unit) -> float:
+        """The factor measured runs give this unit's invocation time (:mod:`.correct`).
+
+        A unit of the same stages, bundle size and architecture was measured: its factor
+        at the nearest memory measured. Else, when some of its stages ran in measured
+        units: their stage factors weighted by the stages' predicted time. Else 1.0.
+        """
+        if not self.corrections:
+            return 1.0
+        found = self.corrections.get((tuple(unit.stages), unit.bundle_size, unit.arch))
+        if found:
+            near = min(found, key=lambda m: (abs(math.log(m / unit.memory_mb)), m))
+            return found[near]
+        by_stage = self._stage_factors()
+        if not any(sid in by_stage for sid in unit.stages):
+            return 1.0
+        weighted = total = 0.0
+        for sid in unit.stages:  # a stage never measured counts as predicted (1.0)
+            w = float(self.stage_duration_ms(sid, unit.memory_mb, unit.arch).mean())
+            weighted += w * by_stage.get(sid, 1.0)
+            total += w
+        return weighted / total if total > 0 else 1.0
+
+    def _stage_factors(self) -> dict[str, float]:
+        """Per stage, the geometric mean of the factors of the measured units holding it."""
+        if self._by_stage is None:
+            logs: dict[str, list[float]] = {}
+            for (stages, _, _), by_memory in self.corrections.items():
+                for factor in by_memory.values():
+                    for sid in stages:
+                        logs.setdefault(sid, []).append(math.log(factor))
+            self._by_stage = {sid: math.exp(sum(v) / len(v)) for sid, v in logs.items()}
+        return self._by_stage
 
     # -- stages -------------------------------------------------------------------------
 
@@ -551,10 +605,14 @@ class Model:
             total += draws
             gets += job_gets * jobs
             puts += job_puts * jobs
+        factor = self.correction(unit)
+        if factor != 1.0:
+            total = total * factor
+        warm = float(total.mean())
         init = max((self.profiles[s].init_ms for s in unit.stages), default=0.0)
         if init and self.platform.cold_probability > 0:
             total = total + init * (self._cold < self.platform.cold_probability)
-        result = _Invocation(total, gets, puts)
+        result = _Invocation(total, gets, puts, warm)
         self._invocations[key] = result
         return result
 

@@ -73,6 +73,9 @@ class Measured:
     cost_usd: list[float] = field(default_factory=list)
     cold_starts: int = 0
     outputs: dict[str, Any] | None = None
+    #: unit id -> Lambda-equivalent durations (ms, no INIT) of its invocations in the
+    #: recorded runs: what :mod:`wisefuse_plugins.model.correct` compares with the model
+    unit_ms: dict[str, list[float]] = field(default_factory=dict)
 
     def p(self, q: float, wall: bool = False) -> float:
         data = self.wall_s if wall else self.e2e_s
@@ -129,6 +132,8 @@ def measure(
             result.wall_s.append(run.e2e_s)
             result.cost_usd.append(run.cost_usd)
             result.cold_starts += sum(1 for c in run.calls if c.invoked.cold)
+            for c in run.calls:
+                result.unit_ms.setdefault(c.unit, []).append(c.invoked.duration_ms)
         if run.outputs:
             result.outputs = run.outputs
         if clean:

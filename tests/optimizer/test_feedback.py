@@ -1,0 +1,196 @@
+"""Unit corrections from measured runs, and the plan-measure-correct loop (``tune``).
+
+The loop's ``measure`` is the caller's; here it is a *plant*: a model whose units run
+slower or faster than the profiles say in a way the planner's model does not know
+(fused units slowed by a working set no profile had, say). That is what the loop is
+for; the real measuring (the local backend) is covered by the last test and by
+``benchmarks/apps.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wisefuse_plugins.model.correct import merge, unit_corrections
+from wisefuse_plugins.model.predict import Model
+from wisefuse_plugins.optimizer.feedback import tune
+from wisefuse_plugins.optimizer.plan import Plan, Unit
+from wisefuse_plugins.optimizer.search import baseline, optimize
+
+from ..runtime.toyflows import toy_workflow
+from .test_optimizer import CPU, model_for
+
+
+class Plant(Model):
+    """The "real" system: the profiles' model with a hidden factor per unit."""
+
+    def __init__(self, model: Model, slowdown) -> None:
+        super().__init__(model.profiles, model.platform, draws=model.draws)
+        self.slowdown = slowdown
+
+    def correction(self, unit: Unit) -> float:
+        return self.slowdown(unit)
+
+
+@dataclass
+class Observed:
+    p95_s: float
+    mean_cost_usd: float
+    unit_ms: dict[str, list[float]] = field(default_factory=dict)
+
+
+def measurer(plant: Plant, wf, log: list[Plan]):
+    def measure(plan: Plan) -> Observed:
+        log.append(plan)
+        pred = plant.predict(wf, plan)
+        unit_ms = {}
+        for u in plan.units:
+            kinds = plant.invocations(wf, u)
+            unit_ms[u.id] = [inv.warm_ms for n, inv in kinds for _ in range(3 * n)]
+        return Observed(pred.p95_s, pred.cost_usd, unit_ms)
+
+    return measure
+
+
+def flat(corrections) -> dict:
+    return {(*key, m): f for key, by in corrections.items() for m, f in by.items()}
+
+
+def fused_slower(unit: Unit) -> float:
+    return 1.8 if len(unit.stages) > 1 else 1.0
+
+
+def test_correction_scales_a_unit_at_the_nearest_measured_memory():
+    wf = toy_workflow(n=4)
+    m = model_for(wf, CPU)
+    key = (("square", "middle"), 2, "x86_64")
+    c = m.corrected({key: {1024: 1.5, 3008: 0.8}})
+    for memory, factor in [(1024, 1.5), (768, 1.5), (1536, 1.5), (2560, 0.8), (10240, 0.8)]:
+        unit = Unit(id="u", stages=["square", "middle"], memory_mb=memory, bundle_size=2)
+        base, got = m.invocation(wf, unit), c.invocation(wf, unit)
+        assert got.warm_ms == pytest.approx(base.warm_ms * factor)
+        assert c.unit_cost(wf, unit) > m.unit_cost(wf, unit) if factor > 1 else True
+    # units never measured: their stages' factors (here the geometric mean of 1.5 and
+    # 0.8 for both square and middle), weighted by the stages' predicted times
+    stage_factor = (1.5 * 0.8) ** 0.5
+    other = Unit(id="u", stages=["square", "middle"], memory_mb=1024, bundle_size=1)
+    assert c.correction(other) == pytest.approx(stage_factor)
+    assert c.correction(Unit(id="u", stages=["square"], memory_mb=512)) == pytest.approx(
+        stage_factor
+    )
+    # a stage in no measured unit keeps the profiles' prediction and dilutes the factor
+    assert c.correction(Unit(id="u", stages=["make"], memory_mb=1024)) == 1.0
+    mixed = c.correction(Unit(id="u", stages=["make", "square"], memory_mb=1024))
+    assert 1.0 < mixed < stage_factor
+
+
+def test_unit_corrections_recover_the_plants_factors():
+    wf = toy_workflow(n=4)
+    m = model_for(wf, CPU)
+    plan = baseline(wf, m, "power-tuning").plan  # every stage alone
+    assert len(plan.units) == 5
+    factors = {u.id: 1.0 + 0.25 * k for k, u in enumerate(plan.units)}
+    plant = Plant(m, lambda u: factors[next(x.id for x in plan.units if x.stages == u.stages)])
+    observed = measurer(plant, wf, [])(plan)
+    found = unit_corrections(m, wf, plan, observed.unit_ms)
+    for u in plan.units:
+        assert found[(tuple(u.stages), u.bundle_size, u.arch)][u.memory_mb] == pytest.approx(
+            factors[u.id]
+        )
+    # relative to the profiles, not to corrections the model already has: no compounding
+    again = unit_corrections(m.corrected(found), wf, plan, observed.unit_ms)
+    assert flat(again) == pytest.approx(flat(found))
+    # too few invocations seen: no factor
+    few = {uid: ms[:2] for uid, ms in observed.unit_ms.items()}
+    assert unit_corrections(m, wf, plan, few) == {}
+
+
+def test_merge_keeps_the_newer_factor():
+    key = (("a",), 1, "x86_64")
+    assert merge({key: {512: 1.2}}, {key: {512: 0.9, 1024: 1.1}}) == {key: {512: 0.9, 1024: 1.1}}
+
+
+def test_tune_replans_when_the_measured_plan_misses_the_slo():
+    wf = toy_workflow(n=4)
+    m = model_for(wf, CPU, output_bytes=5e6)  # big hand-offs: the profiles' model fuses
+    plant = Plant(m, fused_slower)
+    first = optimize(wf, m, "2x", headroom=0.15)
+    slo_s = first.slo_s
+    assert any(len(u.stages) > 1 for u in first.plan.units)
+    assert plant.predict(wf, first.plan).p95_s > slo_s * 0.925  # it would miss as measured
+
+    measured: list[Plan] = []
+    tuned = tune(wf, m, "2x", measurer(plant, wf, measured), headroom=0.15)
+
+    assert len(tuned.trials) >= 2 and not tuned.trials[0].accepted
+    assert tuned.planned.meets_slo and tuned.chosen.accepted
+    assert tuned.planned.slo_s == pytest.approx(slo_s)  # fixed before any correction
+    truth = plant.predict(wf, tuned.planned.plan)
+    assert truth.p95_s <= slo_s * 0.925
+    # the corrected model now predicts what the plant does for the plan it chose
+    assert tuned.planned.prediction.p95_s == pytest.approx(truth.p95_s, rel=0.02)
+    # and not much dearer than what the planner would pick knowing the plant (measured
+    # fused units only: the corrections take every stage to be slower, alone too)
+    knowing = optimize(wf, plant, slo_s, headroom=0.15)
+    assert tuned.chosen.cost_usd <= knowing.prediction.cost_usd * 1.25
+    assert tuned.planned.plan.meta["feedback_rounds"] == len(measured)
+
+
+def test_tune_measures_once_when_the_model_is_right():
+    wf = toy_workflow(n=4)
+    m = model_for(wf, CPU)
+    measured: list[Plan] = []
+    tuned = tune(wf, m, "2x", measurer(Plant(m, lambda u: 1.0), wf, measured))
+    assert len(measured) == 1 and tuned.planned.meets_slo
+    assert tuned.planned.plan.units == optimize(wf, m, "2x", headroom=0.15).plan.units
+
+
+def test_tune_says_so_when_nothing_measured_meets_the_slo(caplog):
+    wf = toy_workflow(n=4)
+    m = model_for(wf, CPU)
+    plant = Plant(m, lambda u: 4.0)  # everything 4x slower than profiled
+    with caplog.at_level(logging.WARNING, logger="wisefuse_plugins.optimizer.feedback"):
+        tuned = tune(wf, m, "1.5x", measurer(plant, wf, []))
+    assert not tuned.planned.meets_slo
+    assert tuned.chosen.p95_s == min(t.p95_s for t in tuned.trials)
+    assert "no measured plan met the SLO" in caplog.text
+
+
+def test_tune_checks_its_arguments():
+    wf = toy_workflow(n=4)
+    m = model_for(wf, CPU)
+    with pytest.raises(ValueError, match="rounds"):
+        tune(wf, m, "2x", lambda p: None, rounds=0)
+    with pytest.raises(ValueError, match="margin"):
+        tune(wf, m, "2x", lambda p: None, margin=1.5)
+
+
+def test_measured_runs_record_each_units_invocations(tmp_path: Path):
+    """The real thing: runtime.measure on the local backend gives every unit's warm
+    invocation times under the plan's unit ids, which is what the corrections read."""
+    from wisefuse_plugins.runtime.backends.local import LocalLambda
+    from wisefuse_plugins.runtime.backends.units import LocalUnits
+    from wisefuse_plugins.runtime.measure import measure
+    from wisefuse_plugins.runtime.store import LocalStore
+
+    from ..runtime.toyflows import ROOT
+
+    wf = toy_workflow(n=3)
+    m = model_for(wf, CPU)
+    plan = optimize(wf, m, "3x").plan
+    store = LocalStore(tmp_path / "store")
+    with LocalLambda(clock="cpu-clock") as lam:
+        units = LocalUnits(lam, store.url, ROOT, timeout_s=60)
+        got = measure(wf, plan, units, store, workdir=tmp_path / "units", runs=2)
+    for u in plan.units:
+        count = m.invocations(wf, u)
+        assert len(got.unit_ms[u.id]) == 2 * sum(n for n, _ in count)
+        assert all(ms > 0 for ms in got.unit_ms[u.id])
+    found = unit_corrections(m, wf, plan, got.unit_ms, min_invocations=2)
+    assert set(found) == {(tuple(u.stages), u.bundle_size, u.arch) for u in plan.units}
+    assert all(np.isfinite(f) and f > 0 for by in found.values() for f in by.values())

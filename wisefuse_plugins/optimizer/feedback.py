@@ -1,0 +1,174 @@
+"""Plan, run the plan a few times, correct the model with what it measured, plan again.
+
+The model is fitted to profiles of stages; the plan it picks puts them together in ways
+the profiles never ran. Where a unit's measured time differs from the prediction
+(:mod:`wisefuse_plugins.model.correct`), the difference is mostly the unit's own and
+repeats run after run, so a few runs of the chosen plan are worth more than another
+round of profiling: :func:`tune` measures the plan, gives the model each unit's factor,
+re-plans with the corrected model, and keeps the cheapest plan that *measured* within
+the SLO.
+
+The measuring is the caller's (``measure(plan)``: the local backend, or a deployed
+stack): this module plans, it does not run anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from wisefuse_plugins.ir import Workflow
+from wisefuse_plugins.model.correct import merge, unit_corrections
+from wisefuse_plugins.model.predict import Model
+from wisefuse_plugins.optimizer.plan import Plan
+from wisefuse_plugins.optimizer.search import SLO_HEADROOM, Planned, optimize
+from wisefuse_plugins.optimizer.space import signature
+
+log = logging.getLogger(__name__)
+
+ROUNDS = 3
+"""Plans measured at most: the first plan and two corrections of it. In the example apps
+a second round settles most plans; a third catches a correction that moved the plan to
+another unit the profiles had mispredicted as well."""
+
+
+class Observed(Protocol):
+    """What ``measure(plan)`` returns (:class:`wisefuse_plugins.runtime.measure.Measured`
+    has it): P95 end-to-end latency, mean cost per run, warm invocation times per unit."""
+
+    @property
+    def p95_s(self) -> float: ...
+
+    @property
+    def mean_cost_usd(self) -> float: ...
+
+    @property
+    def unit_ms(self) -> Mapping[str, Sequence[float]]: ...
+
+
+@dataclass
+class Trial:
+    """One plan measured: its figures as predicted (by the model that chose it) and as run."""
+
+    plan: Plan
+    predicted_p95_s: float
+    predicted_cost_usd: float
+    p95_s: float
+    cost_usd: float
+    accepted: bool  # measured P95 within the SLO less the margin
+
+
+@dataclass
+class Tuned:
+    """:func:`tune`'s answer: the plan chosen and how it was found."""
+
+    planned: Planned  # predicted by ``model``; ``meets_slo``: measured within the SLO
+    model: Model  # the model with every unit correction learned
+    trials: list[Trial] = field(default_factory=list)
+
+    @property
+    def chosen(self) -> Trial:
+        return next(t for t in self.trials if t.plan is self.planned.plan)
+
+
+def tune(
+    workflow: Workflow,
+    model: Model,
+    slo: float | str,
+    measure: Callable[[Plan], Observed],
+    *,
+    rounds: int = ROUNDS,
+    headroom: float = SLO_HEADROOM,
+    margin: float | None = None,
+    arches: tuple[str, ...] | None = None,
+    memory_grid: tuple[int, ...] | None = None,
+) -> Tuned:
+    """The cheapest plan whose *measured* P95 meets ``slo``, the model corrected by runs.
+
+    Each round plans with :func:`~wisefuse_plugins.optimizer.search.optimize` (``headroom``
+    under the SLO), runs the plan with ``measure`` and corrects the model with every
+    unit's measured time. A plan is accepted when its measured P95 is ``margin`` under the
+    SLO (default: half the headroom, for the runs still to come being slower than these).
+    The rounds stop when the corrected model picks a plan already measured, or one
+    predicted to cost more than a plan already accepted; then the cheapest accepted plan
+    is returned, else the fastest measured (``meets_slo`` False).
+
+    Parameters
+    ----------
+    slo
+        Seconds, or a multiple of User-Max's P95 (``"1.5x"``) under ``model`` as given:
+        the target is fixed before any correction.
+    measure
+        Runs a plan (a warm-up first, as a deployed pipeline is warm) and returns its
+        figures (:class:`Observed`).
+    """
+    if rounds < 1:
+        raise ValueError(f"rounds must be at least 1, got {rounds!r}")
+    margin = headroom / 2 if margin is None else margin
+    if not 0.0 <= margin < 1.0:
+        raise ValueError(f"margin must be in [0, 1), got {margin!r}")
+    kwargs = {"headroom": headroom, "arches": arches, "memory_grid": memory_grid}
+    current = model
+    planned = optimize(workflow, current, slo, **kwargs)
+    slo_s = planned.slo_s
+    limit = slo_s * (1 - margin)
+    corrections = dict(model.corrections)
+    trials: dict[tuple, Trial] = {}
+    for n in range(rounds):
+        if n:
+            planned = optimize(workflow, current, slo_s, **kwargs)
+            sig = signature(planned.plan)
+            best = _cheapest_accepted(trials.values())
+            if sig in trials:
+                break  # the corrected model is back to a plan measured already
+            if best is not None and planned.prediction.cost_usd >= best.cost_usd:
+                break  # no cheaper than what already measured within the SLO
+        observed = measure(planned.plan)
+        trial = Trial(
+            plan=planned.plan,
+            predicted_p95_s=planned.prediction.p95_s,
+            predicted_cost_usd=planned.prediction.cost_usd,
+            p95_s=float(observed.p95_s),
+            cost_usd=float(observed.mean_cost_usd),
+            accepted=float(observed.p95_s) <= limit,
+        )
+        trials[signature(planned.plan)] = trial
+        log.info(
+            "round %d: predicted P95 %.3f s, measured %.3f s (limit %.3f s)",
+            n + 1, trial.predicted_p95_s, trial.p95_s, limit,
+        )  # fmt: skip
+        found = unit_corrections(model, workflow, planned.plan, observed.unit_ms)
+        corrections = merge(corrections, found)
+        current = model.corrected(corrections)
+    best = _cheapest_accepted(trials.values())
+    chosen = best or min(trials.values(), key=lambda t: t.p95_s)
+    prediction = current.predict(workflow, chosen.plan)
+    meta = {
+        **chosen.plan.meta,
+        "slo_s": slo_s,
+        "predicted_p95_s": prediction.p95_s,
+        "predicted_cost_usd": prediction.cost_usd,
+        "measured_p95_s": chosen.p95_s,
+        "measured_cost_usd": chosen.cost_usd,
+        "feedback_rounds": len(trials),
+    }
+    plan = chosen.plan.model_copy(update={"meta": meta})
+    chosen.plan = plan
+    if best is None:
+        log.warning(
+            "no measured plan met the SLO of %.3f s (less %.0f%%); the fastest measured %.3f s",
+            slo_s, margin * 100, chosen.p95_s,
+        )  # fmt: skip
+    return Tuned(
+        Planned("wisefuse", plan, prediction, slo_s, best is not None),
+        current,
+        list(trials.values()),
+    )
+
+
+def _cheapest_accepted(trials) -> Trial | None:
+    ok = [t for t in trials if t.accepted and not math.isnan(t.cost_usd)]
+    return min(ok, key=lambda t: t.cost_usd) if ok else None
