@@ -362,6 +362,7 @@ class Session:
         *,
         runs: int,
         warmup: int = 1,
+        tag: str = "",
     ) -> dict[str, Any]:
         """Run every plan ``warmup + runs`` times, taking turns run by run; their figures.
 
@@ -377,8 +378,10 @@ class Session:
         platform = self.calibrate()
         cores = self.usable_cores()
         tagged = [
-            (name, _tagged(plan, f"{loaded.app.key}{i}")) for i, (name, plan) in enumerate(plans)
+            (name, _tagged(plan, f"{loaded.app.key}{tag}{i}"))
+            for i, (name, plan) in enumerate(plans)
         ]
+        untagged = {name: plan.units for name, plan in plans}
         found = {name: Measured(runs=0) for name, _ in plans}
         for r in range(warmup + runs):
             last = r == warmup + runs - 1
@@ -407,7 +410,20 @@ class Session:
                 into.cold_starts += m.cold_starts
                 if m.outputs is not None:
                     into.outputs = m.outputs
+                original = {t.id: u.id for t, u in zip(plan.units, untagged[name], strict=True)}
+                for uid, ms in m.unit_ms.items():
+                    into.unit_ms.setdefault(original.get(uid, uid), []).extend(ms)
         return found
+
+    def measurer(self, loaded: LoadedApp, *, runs: int, tag: str) -> Any:
+        """``measure(plan)`` for :func:`wisefuse_plugins.optimizer.feedback.tune`: one plan,
+        1 warm-up + ``runs`` runs, its units as functions named after ``tag`` (each plan
+        measured replaces the last one's functions, so their workers do not pile up)."""
+
+        def measure(plan: Any) -> Any:
+            return self.measure_many(loaded, [(tag, plan)], runs=runs, tag=tag)[tag]
+
+        return measure
 
 
 def _tagged(plan: Any, tag: str) -> Any:

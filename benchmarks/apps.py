@@ -2,23 +2,28 @@
 
 For each example app (video analytics, ML pipeline, approximate SVD; their Airflow DAGs):
 
-1. profile every stage on the local Lambda (512, 1769 and 3538 MB, bundle size 1; the
-   mapped stages also in bundles of 2 at 3538 MB) into a temporary archive, calibrate
-   the backend and fit the model;
+1. profile every stage on the local Lambda (512, 1769, 3538 and 10,240 MB, bundle size 1;
+   the mapped stages also in bundles of 2 and 6 where they get two threads or more) into
+   a temporary archive, calibrate the backend and fit the model;
 2. plan it with every baseline (user-min, user-max, power-tuning, sonic, photons,
    faastlane) and with WiseFuse at SLOs of 1.5x, 2.5x and 5x User-Max's predicted P95
-   (planning 10% under each, as ``wisefuse optimize`` does by default: ``--headroom``);
+   (planning 15% under each, as ``wisefuse optimize`` does by default: ``--headroom``);
+   WiseFuse then runs its plan ``--feedback-runs`` times, corrects the model with what
+   each unit measured and plans again, up to three plans per SLO, keeping the cheapest
+   that measured within the SLO (``optimizer.feedback.tune``);
 3. execute each distinct plan 1 + ``--runs`` times on the local Lambda (the plans take
    turns run by run, so all see the same host; a baseline's plan does not depend on the
    SLO, so it runs once per app) and measure its P95 end-to-end latency
    (Lambda-equivalent) and its cost per 1,000 runs (Lambda + S3-equivalent requests).
+   These runs are new: the feedback rounds' runs are not reused. WiseFuse's model-only
+   first plan is measured too (``wisefuse-model``).
 
 Prints, per app and SLO, every planner's measured P95, cost per 1,000 runs and whether the
 SLO held; whether WiseFuse met every SLO and was the cheapest planner that did; and our
 cost against User-Max's and our P95 against User-Min's next to the paper's figures (63%
 lower cost than User-Max, 61% lower P95 than User-Min). Saves a cost-vs-P95 plot per app.
 
-    .venv/bin/python benchmarks/apps.py [--apps video,ml,svd] [--runs 30] [--json PATH]
+    .venv/bin/python benchmarks/apps.py [--apps video,ml,svd] [--runs 30] [--feedback-runs 10] [--json PATH]
     .venv/bin/python benchmarks/apps.py --quick     # a tiny version (smoke test)
 """
 
@@ -45,13 +50,13 @@ from benchmarks._common import (
 )
 
 SLOS = ("1.5x", "2.5x", "5x")
-#: up to the host's 2 cores: above them a share is emulated, and the optimizer plans it
-#: only where the stages were profiled there (Space.memories). Profiled up to 10,240 MB
-#: (with bundles 1,2,6) WiseFuse planned whole DAGs at 6-10 GB, the cheapest plans, but
-#: measured 25-28% over their predictions in one run of two (docs/benchmarks.md)
-MEMORIES = (512, 1769, 3538)
-#: bundles > 1 run where they get two threads or more: 2 at 3538 MB (2 cores)
-BUNDLES = (1, 2)
+#: up to 10,240 MB, above the host's 2 cores: there a share is emulated (the cpu-clock),
+#: and the optimizer plans such sizes only where the stages were profiled (Space.memories)
+MEMORIES = (512, 1769, 3538, 10240)
+#: bundles > 1 run where they get two threads or more: 2 at 3538 MB, 2 and 6 at 10,240 MB
+BUNDLES = (1, 2, 6)
+#: runs per plan measured by WiseFuse's feedback rounds (after a warm-up run)
+FEEDBACK_RUNS = 10
 PAPER_COST_VS_USER_MAX = 0.63  # WiseFuse's cost this much lower than User-Max's (video, AWS)
 PAPER_P95_VS_USER_MIN = 0.61  # WiseFuse's P95 this much lower than User-Min's
 
@@ -97,6 +102,7 @@ def run_app(
     planners: list[str],
     slos: tuple[str, ...],
     headroom: float,
+    feedback_runs: int,
 ) -> tuple[list[Row], float]:
     from wisefuse_plugins.optimizer.search import baseline, optimize
 
@@ -131,11 +137,38 @@ def run_app(
         f"  {platform_line(session.platform)}; planned in {time.perf_counter() - t0:.1f} s",
         flush=True,
     )
+    tuned = {}
+    if feedback_runs:
+        from wisefuse_plugins.optimizer.feedback import tune
+
+        t0 = time.perf_counter()
+        measure = session.measurer(loaded, runs=feedback_runs, tag="fb")
+        for slo in slos:
+            found = tune(wf, model, slo, measure, headroom=headroom)
+            tuned[slo] = found.planned
+            steps = "; ".join(
+                f"{describe(t.plan)} predicted {t.predicted_p95_s:.3f} s, measured {t.p95_s:.3f} s"
+                f" ({'within' if t.accepted else 'over'})"
+                for t in found.trials
+            )
+            print(f"  feedback at {slo}: {steps}", flush=True)
+        print(
+            f"  feedback: {feedback_runs} runs per plan measured, in"
+            f" {time.perf_counter() - t0:.0f} s",
+            flush=True,
+        )
+    # with feedback, "wisefuse" is the plan it settled on and "wisefuse-model" the model's
+    # own first plan, measured alongside; without, "wisefuse" is the model's plan
+    model_only = "wisefuse-model" if tuned else "wisefuse"
+    variants = [
+        *((f"{model_only}@{s}", p) for s, p in ours.items()),
+        *((f"wisefuse@{s}", p) for s, p in tuned.items()),
+    ]
     # one measurement per distinct plan
     distinct: dict[tuple, str] = {}
     jobs: list[tuple[str, Any]] = []
     key_of: dict[str, str] = {}
-    for label, p in [*planned.items(), *((f"wisefuse@{s}", p) for s, p in ours.items())]:
+    for label, p in [*planned.items(), *variants]:
         sig = _signature(p.plan)
         if sig not in distinct:
             distinct[sig] = label
@@ -172,8 +205,9 @@ def run_app(
     rows = []
     for slo in slos:
         slo_s = ours[slo].slo_s
-        for label, p in [*planned.items(), ("wisefuse", ours[slo])]:
-            key = key_of[label if label != "wisefuse" else f"wisefuse@{slo}"]
+        mine = [(model_only, ours[slo])] + ([("wisefuse", tuned[slo])] if tuned else [])
+        for label, p in [*planned.items(), *mine]:
+            key = key_of[label if not label.startswith("wisefuse") else f"{label}@{slo}"]
             m = measured[key]
             rows.append(
                 Row(
@@ -208,18 +242,24 @@ class Verdict:
     cost_vs_user_min: float  # ours / user-min - 1 (extra cost)
 
 
-def verdicts(rows: list[Row]) -> list[Verdict]:
+def verdicts(rows: list[Row], ours_name: str = "wisefuse") -> list[Verdict]:
+    """Per app and SLO, how ``ours_name`` did against the baselines (not against the other
+    WiseFuse variant)."""
     out = []
     groups: dict[tuple[str, str], list[Row]] = {}
     for r in rows:
         groups.setdefault((r.app, r.slo), []).append(r)
     for (app, slo), rs in groups.items():
         by = {r.planner: r for r in rs}
-        ours = by["wisefuse"]
+        if ours_name not in by:
+            continue
+        ours = by[ours_name]
         cheaper = [
             r.planner
             for r in rs
-            if r.planner != "wisefuse" and r.slo_met and r.cost_per_1k < ours.cost_per_1k
+            if not r.planner.startswith("wisefuse")
+            and r.slo_met
+            and r.cost_per_1k < ours.cost_per_1k
         ]
         umax, umin = by.get("user-max"), by.get("user-min")
         out.append(
@@ -256,7 +296,7 @@ def plot(rows: list[Row], path: Path) -> Path:
         rs = [r for r in rows if r.app == app]
         seen = set()
         for r in rs:
-            if r.planner == "wisefuse" or r.planner in seen:
+            if r.planner.startswith("wisefuse") or r.planner in seen:
                 continue
             seen.add(r.planner)
             ax.scatter(
@@ -282,6 +322,18 @@ def plot(rows: list[Row], path: Path) -> Path:
                 label=f"WiseFuse @ {slo}",
             )
             ax.axvline(ours.slo_s, color=color, linestyle=":", linewidth=1.2)
+            first = next((r for r in rs if r.planner == "wisefuse-model" and r.slo == slo), None)
+            if first is not None:  # the model's own plan, before the feedback rounds
+                ax.scatter(
+                    first.p95_s,
+                    first.cost_per_1k,
+                    marker="*",
+                    s=110,
+                    facecolor="none",
+                    edgecolor=color,
+                    zorder=4,
+                    label=f"WiseFuse @ {slo}, model only",
+                )
         ax.set_xscale("log")
         ax.set_yscale("log")
         plain_log_axes(ax)
@@ -299,6 +351,7 @@ def plot(rows: list[Row], path: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     from wisefuse_plugins.optimizer.baselines import BASELINES
+    from wisefuse_plugins.optimizer.feedback import ROUNDS
     from wisefuse_plugins.optimizer.search import SLO_HEADROOM
 
     ap = app_arguments(__doc__.split("\n\n")[0], "apps.png", "plan")
@@ -310,6 +363,13 @@ def main(argv: list[str] | None = None) -> int:
         " do by default (0: right at it)",
     )
     ap.add_argument(
+        "--feedback-runs",
+        type=int,
+        default=FEEDBACK_RUNS,
+        help="runs per plan in WiseFuse's feedback rounds (optimizer.feedback.tune); 0: the"
+        " model's plan only",
+    )
+    ap.add_argument(
         "--quick", action="store_true", help="tiny version: svd at its small size, 2 runs"
     )
     args = ap.parse_args(argv)
@@ -318,13 +378,21 @@ def main(argv: list[str] | None = None) -> int:
     runs = 2 if args.quick else args.runs
     profile_runs = 2 if args.quick else args.profile_runs
     memories = (1024, 3538) if args.quick else MEMORIES
+    feedback_runs = min(args.feedback_runs, 2) if args.quick else args.feedback_runs
     planners = list(BASELINES)
     started = time.perf_counter()
     print(host_line(args.clock))
     print(
         f"apps {', '.join(a.key for a in apps)} at size {size!r}; planners {', '.join(planners)} "
         f"and wisefuse at {', '.join(SLOS)} of User-Max's predicted P95 (planning"
-        f" {args.headroom:.0%} under each); each distinct plan: 1 warm-up + {runs} runs",
+        f" {args.headroom:.0%} under each"
+        + (
+            f"; then correcting the model with {feedback_runs} runs of each plan it picks, up to"
+            f" {ROUNDS} plans per SLO"
+            if feedback_runs
+            else ""
+        )
+        + f"); each distinct plan: 1 warm-up + {runs} runs",
         flush=True,
     )
     rows: list[Row] = []
@@ -346,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
                 planners=planners,
                 slos=SLOS,
                 headroom=args.headroom,
+                feedback_runs=feedback_runs,
             )
             rows += got
             measure_s += seconds
@@ -389,6 +458,12 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"WiseFuse met {met} of {len(found)} SLOs as measured, and was the cheapest planner that met it in {cheapest}."
     )
+    first = verdicts(rows, "wisefuse-model")
+    if first:
+        print(
+            f"its model's own plans (before feedback) met {sum(v.met for v in first)} of"
+            f" {len(first)}, the cheapest planner that met it in {sum(v.cheapest for v in first)}."
+        )
     print(
         "cost lower than User-Max by up to: "
         + ", ".join(f"{a} {best_cost[a]:.0%}" for a in sorted(best_cost))
@@ -399,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(f"{a} {best_p95[a]:.0%}" for a in sorted(best_p95))
         + f" (paper: {PAPER_P95_VS_USER_MIN:.0%}, at 11% more cost than User-Min)"
     )
-    cold = sum(r.cold_starts for r in rows if r.planner != "wisefuse")
+    cold = sum({(r.app, r.plan): r.cold_starts for r in rows}.values())  # per plan measured
     if cold:
         print(f"note: {cold} cold starts happened in measured runs (their INIT is in the E2E)")
     print(f"probe: an invocation got {', '.join(f'{p:.2f}' for p in probes)} of the host's cores")
@@ -420,6 +495,7 @@ def main(argv: list[str] | None = None) -> int:
             ],
             "details": [asdict(r) for r in rows],
             "verdicts": [asdict(v) for v in found],
+            "verdicts_model_only": [asdict(v) for v in first],
             "runs": runs,
             "size": size,
             "clock": args.clock,

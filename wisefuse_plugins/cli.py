@@ -344,6 +344,16 @@ def optimize(
             help="Run the workflow once in-process to learn mapped stages' sizes when they are only guessed.",
         ),
     ] = True,
+    feedback: Annotated[
+        int,
+        typer.Option(
+            "--feedback",
+            min=0,
+            help="Run the chosen plan this many times on the local Lambda (after a warm-up),"
+            " correct the model with each unit's measured time and plan again, up to 3 plans;"
+            " keep the cheapest that measured within the SLO. 0: the model's plan only.",
+        ),
+    ] = 0,
 ) -> None:
     """Choose the cheapest plan whose predicted P95 meets the SLO; write it as JSON.
 
@@ -358,6 +368,11 @@ def optimize(
     from wisefuse_plugins.render import plan_table
     from wisefuse_plugins.targets import load_workflow
 
+    if feedback and backend != "local":
+        raise WiseFuseError(
+            f"--feedback runs plans on the local Lambda, but the profiles are {backend!r}'s",
+            hint="drop --feedback, or plan with --backend local",
+        )
     workflow = load_workflow(target)
     if observe_run and any(
         s.mapped and s.parallelism_source == "expected" for s in workflow.stages
@@ -371,10 +386,20 @@ def optimize(
         platform = archive.load_platform(backend) or Platform()
     model = Model(profiles, platform)
     with _silenced(plan_for.__module__):  # its "no plan meets the SLO" is printed below
-        planned = plan_for(workflow, model, slo, headroom=headroom)
+        if feedback:
+            planned, model = _tuned(workflow, model, slo, headroom, feedback)
+        else:
+            planned = plan_for(workflow, model, slo, headroom=headroom)
     compare = [baseline(workflow, model, name, planned.slo_s) for name in ("user-min", "user-max")]
     console.print(plan_table(planned, compare))
-    if not planned.meets_slo:
+    if feedback and not planned.meets_slo:
+        err_console.print(
+            f"[yellow]no plan measured within the SLO of {_seconds(planned.slo_s)} s;[/] this is"
+            f" the fastest measured (P95 {_seconds(planned.plan.meta['measured_p95_s'])} s)",
+            highlight=False,
+            soft_wrap=True,
+        )
+    elif not planned.meets_slo:
         err_console.print(
             f"[yellow]no plan meets the SLO of {_seconds(planned.slo_s)} s;[/] this is the fastest "
             f"found (P95 {_seconds(planned.prediction.p95_s)} s)",
@@ -393,6 +418,47 @@ def optimize(
                 points, others, plot, title=f"{workflow.name}: cost vs P95", slos=[planned.slo_s]
             )
         console.print(f"Pareto frontier saved to {plot}")
+
+
+def _tuned(workflow, model, slo: str, headroom: float, runs: int):
+    """optimize --feedback: :func:`~wisefuse_plugins.optimizer.feedback.tune` with plans
+    measured on a local Lambda; prints each plan measured. (planned, corrected model)."""
+    import tempfile
+
+    from wisefuse_plugins.optimizer.feedback import ROUNDS, tune
+    from wisefuse_plugins.runtime.backends.local import LocalLambda
+    from wisefuse_plugins.runtime.backends.units import LocalUnits, preload_for
+    from wisefuse_plugins.runtime.measure import concurrency_for, measure
+    from wisefuse_plugins.runtime.store import LocalStore
+
+    lam_ctx = LocalLambda(preload=preload_for(workflow))
+    with tempfile.TemporaryDirectory(prefix="wisefuse-feedback-") as tmp, lam_ctx as lam:
+        store = LocalStore(Path(tmp) / "store")
+        units = LocalUnits(lam, store.url, Path(workflow.source.root), timeout_s=900)
+
+        def run(plan):
+            return measure(
+                workflow, plan, units, store, workdir=Path(tmp) / "units", runs=runs,
+                orchestration_s=model.platform.orchestration_ms / 1000,
+                max_concurrency=concurrency_for(plan, lam.host.cores),
+            )  # fmt: skip
+
+        with console.status(
+            f"planning, then running each plan 1 + {runs} times (<= {ROUNDS} plans)"
+        ):
+            tuned = tune(workflow, model, slo, run, headroom=headroom)
+    for n, t in enumerate(tuned.trials, 1):
+        units_text = " ".join(
+            f"[{'+'.join(u.stages)}{f' x{u.bundle_size}' if u.bundle_size > 1 else ''} @{u.memory_mb}]"
+            for u in t.plan.units
+        )
+        verdict = "[green]within[/]" if t.accepted else "[red]over[/]"
+        console.print(
+            f"feedback {n}: {escape(units_text)} P95 predicted {t.predicted_p95_s:.3f} s, measured"
+            f" {t.p95_s:.3f} s ({verdict}); cost / 1k runs {t.cost_usd * 1000:.4f} USD",
+            highlight=False,
+        )
+    return tuned.planned, tuned.model
 
 
 @app.command()

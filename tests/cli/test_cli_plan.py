@@ -79,6 +79,15 @@ def test_profile_then_optimize_writes_a_valid_plan_and_plot(tmp_path):
     ):
         assert text in page
     assert (tmp_path / "report-units.png").exists()
+    tuned = wisefuse(
+        "optimize", str(TOY), "--slo", "2x", "--feedback", "2", "--out", "tuned.json",
+        *env_args, cwd=tmp_path,
+    )  # fmt: skip
+    assert tuned.returncode == 0, tuned.stderr
+    assert "feedback 1:" in tuned.stdout and "measured" in tuned.stdout
+    plan = load_plan(tmp_path / "tuned.json")
+    check_plan(plan, load_workflow(TOY))
+    assert 1 <= plan.meta["feedback_rounds"] <= 3 and plan.meta["measured_p95_s"] > 0
 
 
 def test_optimize_without_profiles_is_one_clear_error(tmp_path):
@@ -88,6 +97,13 @@ def test_optimize_without_profiles_is_one_clear_error(tmp_path):
     assert opt.returncode == 2
     assert opt.stderr.startswith("error: no profile for stage")
     assert "wisefuse profile" in opt.stderr and "Traceback" not in opt.stderr
+
+
+def test_feedback_needs_the_local_backend(tmp_path):
+    opt = wisefuse("optimize", str(TOY), "--feedback", "3", "--backend", "aws", cwd=tmp_path)
+    assert opt.returncode == 2
+    assert "--feedback runs plans on the local Lambda" in opt.stderr
+    assert "--backend local" in opt.stderr and "Traceback" not in opt.stderr
 
 
 def test_optimize_headroom_default_is_the_optimizers():
