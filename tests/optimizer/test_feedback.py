@@ -141,6 +141,25 @@ def test_tune_replans_when_the_measured_plan_misses_the_slo():
     assert tuned.planned.plan.meta["feedback_rounds"] == len(measured)
 
 
+def test_tune_plans_further_under_the_slo_when_only_the_tail_is_off():
+    """Every unit's mean as predicted, but the end-to-end P95 30% over (a heavier tail than
+    the profiles had): unit factors of 1.0 cannot fix that, planning under the SLO can."""
+    wf = toy_workflow(n=4)
+    m = model_for(wf, CPU)
+    exact = measurer(Plant(m, lambda u: 1.0), wf, [])
+
+    def heavy_tail(plan: Plan) -> Observed:
+        seen = exact(plan)
+        return Observed(seen.p95_s * 1.3, seen.mean_cost_usd, seen.unit_ms)
+
+    tuned = tune(wf, m, "2x", heavy_tail, headroom=0.15)
+    first = tuned.trials[0]
+    assert not first.accepted and len(tuned.trials) >= 2
+    assert tuned.planned.meets_slo and tuned.chosen.accepted
+    assert tuned.chosen.p95_s <= tuned.planned.slo_s * 0.925
+    assert tuned.chosen.predicted_p95_s < first.predicted_p95_s
+
+
 def test_tune_measures_once_when_the_model_is_right():
     wf = toy_workflow(n=4)
     m = model_for(wf, CPU)

@@ -92,9 +92,11 @@ def tune(
     under the SLO), runs the plan with ``measure`` and corrects the model with every
     unit's measured time. A plan is accepted when its measured P95 is ``margin`` under the
     SLO (default: half the headroom, for the runs still to come being slower than these).
-    The rounds stop when the corrected model picks a plan already measured, or one
-    predicted to cost more than a plan already accepted; then the cheapest accepted plan
-    is returned, else the fastest measured (``meets_slo`` False).
+    When a rejected plan's P95 measured above what the corrected model now predicts for
+    it (the units' means are right, their tail is not), the next rounds plan that much
+    further under the SLO. The rounds stop when the model picks a plan already measured,
+    or one predicted to cost more than a plan already accepted; then the cheapest
+    accepted plan is returned, else the fastest measured (``meets_slo`` False).
 
     Parameters
     ----------
@@ -117,9 +119,10 @@ def tune(
     limit = slo_s * (1 - margin)
     corrections = dict(model.corrections)
     trials: dict[tuple, Trial] = {}
+    tail = 1.0  # how much a rejected plan's P95 exceeded the corrected model's
     for n in range(rounds):
         if n:
-            planned = optimize(workflow, current, slo_s, **kwargs)
+            planned = optimize(workflow, current, slo_s / tail, **kwargs)
             sig = signature(planned.plan)
             best = _cheapest_accepted(trials.values())
             if sig in trials:
@@ -143,6 +146,11 @@ def tune(
         found = unit_corrections(model, workflow, planned.plan, observed.unit_ms)
         corrections = merge(corrections, found)
         current = model.corrected(corrections)
+        if not trial.accepted:
+            # the units' means are corrected; what is left is the P95's tail (noise the
+            # profiles did not show): plan the next rounds that much under the SLO
+            again = current.predict(workflow, planned.plan).p95_s
+            tail = max(tail, trial.p95_s / again if again > 0 else 1.0)
     best = _cheapest_accepted(trials.values())
     chosen = best or min(trials.values(), key=lambda t: t.p95_s)
     prediction = current.predict(workflow, chosen.plan)
