@@ -516,6 +516,12 @@ def _(sc: Scene) -> str:
     return err
 
 
+@trigger("feedback-backend")
+def _(sc: Scene) -> str:
+    db = sc.once("toy-db", lambda: sc.archive("toy.sqlite", {}))
+    return sc.error("optimize", str(sc.toy()), "--feedback", "3", "--backend", "aws", "--db", db)
+
+
 @trigger("stage-over-timeout")
 def _(sc: Scene) -> str:
     db = sc.archive("slow.sqlite", {"square": 2_000_000.0})

@@ -18,7 +18,7 @@ import pytest
 
 from wisefuse_plugins.model.correct import merge, unit_corrections
 from wisefuse_plugins.model.predict import Model
-from wisefuse_plugins.optimizer.feedback import tune
+from wisefuse_plugins.optimizer.feedback import HEADROOM, MARGIN_SHARE, tune
 from wisefuse_plugins.optimizer.plan import Plan, Unit
 from wisefuse_plugins.optimizer.search import baseline, optimize
 
@@ -122,7 +122,8 @@ def test_tune_replans_when_the_measured_plan_misses_the_slo():
     first = optimize(wf, m, "2x", headroom=0.15)
     slo_s = first.slo_s
     assert any(len(u.stages) > 1 for u in first.plan.units)
-    assert plant.predict(wf, first.plan).p95_s > slo_s * 0.925  # it would miss as measured
+    limit = slo_s * (1 - 0.15 * MARGIN_SHARE)
+    assert plant.predict(wf, first.plan).p95_s > limit  # it would miss as measured
 
     measured: list[Plan] = []
     tuned = tune(wf, m, "2x", measurer(plant, wf, measured), headroom=0.15)
@@ -131,7 +132,7 @@ def test_tune_replans_when_the_measured_plan_misses_the_slo():
     assert tuned.planned.meets_slo and tuned.chosen.accepted
     assert tuned.planned.slo_s == pytest.approx(slo_s)  # fixed before any correction
     truth = plant.predict(wf, tuned.planned.plan)
-    assert truth.p95_s <= slo_s * 0.925
+    assert truth.p95_s <= limit
     # the corrected model now predicts what the plant does for the plan it chose
     assert tuned.planned.prediction.p95_s == pytest.approx(truth.p95_s, rel=0.02)
     # and not much dearer than what the planner would pick knowing the plant (measured
@@ -156,7 +157,7 @@ def test_tune_plans_further_under_the_slo_when_only_the_tail_is_off():
     first = tuned.trials[0]
     assert not first.accepted and len(tuned.trials) >= 2
     assert tuned.planned.meets_slo and tuned.chosen.accepted
-    assert tuned.chosen.p95_s <= tuned.planned.slo_s * 0.925
+    assert tuned.chosen.p95_s <= tuned.planned.slo_s * (1 - 0.15 * MARGIN_SHARE)
     assert tuned.chosen.predicted_p95_s < first.predicted_p95_s
 
 
@@ -166,7 +167,7 @@ def test_tune_measures_once_when_the_model_is_right():
     measured: list[Plan] = []
     tuned = tune(wf, m, "2x", measurer(Plant(m, lambda u: 1.0), wf, measured))
     assert len(measured) == 1 and tuned.planned.meets_slo
-    assert tuned.planned.plan.units == optimize(wf, m, "2x", headroom=0.15).plan.units
+    assert tuned.planned.plan.units == optimize(wf, m, "2x", headroom=HEADROOM).plan.units
 
 
 def test_tune_says_so_when_nothing_measured_meets_the_slo(caplog):

@@ -16,7 +16,9 @@ What one invocation of unit ``u`` at memory ``m`` costs in time:
   much in parallel as the stages' parallel fraction lets them (:mod:`.parallel`);
 - exported outputs: a store PUT each (and one per element when scattered);
 - the runtime's own overhead (a fixed part and CPU at the unit's share), and a cold start
-  with the platform's probability.
+  with the platform's probability;
+- all but the cold start times the unit's correction, when measured runs of a plan gave
+  one (:mod:`.correct`; none by default).
 
 Fusion shows up as the GETs, PUTs, orchestration steps and cold starts a fused edge no
 longer has; bundling as fewer invocations sharing cores and shared reads.
@@ -95,7 +97,12 @@ class _Invocation:
     draws: np.ndarray  # (R,) ms
     gets: float
     puts: float
-    warm_ms: float = 0.0  # mean duration without cold starts (what a warm run measures)
+    cold_ms: float = 0.0  # the mean the cold starts add to ``draws``
+
+    @property
+    def warm_ms(self) -> float:
+        """Mean duration without cold starts: what warm runs measure."""
+        return float(self.draws.mean()) - self.cold_ms
 
 
 class Model:
@@ -608,11 +615,13 @@ class Model:
         factor = self.correction(unit)
         if factor != 1.0:
             total = total * factor
-        warm = float(total.mean())
         init = max((self.profiles[s].init_ms for s in unit.stages), default=0.0)
+        cold_ms = 0.0
         if init and self.platform.cold_probability > 0:
-            total = total + init * (self._cold < self.platform.cold_probability)
-        result = _Invocation(total, gets, puts, warm)
+            cold = init * (self._cold < self.platform.cold_probability)
+            total = total + cold
+            cold_ms = float(cold.mean())
+        result = _Invocation(total, gets, puts, cold_ms)
         self._invocations[key] = result
         return result
 

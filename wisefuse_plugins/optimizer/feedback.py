@@ -24,7 +24,7 @@ from wisefuse_plugins.ir import Workflow
 from wisefuse_plugins.model.correct import merge, unit_corrections
 from wisefuse_plugins.model.predict import Model
 from wisefuse_plugins.optimizer.plan import Plan
-from wisefuse_plugins.optimizer.search import SLO_HEADROOM, Planned, optimize
+from wisefuse_plugins.optimizer.search import Planned, optimize
 from wisefuse_plugins.optimizer.space import signature
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,21 @@ ROUNDS = 3
 """Plans measured at most: the first plan and two corrections of it. In the example apps
 a second round settles most plans; a third catches a correction that moved the plan to
 another unit the profiles had mispredicted as well."""
+
+HEADROOM = 0.10
+"""How far under the SLO :func:`tune` plans by default: less than the model alone needs
+(:data:`~wisefuse_plugins.optimizer.search.SLO_HEADROOM`, 15%), since every plan it keeps
+was measured; enough that a plan measured a few % slower than predicted is still
+accepted rather than re-planned."""
+
+MARGIN_SHARE = 0.75
+"""The acceptance margin, as a share of the headroom (7.5% under the SLO at 10%): what
+the runs to come may measure above these (the same plan measured 0-10% apart between
+10 runs and 30 a minute later in ``benchmarks/apps.py``)."""
+
+MIN_GAIN = 0.02
+"""Once a plan is accepted, another is measured only if predicted this much cheaper (a
+1% saving is within the cost's own measuring error, and each round costs runs)."""
 
 
 class Observed(Protocol):
@@ -81,7 +96,7 @@ def tune(
     measure: Callable[[Plan], Observed],
     *,
     rounds: int = ROUNDS,
-    headroom: float = SLO_HEADROOM,
+    headroom: float = HEADROOM,
     margin: float | None = None,
     arches: tuple[str, ...] | None = None,
     memory_grid: tuple[int, ...] | None = None,
@@ -91,12 +106,13 @@ def tune(
     Each round plans with :func:`~wisefuse_plugins.optimizer.search.optimize` (``headroom``
     under the SLO), runs the plan with ``measure`` and corrects the model with every
     unit's measured time. A plan is accepted when its measured P95 is ``margin`` under the
-    SLO (default: half the headroom, for the runs still to come being slower than these).
+    SLO (default: :data:`MARGIN_SHARE` of the headroom, for the runs still to come being
+    slower than these).
     When a rejected plan's P95 measured above what the corrected model now predicts for
     it (the units' means are right, their tail is not), the next rounds plan that much
     further under the SLO. The rounds stop when the model picks a plan already measured,
-    or one predicted to cost more than a plan already accepted; then the cheapest
-    accepted plan is returned, else the fastest measured (``meets_slo`` False).
+    or one not predicted :data:`MIN_GAIN` cheaper than a plan already accepted; then the
+    cheapest accepted plan is returned, else the fastest measured (``meets_slo`` False).
 
     Parameters
     ----------
@@ -109,7 +125,7 @@ def tune(
     """
     if rounds < 1:
         raise ValueError(f"rounds must be at least 1, got {rounds!r}")
-    margin = headroom / 2 if margin is None else margin
+    margin = headroom * MARGIN_SHARE if margin is None else margin
     if not 0.0 <= margin < 1.0:
         raise ValueError(f"margin must be in [0, 1), got {margin!r}")
     kwargs = {"headroom": headroom, "arches": arches, "memory_grid": memory_grid}
@@ -127,8 +143,8 @@ def tune(
             best = _cheapest_accepted(trials.values())
             if sig in trials:
                 break  # the corrected model is back to a plan measured already
-            if best is not None and planned.prediction.cost_usd >= best.cost_usd:
-                break  # no cheaper than what already measured within the SLO
+            if best is not None and planned.prediction.cost_usd >= best.cost_usd * (1 - MIN_GAIN):
+                break  # not clearly cheaper than what already measured within the SLO
         observed = measure(planned.plan)
         trial = Trial(
             plan=planned.plan,
