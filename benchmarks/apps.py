@@ -8,10 +8,9 @@ For each example app (video analytics, ML pipeline, approximate SVD; their Airfl
 2. plan it with every baseline (user-min, user-max, power-tuning, sonic, photons,
    faastlane) and with WiseFuse at SLOs of 1.5x, 2.5x and 5x User-Max's predicted P95
    (planning 15% under each, as ``wisefuse optimize`` does by default: ``--headroom``);
-   WiseFuse then plans 10% under each (its plans are measured), runs its plan
-   ``--feedback-runs`` times, corrects the model with what each unit measured and plans
-   again, up to three plans per SLO, keeping the cheapest that measured 7.5% under the
-   SLO (``optimizer.feedback.tune``);
+   WiseFuse then runs its plan ``--feedback-runs`` times, corrects the model with what
+   each unit measured and plans again, up to three plans per SLO, keeping the cheapest
+   that measured 7.5% under the SLO (``optimizer.feedback.tune``);
 3. execute each distinct plan 1 + ``--runs`` times on the local Lambda (the plans take
    turns run by run, so all see the same host; a baseline's plan does not depend on the
    SLO, so it runs once per app) and measure its P95 end-to-end latency
@@ -145,7 +144,7 @@ def run_app(
         t0 = time.perf_counter()
         measure = session.measurer(loaded, runs=feedback_runs, tag="fb")
         for slo in slos:
-            found = tune(wf, model, slo, measure)  # its own headroom: plans are measured
+            found = tune(wf, model, slo, measure, headroom=headroom)
             tuned[slo] = found.planned
             steps = "; ".join(
                 f"{describe(t.plan)} predicted {t.predicted_p95_s:.3f} s, measured {t.p95_s:.3f} s"
@@ -352,8 +351,7 @@ def plot(rows: list[Row], path: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     from wisefuse_plugins.optimizer.baselines import BASELINES
-    from wisefuse_plugins.optimizer.feedback import HEADROOM as FEEDBACK_HEADROOM
-    from wisefuse_plugins.optimizer.feedback import ROUNDS
+    from wisefuse_plugins.optimizer.feedback import MARGIN_SHARE, ROUNDS
     from wisefuse_plugins.optimizer.search import SLO_HEADROOM
 
     ap = app_arguments(__doc__.split("\n\n")[0], "apps.png", "plan")
@@ -389,8 +387,9 @@ def main(argv: list[str] | None = None) -> int:
         f"and wisefuse at {', '.join(SLOS)} of User-Max's predicted P95 (planning"
         f" {args.headroom:.0%} under each"
         + (
-            f"; then, {FEEDBACK_HEADROOM:.0%} under each, correcting the model with"
-            f" {feedback_runs} runs of each plan it picks, up to {ROUNDS} plans per SLO"
+            f"; then correcting the model with {feedback_runs} runs of each plan it picks, up to"
+            f" {ROUNDS} plans per SLO, keeping the cheapest measured"
+            f" {args.headroom * MARGIN_SHARE:.1%} under the SLO"
             if feedback_runs
             else ""
         )

@@ -310,16 +310,15 @@ def optimize(
         ),
     ] = "1.5x",
     headroom: Annotated[
-        float | None,
+        float,
         typer.Option(
             "--headroom",
             min=0.0,
             max=0.9,
             help="Plan for a predicted P95 this fraction under the SLO, for the model's own"
-            " error (0 to plan right at it). Default: 0.15, or 0.10 with --feedback.",
-            show_default=False,
+            " error (0.15: 15% under; 0 to plan right at it).",
         ),
-    ] = None,
+    ] = 0.15,  # = optimizer.search.SLO_HEADROOM (a test checks); not imported: --help stays light
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the plan.")] = Path(
         "plan.json"
     ),
@@ -390,7 +389,7 @@ def optimize(
         if feedback:
             planned, model = _tuned(workflow, model, slo, headroom, feedback)
         else:
-            planned = plan_for(workflow, model, slo, headroom=default_headroom(headroom, 0))
+            planned = plan_for(workflow, model, slo, headroom=headroom)
     compare = [baseline(workflow, model, name, planned.slo_s) for name in ("user-min", "user-max")]
     console.print(plan_table(planned, compare))
     if feedback and not planned.meets_slo:
@@ -421,19 +420,7 @@ def optimize(
         console.print(f"Pareto frontier saved to {plot}")
 
 
-HEADROOM = 0.15  # = optimizer.search.SLO_HEADROOM (a test checks); not imported: --help stays light
-FEEDBACK_HEADROOM = 0.10  # = optimizer.feedback.HEADROOM (a test checks)
-
-
-def default_headroom(given: float | None, feedback: int) -> float:
-    """``--headroom`` as given, else the planner's default: less with feedback runs, which
-    check every plan they keep."""
-    if given is not None:
-        return given
-    return FEEDBACK_HEADROOM if feedback else HEADROOM
-
-
-def _tuned(workflow, model, slo: str, headroom: float | None, runs: int):
+def _tuned(workflow, model, slo: str, headroom: float, runs: int):
     """optimize --feedback: :func:`~wisefuse_plugins.optimizer.feedback.tune` with plans
     measured on a local Lambda; prints each plan measured. (planned, corrected model)."""
     import tempfile
@@ -459,7 +446,7 @@ def _tuned(workflow, model, slo: str, headroom: float | None, runs: int):
         with console.status(
             f"planning, then running each plan 1 + {runs} times (<= {ROUNDS} plans)"
         ):
-            tuned = tune(workflow, model, slo, run, headroom=default_headroom(headroom, runs))
+            tuned = tune(workflow, model, slo, run, headroom=headroom)
     for n, t in enumerate(tuned.trials, 1):
         units_text = " ".join(
             f"[{'+'.join(u.stages)}{f' x{u.bundle_size}' if u.bundle_size > 1 else ''} @{u.memory_mb}]"

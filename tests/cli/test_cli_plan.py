@@ -106,12 +106,13 @@ def test_feedback_needs_the_local_backend(tmp_path):
     assert "--backend local" in opt.stderr and "Traceback" not in opt.stderr
 
 
-def test_optimize_headroom_defaults_are_the_optimizers():
+def test_optimize_headroom_default_is_the_optimizers():
+    import inspect
+
     from wisefuse_plugins import cli
-    from wisefuse_plugins.optimizer.feedback import HEADROOM
+    from wisefuse_plugins.optimizer.feedback import tune
     from wisefuse_plugins.optimizer.search import SLO_HEADROOM
 
-    assert cli.default_headroom(None, feedback=0) == SLO_HEADROOM
-    assert cli.default_headroom(None, feedback=10) == HEADROOM
-    assert cli.default_headroom(0.2, feedback=10) == 0.2
-    assert cli.default_headroom(0.0, feedback=0) == 0.0
+    default = inspect.signature(cli.optimize).parameters["headroom"].default
+    assert default == SLO_HEADROOM
+    assert inspect.signature(tune).parameters["headroom"].default == SLO_HEADROOM

@@ -18,7 +18,7 @@ import pytest
 
 from wisefuse_plugins.model.correct import merge, unit_corrections
 from wisefuse_plugins.model.predict import Model
-from wisefuse_plugins.optimizer.feedback import HEADROOM, MARGIN_SHARE, tune
+from wisefuse_plugins.optimizer.feedback import MARGIN_SHARE, tune
 from wisefuse_plugins.optimizer.plan import Plan, Unit
 from wisefuse_plugins.optimizer.search import baseline, optimize
 
@@ -167,7 +167,7 @@ def test_tune_measures_once_when_the_model_is_right():
     measured: list[Plan] = []
     tuned = tune(wf, m, "2x", measurer(Plant(m, lambda u: 1.0), wf, measured))
     assert len(measured) == 1 and tuned.planned.meets_slo
-    assert tuned.planned.plan.units == optimize(wf, m, "2x", headroom=HEADROOM).plan.units
+    assert tuned.planned.plan.units == optimize(wf, m, "2x", headroom=0.15).plan.units
 
 
 def test_tune_says_so_when_nothing_measured_meets_the_slo(caplog):
