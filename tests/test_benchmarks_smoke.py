@@ -55,7 +55,8 @@ def test_apps_quick(tmp_path):
     assert "WiseFuse met" in stdout and "User-Max" in stdout and "User-Min" in stdout
     rows = figures["rows"]
     planners = {r["planner"] for r in rows}
-    assert {"wisefuse", "user-min", "user-max"} <= planners
+    assert {"wisefuse", "wisefuse-model", "user-min", "user-max"} <= planners
+    assert "feedback at 1.5x:" in stdout  # the feedback rounds ran, and said what they measured
     assert {r["slo"] for r in rows} == {"1.5x", "2.5x", "5x"}
     for r in rows:
         assert set(r) == {"app", "slo", "planner", "p95_s", "cost_per_1k", "slo_met"}
