@@ -75,18 +75,22 @@ def test_correction_scales_a_unit_at_the_nearest_measured_memory():
         base, got = m.invocation(wf, unit), c.invocation(wf, unit)
         assert got.warm_ms == pytest.approx(base.warm_ms * factor)
         assert c.unit_cost(wf, unit) > m.unit_cost(wf, unit) if factor > 1 else True
-    # units never measured: their stages' factors (here the geometric mean of 1.5 and
-    # 0.8 for both square and middle), weighted by the stages' predicted times
+    # composite units never measured: their stages' factors (here the geometric mean of
+    # 1.5 and 0.8 for both square and middle), weighted by the stages' predicted times
     stage_factor = (1.5 * 0.8) ** 0.5
     other = Unit(id="u", stages=["square", "middle"], memory_mb=1024, bundle_size=1)
     assert c.correction(other) == pytest.approx(stage_factor)
-    assert c.correction(Unit(id="u", stages=["square"], memory_mb=512)) == pytest.approx(
-        stage_factor
-    )
-    # a stage in no measured unit keeps the profiles' prediction and dilutes the factor
-    assert c.correction(Unit(id="u", stages=["make"], memory_mb=1024)) == 1.0
+    bundled = Unit(id="u", stages=["square"], memory_mb=512, bundle_size=2)
+    assert c.correction(bundled) == pytest.approx(stage_factor)
+    # a stage alone keeps its profile's prediction: the profiles measured exactly that
+    assert c.correction(Unit(id="u", stages=["square"], memory_mb=512)) == 1.0
+    # a stage in no measured composite unit counts as predicted and dilutes the factor
     mixed = c.correction(Unit(id="u", stages=["make", "square"], memory_mb=1024))
     assert 1.0 < mixed < stage_factor
+    # nor does a stage measured alone lend its factor to composite units
+    alone = m.corrected({(("make",), 1, "x86_64"): {1024: 2.0}})
+    assert alone.correction(Unit(id="u", stages=["make"], memory_mb=3008)) == 2.0
+    assert alone.correction(Unit(id="u", stages=["make", "square"], memory_mb=1024)) == 1.0
 
 
 def test_unit_corrections_recover_the_plants_factors():
@@ -135,10 +139,10 @@ def test_tune_replans_when_the_measured_plan_misses_the_slo():
     assert truth.p95_s <= limit
     # the corrected model now predicts what the plant does for the plan it chose
     assert tuned.planned.prediction.p95_s == pytest.approx(truth.p95_s, rel=0.02)
-    # and not much dearer than what the planner would pick knowing the plant (measured
-    # fused units only: the corrections take every stage to be slower, alone too)
+    # and no dearer than what the planner picks knowing the plant: stages alone keep
+    # their profiles, fused units take the fused unit's factor
     knowing = optimize(wf, plant, slo_s, headroom=0.15)
-    assert tuned.chosen.cost_usd <= knowing.prediction.cost_usd * 1.25
+    assert tuned.chosen.cost_usd <= knowing.prediction.cost_usd * 1.01
     assert tuned.planned.plan.meta["feedback_rounds"] == len(measured)
 
 

@@ -7,10 +7,10 @@ a large fused working set, a host that emulates more cores than it has) the mode
 off for that unit, in the same direction run after run. Measured runs of the plan give
 each unit's mean invocation time; over the profiles' prediction it is the unit's
 *correction*, which :class:`~wisefuse_plugins.model.predict.Model` applies to the same
-stages, bundle size and architecture at the nearest memory measured.
-
-A factor describes a unit, not a stage: it says nothing of the same stages fused
-otherwise or bundled by another size, which keep the profiles' prediction.
+stages, bundle size and architecture at the nearest memory measured, and, weighted by
+stage, to other units of several stages or instances holding its stages
+(:meth:`~wisefuse_plugins.model.predict.Model.correction`). A stage alone keeps its
+profile: the profiles measured exactly that.
 
 Examples
 --------

@@ -188,8 +188,10 @@ class Model:
         """The factor measured runs give this unit's invocation time (:mod:`.correct`).
 
         A unit of the same stages, bundle size and architecture was measured: its factor
-        at the nearest memory measured. Else, when some of its stages ran in measured
-        units: their stage factors weighted by the stages' predicted time. Else 1.0.
+        at the nearest memory measured. Else a stage alone keeps its profile's prediction
+        (the profiles measured exactly that), and a unit of several stages or instances
+        takes the factors its stages had in measured units of several stages or
+        instances, weighted by the stages' predicted time (1.0 for a stage in none).
         """
         if not self.corrections:
             return 1.0
@@ -197,6 +199,8 @@ class Model:
         if found:
             near = min(found, key=lambda m: (abs(math.log(m / unit.memory_mb)), m))
             return found[near]
+        if len(unit.stages) == 1 and unit.bundle_size == 1:
+            return 1.0
         by_stage = self._stage_factors()
         if not any(sid in by_stage for sid in unit.stages):
             return 1.0
@@ -208,10 +212,13 @@ class Model:
         return weighted / total if total > 0 else 1.0
 
     def _stage_factors(self) -> dict[str, float]:
-        """Per stage, the geometric mean of the factors of the measured units holding it."""
+        """Per stage, the geometric mean of the factors of the measured units of several
+        stages or instances that hold it."""
         if self._by_stage is None:
             logs: dict[str, list[float]] = {}
-            for (stages, _, _), by_memory in self.corrections.items():
+            for (stages, bundle, _), by_memory in self.corrections.items():
+                if len(stages) == 1 and bundle == 1:
+                    continue  # a stage alone says nothing of how it composes
                 for factor in by_memory.values():
                     for sid in stages:
                         logs.setdefault(sid, []).append(math.log(factor))
