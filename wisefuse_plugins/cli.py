@@ -115,6 +115,16 @@ def demo(
     out: Annotated[
         Path, typer.Option("--out", help="Folder for the plot, plans, profiles and store.")
     ] = Path("wisefuse-demo"),
+    feedback: Annotated[
+        int | None,
+        typer.Option(
+            "--feedback",
+            min=0,
+            help="Runs per plan WiseFuse checks before keeping it, as optimize --feedback"
+            " (default 5, 2 with --quick; 0: the model's plans as they are).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run the whole path on a bundled example on the local backend (no AWS account needed)."""
     from wisefuse_plugins.demo import APPS, DemoSettings, run_demo
@@ -123,7 +133,9 @@ def demo(
         raise WiseFuseError(
             f"unknown example app {app_name!r}", hint=f"choose one of {', '.join(APPS)}"
         )
-    kw = {"app": app_name, "framework": "prefect" if prefect else "airflow", "out": out}
+    kw: dict = {"app": app_name, "framework": "prefect" if prefect else "airflow", "out": out}
+    if feedback is not None:
+        kw["feedback_runs"] = feedback
     run_demo(console, DemoSettings.quick(**kw) if quick else DemoSettings(**kw))
 
 

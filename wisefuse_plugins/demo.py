@@ -49,9 +49,12 @@ class DemoSettings:
     runs: int = 3
     slos: tuple[str, ...] = SLOS
     planners: tuple[str, ...] = PLANNERS
+    #: runs per plan WiseFuse checks before keeping it (optimizer.feedback); 0: none
+    feedback_runs: int = 5
 
     @classmethod
     def quick(cls, **kw: Any) -> DemoSettings:
+        kw.setdefault("feedback_runs", 2)
         return cls(size="small", memories=(1024, 3538), profile_runs=2, runs=2, **kw)
 
 
@@ -145,6 +148,7 @@ def _run(
     console: Console, settings: DemoSettings, out: Path, home: Path, started: float
 ) -> DemoResult:
     from wisefuse_plugins.model.predict import Model
+    from wisefuse_plugins.optimizer.feedback import MARGIN_SHARE, tune
     from wisefuse_plugins.optimizer.plan import dump_plan
     from wisefuse_plugins.optimizer.search import SLO_HEADROOM, baseline, frontier, optimize
     from wisefuse_plugins.optimizer.space import parse_slo
@@ -194,14 +198,38 @@ def _run(
             console.print(f"[yellow]could not run[/] {failure}")
         model = Model(archive.profiles_for(workflow), platform)
 
-        _step(console, 3, f"plan at SLOs {', '.join(settings.slos)} of User-Max's P95")
+        checked = (
+            f", each plan checked by {settings.feedback_runs} runs"
+            if settings.feedback_runs
+            else ""
+        )
+        _step(console, 3, f"plan at SLOs {', '.join(settings.slos)} of User-Max's P95{checked}")
         planned = []
         user_max_p95 = baseline(workflow, model, "user-max").prediction.p95_s
         slo_of: dict[str, float] = {}
+
+        def check(plan):  # WiseFuse's feedback runs (optimizer.feedback.tune)
+            return measure(
+                workflow, plan, units, store, workdir=out / "units" / "feedback",
+                runs=settings.feedback_runs,
+                max_concurrency=concurrency_for(plan, os.cpu_count() or 1),
+            )  # fmt: skip
+
         for slo in settings.slos:
             slo_of[slo] = parse_slo(slo, user_max_p95)
             # aim under the SLO by the model's measured error: the table judges measured P95
-            ours = optimize(workflow, model, slo_of[slo], headroom=SLO_HEADROOM)
+            if settings.feedback_runs:
+                tuned = tune(workflow, model, slo_of[slo], check, headroom=SLO_HEADROOM)
+                ours = tuned.planned
+                for n, t in enumerate(tuned.trials, 1):
+                    console.print(
+                        f"  {slo}, plan {n}: P95 predicted {t.predicted_p95_s:.2f} s, measured"
+                        f" {t.p95_s:.2f} s ({'within' if t.accepted else 'over'} the SLO"
+                        f" less {SLO_HEADROOM * MARGIN_SHARE:.1%})",
+                        highlight=False,
+                    )
+            else:
+                ours = optimize(workflow, model, slo_of[slo], headroom=SLO_HEADROOM)
             planned.append((f"wisefuse @ {slo}", ours))
             path = dump_plan(ours.plan, out / f"plan-{slo}.json")
             result.plans.append(path)
