@@ -80,15 +80,6 @@ class Row:
     host_drift: float  # the app's baselines: median measured / predicted P95 - 1
 
 
-def describe(plan: Any) -> str:
-    parts = []
-    for u in plan.units:
-        stages = "+".join(u.stages)
-        bundle = f" x{u.bundle_size}" if u.bundle_size > 1 else ""
-        parts.append(f"[{stages}{bundle} @{u.memory_mb}{'' if u.arch == 'x86_64' else ' arm64'}]")
-    return " ".join(parts)
-
-
 def _signature(plan: Any) -> tuple:
     return tuple(sorted((tuple(u.stages), u.bundle_size, u.memory_mb, u.arch) for u in plan.units))
 
@@ -106,6 +97,7 @@ def run_app(
     feedback_runs: int,
 ) -> tuple[list[Row], float]:
     from wisefuse_plugins.optimizer.search import baseline, optimize
+    from wisefuse_plugins.render import plan_line
 
     wf = loaded.workflow
     t0 = time.perf_counter()
@@ -148,7 +140,7 @@ def run_app(
             found = tune(wf, model, slo, measure, headroom=headroom)
             tuned[slo] = found.planned
             steps = "; ".join(
-                f"{describe(t.plan)} predicted {t.predicted_p95_s:.3f} s, measured {t.p95_s:.3f} s"
+                f"{plan_line(t.plan)} predicted {t.predicted_p95_s:.3f} s, measured {t.p95_s:.3f} s"
                 f" ({'within' if t.accepted else 'over'})"
                 for t in found.trials
             )
@@ -230,7 +222,7 @@ def run_app(
                     p50_s=m.p50_s,
                     runs=m.runs,
                     cold_starts=m.cold_starts,
-                    plan=describe(p.plan),
+                    plan=plan_line(p.plan),
                     same_result=correct[key],
                     host_drift=drift,
                 )

@@ -438,6 +438,7 @@ def _tuned(workflow, model, slo: str, headroom: float, runs: int):
     import tempfile
 
     from wisefuse_plugins.optimizer.feedback import ROUNDS, tune
+    from wisefuse_plugins.render import plan_line
     from wisefuse_plugins.runtime.backends.local import LocalLambda
     from wisefuse_plugins.runtime.backends.units import LocalUnits, preload_for
     from wisefuse_plugins.runtime.measure import concurrency_for, measure
@@ -460,13 +461,9 @@ def _tuned(workflow, model, slo: str, headroom: float, runs: int):
         ):
             tuned = tune(workflow, model, slo, run, headroom=headroom)
     for n, t in enumerate(tuned.trials, 1):
-        units_text = " ".join(
-            f"[{'+'.join(u.stages)}{f' x{u.bundle_size}' if u.bundle_size > 1 else ''} @{u.memory_mb}]"
-            for u in t.plan.units
-        )
         verdict = "[green]within[/]" if t.accepted else "[red]over[/]"
         console.print(
-            f"feedback {n}: {escape(units_text)} P95 predicted {t.predicted_p95_s:.3f} s, measured"
+            f"feedback {n}: {escape(plan_line(t.plan))} P95 predicted {t.predicted_p95_s:.3f} s, measured"
             f" {t.p95_s:.3f} s ({verdict}); cost / 1k runs {t.cost_usd * 1000:.4f} USD",
             highlight=False,
         )

@@ -49,6 +49,16 @@ def workflow_view(wf: Workflow) -> Group:
     return Group(tree, edges)
 
 
+def plan_line(plan) -> str:
+    """A plan on one line, a unit per bracket: ``[a+b x2 @1024] [c @512 arm64]``."""
+    parts = []
+    for u in plan.units:
+        bundle = f" x{u.bundle_size}" if u.bundle_size > 1 else ""
+        arch = "" if u.arch == "x86_64" else f" {u.arch}"
+        parts.append(f"[{'+'.join(u.stages)}{bundle} @{u.memory_mb}{arch}]")
+    return " ".join(parts)
+
+
 def usd_per_1k(cost_usd: float) -> str:
     return f"${cost_usd * 1000:.4f}"
 

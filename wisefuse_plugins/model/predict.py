@@ -122,8 +122,8 @@ class Model:
         Force a scaling law (``"vcpu"`` or ``"exp"``); default: the better by held-out error.
     corrections
         Measured-over-predicted factors of units' invocation times, from runs of plans
-        (:mod:`.correct`); a unit of the same stages, bundle size and architecture takes
-        the factor measured at the nearest memory size. Empty: the profiles alone.
+        (:mod:`.correct`; which unit takes which factor: :meth:`correction`). Empty: the
+        profiles alone.
     """
 
     def __init__(
