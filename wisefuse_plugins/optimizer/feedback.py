@@ -36,10 +36,11 @@ another unit the profiles had mispredicted as well."""
 
 MARGIN_SHARE = 0.5
 """The acceptance margin, as a share of the headroom (7.5% under the SLO at 15%): what
-the runs to come may measure above these. The same plan measured 0-10% apart between
-10 runs and 30 a few minutes later in ``benchmarks/apps.py``, and up to 40% when the
-shared host got busier between the two; planning 10% under the SLO and accepting 7.5%
-under then missed 3 of 9 SLOs (docs/benchmarks.md)."""
+the runs to come may measure above these. In ``benchmarks/apps.py`` the same plan
+measured a median 8% slower in 30 runs a few minutes later than in its 10 feedback runs
+(-11% to +47% over 54 plans, the worst when the shared host got busier in between);
+planning 10% under the SLO and accepting 7.5% under missed 3 of 9 SLOs in such a run
+(docs/benchmarks.md)."""
 
 MIN_GAIN = 0.02
 """Once a plan is accepted, another is measured only if predicted this much cheaper (a
