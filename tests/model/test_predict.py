@@ -12,6 +12,7 @@ from wisefuse_plugins.model.limits import vcpus
 from wisefuse_plugins.model.predict import Model, ModelError
 from wisefuse_plugins.model.pricing import DEFAULT, lambda_cost
 from wisefuse_plugins.model.profile import Platform
+from wisefuse_plugins.optimizer.plan import Unit
 
 from ..runtime.toyflows import plan, toy_workflow
 from .synthetic import law_ms, profile
@@ -207,3 +208,34 @@ def test_predict_is_fast_on_small_dags():
     per_call = (time.perf_counter() - start) / (20 * len(plans))
     assert per_call < 0.005, f"{per_call * 1000:.2f} ms per prediction"
     assert np.isfinite(per_call)
+
+
+def test_a_fused_chain_takes_the_sum_of_its_stages_each_on_its_own_threads():
+    """A 1 ms stage that uses two threads, fused after a single-threaded 300 ms stage, must
+    not make the 300 ms run on two vCPUs (the chain took its most threaded stage's threads
+    for all its CPU: the demo's video chain was predicted at half its measured time)."""
+    wf = toy_workflow(n=4)
+    free = Platform(
+        name="test", store_latency_ms=0.0, store_bandwidth_mb_s=1e9, invoke_overhead_ms=0.0,
+        orchestration_ms=0.0, orchestration_usd_per_step=0.0, bill_store_requests=False,
+    )  # fmt: skip
+    m = toy_model(
+        wf,
+        platform=free,
+        cpu={"make": 10.0, "square": 300.0, "middle": 1.0, "config": 5.0, "total": 50.0},
+    )
+    # middle: 1 ms of CPU on two threads (half the time at 2 vCPUs as at 1)
+    m.profiles["middle"].samples = {
+        ("x86_64", mem): np.full(40, 1.0 / min(vcpus(mem), 2)) for mem in (512, 1769, 3538)
+    }
+    m = Model(m.profiles, free, draws=2000)
+    assert m.stage_fit("middle", "x86_64").threads == 2
+    assert m.stage_fit("square", "x86_64").threads == 1
+    for memory in (1769, 3538, 10240):
+        fused = Unit(id="f", stages=["square", "middle"], memory_mb=memory)
+        alone = [Unit(id=s, stages=[s], memory_mb=memory) for s in ("square", "middle")]
+        expected = sum(m.invocation(wf, u).warm_ms for u in alone)
+        assert m.invocation(wf, fused).warm_ms == pytest.approx(expected, rel=0.02), memory
+    # square's 300 ms stay 300 ms on 2 vCPUs; middle's 1 ms becomes 0.5 ms
+    at_two = m.invocation(wf, Unit(id="f", stages=["square", "middle"], memory_mb=3538))
+    assert at_two.warm_ms == pytest.approx(300.5, rel=0.02)

@@ -332,18 +332,30 @@ class Model:
 
         ``first``: the jobs are instances ``first .. first + width - 1``, drawn with their
         own skew (:meth:`factors`); ``None``: any instances, drawn alike.
+
+        The chain runs with the threads of its most threaded stage, ``T``; the stages run
+        one after the other, each on its own threads, so a part of ``t`` threads counts
+        ``min(v, T) / min(v, t)`` times its CPU: a chain alone then takes the sum of its
+        stages alone (a 0.1 ms stage fitted with two threads must not halve the CPU of a
+        single-threaded 300 ms stage fused before it).
         """
         wait = np.zeros((self.draws, width))
         cpu = np.zeros((self.draws, width))
-        threads = 1
         weighted = total_cpu = 0.0
         io, gets, puts = self._job_io(workflow, tuple(stages), frozenset(unit))
         shared = setting_cores(memory, width)
-        for sid, transfers in io:
-            factors = None if first is None else self.factors(workflow, sid)
-            noise = factors is not None
-            w, c, t = self.parts(sid, memory, arch, noise=noise)
-            threads = max(threads, t)
+        kinds = [None if first is None else self.factors(workflow, sid) for sid, _ in io]
+        parts = [
+            self.parts(sid, memory, arch, noise=f is not None)
+            for (sid, _), f in zip(io, kinds, strict=True)
+        ]
+        threads = max((t for _, _, t in parts), default=1)
+        v = vcpus(memory)
+        rate = min(v, threads)  # what the chain's CPU is divided by (compose)
+        one = rate / min(v, 1.0)  # for a part on one thread
+        for (sid, transfers), factors, (w, c, t) in zip(io, kinds, parts, strict=True):
+            if t != threads:
+                c = c * (rate / min(v, t))
             levels = self._level_draws(sid, width, first or 0)
             if factors is not None:
                 scale = factors[first : first + width][None, :]
@@ -352,12 +364,12 @@ class Model:
             else:
                 wait += w[levels]
                 cpu += c[levels]
-            mean_cpu = self._cpu_means[sid, memory, arch, noise]
+            mean_cpu = self._cpu_means[sid, memory, arch, factors is not None]
             weighted += mean_cpu * self.parallel_fraction(sid, shared)
             total_cpu += mean_cpu
-            for ms, cpu_ms in transfers:
+            for ms, cpu_ms in transfers:  # requests: one thread
                 wait += ms
-                cpu += cpu_ms
+                cpu += cpu_ms * one if one != 1.0 else cpu_ms
         phi = weighted / total_cpu if total_cpu > 0 else 1.0
         return wait, cpu, threads, gets, puts, phi
 
