@@ -381,7 +381,11 @@ class Session:
             (name, _tagged(plan, f"{loaded.app.key}{tag}{i}"))
             for i, (name, plan) in enumerate(plans)
         ]
-        untagged = {name: plan.units for name, plan in plans}
+        # tagged unit id -> the plan's own, per plan: what Measured.unit_ms is keyed by
+        original = {
+            name: {t.id: u.id for t, u in zip(tp.units, plan.units, strict=True)}
+            for (name, tp), (_, plan) in zip(tagged, plans, strict=True)
+        }
         found = {name: Measured(runs=0) for name, _ in plans}
         for r in range(warmup + runs):
             last = r == warmup + runs - 1
@@ -410,9 +414,8 @@ class Session:
                 into.cold_starts += m.cold_starts
                 if m.outputs is not None:
                     into.outputs = m.outputs
-                original = {t.id: u.id for t, u in zip(plan.units, untagged[name], strict=True)}
                 for uid, ms in m.unit_ms.items():
-                    into.unit_ms.setdefault(original.get(uid, uid), []).extend(ms)
+                    into.unit_ms.setdefault(original[name].get(uid, uid), []).extend(ms)
         return found
 
     def measurer(self, loaded: LoadedApp, *, runs: int, tag: str) -> Any:

@@ -80,10 +80,6 @@ class Row:
     host_drift: float  # the app's baselines: median measured / predicted P95 - 1
 
 
-def _signature(plan: Any) -> tuple:
-    return tuple(sorted((tuple(u.stages), u.bundle_size, u.memory_mb, u.arch) for u in plan.units))
-
-
 def run_app(
     session: Session,
     loaded: LoadedApp,
@@ -97,6 +93,7 @@ def run_app(
     feedback_runs: int,
 ) -> tuple[list[Row], float]:
     from wisefuse_plugins.optimizer.search import baseline, optimize
+    from wisefuse_plugins.optimizer.space import signature
     from wisefuse_plugins.render import plan_line
 
     wf = loaded.workflow
@@ -162,7 +159,7 @@ def run_app(
     jobs: list[tuple[str, Any]] = []
     key_of: dict[str, str] = {}
     for label, p in [*planned.items(), *variants]:
-        sig = _signature(p.plan)
+        sig = signature(p.plan)
         if sig not in distinct:
             distinct[sig] = label
             jobs.append((label, p.plan))
