@@ -8,9 +8,10 @@ For each example app (video analytics, ML pipeline, approximate SVD; their Airfl
 2. plan it with every baseline (user-min, user-max, power-tuning, sonic, photons,
    faastlane) and with WiseFuse at SLOs of 1.5x, 2.5x and 5x User-Max's predicted P95
    (planning 15% under each, as ``wisefuse optimize`` does by default: ``--headroom``);
-   WiseFuse then runs its plan ``--feedback-runs`` times, corrects the model with what
-   each unit measured and plans again, up to three plans per SLO, keeping the cheapest
-   that measured 7.5% under the SLO (``optimizer.feedback.tune``);
+   WiseFuse then runs its plan ``--feedback-runs`` times (again, up to 3 batches pooled,
+   while its P95 is within 15% of the limit), corrects the model with what each unit
+   measured and plans again, up to three plans per SLO, keeping the cheapest that
+   measured 7.5% under the SLO (``optimizer.feedback.tune``);
 3. execute each distinct plan 1 + ``--runs`` times on the local Lambda (the plans take
    turns run by run, so all see the same host; a baseline's plan does not depend on the
    SLO, so it runs once per app) and measure its P95 end-to-end latency
@@ -138,13 +139,12 @@ def run_app(
             tuned[slo] = found.planned
             steps = "; ".join(
                 f"{plan_line(t.plan)} predicted {t.predicted_p95_s:.3f} s, measured {t.p95_s:.3f} s"
-                f" ({'within' if t.accepted else 'over'})"
+                f" in {t.runs} runs ({'within' if t.accepted else 'over'})"
                 for t in found.trials
             )
             print(f"  feedback at {slo}: {steps}", flush=True)
         print(
-            f"  feedback: {feedback_runs} runs per plan measured, in"
-            f" {time.perf_counter() - t0:.0f} s",
+            f"  feedback: batches of {feedback_runs} runs, in {time.perf_counter() - t0:.0f} s",
             flush=True,
         )
     # with feedback, "wisefuse" is the plan it settled on and "wisefuse-model" the model's
@@ -363,7 +363,7 @@ def plot(rows: list[Row], path: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     from wisefuse_plugins.optimizer.baselines import BASELINES
-    from wisefuse_plugins.optimizer.feedback import MARGIN_SHARE, ROUNDS
+    from wisefuse_plugins.optimizer.feedback import BATCHES, CONFIRM_BAND, MARGIN_SHARE, ROUNDS
     from wisefuse_plugins.optimizer.search import SLO_HEADROOM
 
     ap = app_arguments(__doc__.split("\n\n")[0], "apps.png", "plan")
@@ -399,8 +399,9 @@ def main(argv: list[str] | None = None) -> int:
         f"and wisefuse at {', '.join(SLOS)} of User-Max's predicted P95 (planning"
         f" {args.headroom:.0%} under each"
         + (
-            f"; then correcting the model with {feedback_runs} runs of each plan it picks, up to"
-            f" {ROUNDS} plans per SLO, keeping the cheapest measured"
+            f"; then correcting the model with {feedback_runs} runs of each plan it picks (up to"
+            f" {BATCHES} batches pooled while its P95 is within {CONFIRM_BAND:.0%} of the limit),"
+            f" up to {ROUNDS} plans per SLO, keeping the cheapest measured"
             f" {args.headroom * MARGIN_SHARE:.1%} under the SLO"
             if feedback_runs
             else ""

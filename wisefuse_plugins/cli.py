@@ -464,7 +464,7 @@ def _tuned(workflow, model, slo: str, headroom: float, runs: int):
         verdict = "[green]within[/]" if t.accepted else "[red]over[/]"
         console.print(
             f"feedback {n}: {escape(plan_line(t.plan))} P95 predicted {t.predicted_p95_s:.3f} s, measured"
-            f" {t.p95_s:.3f} s ({verdict}); cost / 1k runs {t.cost_usd * 1000:.4f} USD",
+            f" {t.p95_s:.3f} s in {t.runs} runs ({verdict}); cost / 1k runs {t.cost_usd * 1000:.4f} USD",
             highlight=False,
         )
     return tuned.planned, tuned.model

@@ -224,7 +224,7 @@ def _run(
                 for n, t in enumerate(tuned.trials, 1):
                     console.print(
                         f"  {slo}, plan {n}: P95 predicted {t.predicted_p95_s:.2f} s, measured"
-                        f" {t.p95_s:.2f} s ({'within' if t.accepted else 'over'} the SLO"
+                        f" {t.p95_s:.2f} s in {t.runs} runs ({'within' if t.accepted else 'over'} the SLO"
                         f" less {SLO_HEADROOM * MARGIN_SHARE:.1%})",
                         highlight=False,
                     )
