@@ -144,8 +144,9 @@ def tune(
     """The cheapest plan whose *measured* P95 meets ``slo``, the model corrected by runs.
 
     Each round plans with :func:`~wisefuse_plugins.optimizer.search.optimize` (``headroom``
-    under the SLO), runs the plan with ``measure`` and corrects the model with every
-    unit's measured time. A plan is accepted when its measured P95 is ``margin`` under the
+    under the SLO; once a plan is accepted, right under the acceptance limit, as the
+    corrected model is then tried against runs), runs the plan with ``measure`` and
+    corrects the model with every unit's measured time. A plan is accepted when its measured P95 is ``margin`` under the
     SLO (default: :data:`MARGIN_SHARE` of the headroom, for the runs still to come being
     slower than these); when that P95 is within :data:`CONFIRM_BAND` of the limit, the
     plan is measured again (up to ``batches`` calls of ``measure``) and judged on all its
@@ -182,9 +183,16 @@ def tune(
     tail = 1.0  # how much a rejected plan's P95 exceeded the corrected model's
     for n in range(rounds):
         if n:
-            planned = optimize(workflow, current, slo_s / tail, **kwargs)
-            sig = signature(planned.plan)
             best = _cheapest_accepted(trials.values())
+            if best is None:
+                planned = optimize(workflow, current, slo_s / tail, **kwargs)
+            else:
+                # a plan measured within the limit: the headroom was for the model's error
+                # on plans never run, which the corrections now carry; look for a cheaper
+                # plan right under the limit, which only its own runs can accept
+                probe = {**kwargs, "headroom": 0.0}
+                planned = optimize(workflow, current, limit / tail, **probe)
+            sig = signature(planned.plan)
             if sig in trials:
                 break  # the corrected model is back to a plan measured already
             if best is not None and planned.prediction.cost_usd >= best.cost_usd * (1 - MIN_GAIN):
