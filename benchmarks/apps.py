@@ -37,6 +37,7 @@ lower cost than User-Max, 61% lower P95 than User-Min). Saves a cost-vs-P95 plot
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -77,6 +78,7 @@ class Row:
     planner: str
     p95_s: float
     cost_per_1k: float
+    cost_se_per_1k: float  # standard error of that mean, over the runs
     slo_met: bool
     slo_planned_s: float  # the SLO WiseFuse planned for: from User-Max measured before
     met_planned: bool  # p95_s within slo_planned_s
@@ -231,6 +233,7 @@ def run_app(
                     planner=label,
                     p95_s=m.p95_s,
                     cost_per_1k=m.mean_cost_usd * 1000,
+                    cost_se_per_1k=_standard_error(m.cost_usd) * 1000,
                     slo_met=m.p95_s <= slo_s,
                     slo_planned_s=slo_planned[slo],
                     met_planned=m.p95_s <= slo_planned[slo],
@@ -245,6 +248,15 @@ def run_app(
                 )
             )
     return rows, seconds
+
+
+def _standard_error(values: list[float]) -> float:
+    """Of the mean of ``values`` (0 for fewer than two)."""
+    import statistics
+
+    if len(values) < 2:
+        return 0.0
+    return statistics.stdev(values) / math.sqrt(len(values))
 
 
 def host_drift(planned: dict[str, Any], measured: dict[str, Any], key_of: dict[str, str]) -> float:
@@ -267,8 +279,9 @@ class Verdict:
     app: str
     slo: str
     met: bool
-    cheapest: bool
-    cheaper: list[str]  # planners that met the SLO for less
+    cheapest: bool  # met, and no planner that met measured cheaper beyond the noise
+    cheaper: list[str]  # planners that met the SLO for less, beyond the cost's noise
+    ties: list[str]  # planners that met it for less, within the cost's noise
     cost_vs_user_max: float  # 1 - ours / user-max (cost saved)
     p95_vs_user_min: float  # 1 - ours / user-min (P95 saved)
     cost_vs_user_min: float  # ours / user-min - 1 (extra cost)
@@ -291,11 +304,15 @@ def verdicts(rows: list[Row], ours_name: str = "wisefuse", fixed: bool = False) 
         if ours_name not in by:
             continue
         ours = by[ours_name]
-        cheaper = [
-            r.planner
+        less = [
+            r
             for r in rs
             if not r.planner.startswith("wisefuse") and met(r) and r.cost_per_1k < ours.cost_per_1k
         ]
+        # a difference within twice its standard error is the runs' noise, not a cheaper plan
+        noise = {r.planner: 2 * math.hypot(r.cost_se_per_1k, ours.cost_se_per_1k) for r in less}
+        cheaper = [r.planner for r in less if ours.cost_per_1k - r.cost_per_1k > noise[r.planner]]
+        ties = [r.planner for r in less if r.planner not in cheaper]
         umax, umin = by.get("user-max"), by.get("user-min")
         out.append(
             Verdict(
@@ -304,6 +321,7 @@ def verdicts(rows: list[Row], ours_name: str = "wisefuse", fixed: bool = False) 
                 met=met(ours),
                 cheapest=met(ours) and not cheaper,
                 cheaper=cheaper,
+                ties=ties,
                 cost_vs_user_max=1 - ours.cost_per_1k / umax.cost_per_1k if umax else float("nan"),
                 p95_vs_user_min=1 - ours.p95_s / umin.p95_s if umin else float("nan"),
                 cost_vs_user_min=ours.cost_per_1k / umin.cost_per_1k - 1 if umin else float("nan"),
@@ -466,7 +484,8 @@ def main(argv: list[str] | None = None) -> int:
             [
                 [
                     v.app, v.slo, "yes" if v.met else "NO",
-                    "yes" if v.cheapest else ("NO: " + ", ".join(v.cheaper) if v.cheaper else "-"),
+                    ("yes" + (f" (tie: {', '.join(v.ties)})" if v.ties else "")) if v.cheapest
+                    else ("NO: " + ", ".join(v.cheaper) if v.cheaper else "-"),
                     f"{-v.cost_vs_user_max:+.0%}", f"{-v.p95_vs_user_min:+.0%}", f"{v.cost_vs_user_min:+.0%}",
                 ]
                 for v in found
@@ -494,7 +513,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     print()
     print(
-        f"WiseFuse met {met} of {len(found)} SLOs as measured, and was the cheapest planner that met it in {cheapest}."
+        f"WiseFuse met {met} of {len(found)} SLOs as measured, and was the cheapest planner that met it in {cheapest}"
+        f" ({sum(v.cheapest and not v.ties for v in found)} strictly; tie: another planner measured cheaper"
+        " by less than twice the standard error of the difference of the mean costs)."
     )
     first = verdicts(rows, "wisefuse-model")
     if first:
