@@ -9,9 +9,10 @@ For each example app (video analytics, ML pipeline, approximate SVD; their Airfl
    P95, in seconds; plan with every baseline (user-min, user-max, power-tuning, sonic,
    photons, faastlane) and with WiseFuse for each SLO (planning 15% under it, as
    ``wisefuse optimize`` does by default: ``--headroom``); WiseFuse then runs its plan
-   ``--feedback-runs`` times (again, up to 3 batches pooled, while its P95 is within 15%
-   of the limit), corrects the model with what each unit measured and plans again, up to
-   three plans per SLO, keeping the cheapest that measured 7.5% under the SLO
+   ``--feedback-runs`` times (again, up to 3 batches pooled, unless its P95 is 15% under
+   the limit or most runs are over it), corrects the model with what each unit measured
+   and plans again (once a plan is accepted, right under the limit), up to three plans
+   per SLO, keeping the cheapest that measured 7.5% under the SLO
    (``optimizer.feedback.tune``);
 3. execute each distinct plan 1 + ``--runs`` times on the local Lambda (the plans take
    turns run by run, so all see the same host; a baseline's plan does not depend on the
@@ -457,7 +458,8 @@ def main(argv: list[str] | None = None) -> int:
         f" {args.headroom:.0%} under each"
         + (
             f"; then correcting the model with {feedback_runs} runs of each plan it picks (up to"
-            f" {BATCHES} batches pooled while its P95 is within {CONFIRM_BAND:.0%} of the limit),"
+            f" {BATCHES} batches pooled unless its P95 is {CONFIRM_BAND:.0%} under the limit or"
+            " most runs over it),"
             f" up to {ROUNDS} plans per SLO, keeping the cheapest measured"
             f" {args.headroom * MARGIN_SHARE:.1%} under the SLO"
             if feedback_runs

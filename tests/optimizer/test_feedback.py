@@ -188,7 +188,7 @@ def test_tune_measures_once_when_the_model_is_right():
     assert tuned.planned.plan.units == optimize(wf, m, "2x", headroom=0.15).plan.units
     # run again only if its P95 came close to the limit (7.5% under the SLO)
     limit = tuned.planned.slo_s * (1 - 0.15 * MARGIN_SHARE)
-    batches = BATCHES if abs(tuned.chosen.p95_s / limit - 1) <= CONFIRM_BAND else 1
+    batches = BATCHES if tuned.chosen.p95_s > limit * (1 - CONFIRM_BAND) else 1
     assert len(measured) == batches and tuned.chosen.runs == batches * RUNS
 
 
@@ -221,9 +221,11 @@ def test_tune_tries_a_cheaper_plan_under_the_limit_once_one_is_accepted():
     assert kept.planned.plan.units == first.plan.units and kept.planned.meets_slo
 
 
-def test_tune_judges_a_close_plan_on_more_runs():
+@pytest.mark.parametrize("slow", [1.5, 3.0])
+def test_tune_judges_a_close_plan_on_more_runs(slow):
     """One slow run in a batch of 10 is that batch's P95; in 30 runs it is not. A plan
-    that measured over the limit on one batch and within on the pooled runs is kept."""
+    that measured over the limit on one batch and within on the pooled runs is kept,
+    however slow that run (3x: the batch's P95 far over the limit, its median under)."""
     wf = toy_workflow(n=4)
     m = model_for(wf, CPU)
     exact = measurer(Plant(m, lambda u: 1.0), wf, [])
@@ -233,7 +235,7 @@ def test_tune_judges_a_close_plan_on_more_runs():
         seen = exact(plan)
         calls.append(plan)
         if len(calls) == 1:
-            seen.e2e_s[-1] *= 1.5
+            seen.e2e_s[-1] *= slow
         return seen
 
     pooled = tune(wf, m, "2x", one_slow_run_first)
