@@ -517,9 +517,10 @@ def main(argv: list[str] | None = None) -> int:
                 x for x in rows if x.app == v.app and x.slo == v.slo and x.planner == "wisefuse"
             )
             print(
-                f"missed: {v.app} at {v.slo}: predicted P95 {r.predicted_p95_s:.3f} s, SLO "
-                f"{r.slo_s:.3f} s ({r.slo_planned_s:.3f} s when planned), measured {r.p95_s:.3f} s ({r.p95_s / r.predicted_p95_s - 1:+.0%} "
-                f"on the prediction; the baselines {r.host_drift:+.0%} on theirs); plan {r.plan}"
+                f"missed: {v.app} at {v.slo}: predicted P95 {r.predicted_p95_s:.3f} s, SLO"
+                f" {r.slo_s:.3f} s ({r.slo_planned_s:.3f} s when planned), measured"
+                f" {r.p95_s:.3f} s ({r.p95_s / r.predicted_p95_s - 1:+.0%} on the prediction;"
+                f" the baselines {r.host_drift:+.0%} on theirs); plan {r.plan}"
             )
         elif v.cheaper:
             print(cheaper_line(v, rows, args.headroom * MARGIN_SHARE))

@@ -40,11 +40,11 @@ another unit the profiles had mispredicted as well."""
 
 MARGIN_SHARE = 0.5
 """The acceptance margin, as a share of the headroom (7.5% under the SLO at 15%): what
-the runs to come may measure above these. In ``benchmarks/apps.py`` the same plan
-measured a median 8% slower in 30 runs a few minutes later than in its 10 feedback runs
-(-11% to +47% over 54 plans, the worst when the shared host got busier in between);
-planning 10% under the SLO and accepting 7.5% under missed 3 of 9 SLOs in such a run
-(docs/benchmarks.md)."""
+the runs to come may measure above these. In ``benchmarks/apps.py`` a plan judged on
+20-30 pooled runs measured a median 1.5% slower in the benchmark's 30 runs a few minutes
+later, 28 of 32 plans within 5%, the worst 12% (session 15); on 10 runs alone it had been
+a median 8% slower, up to 47% when the shared host got busier in between (session 14,
+docs/benchmarks.md)."""
 
 CONFIRM_BAND = 0.15
 """A plan is run another batch and judged on the pooled runs unless its P95 is this share
@@ -156,11 +156,11 @@ def tune(
     Each round plans with :func:`~wisefuse_plugins.optimizer.search.optimize` (``headroom``
     under the SLO; once a plan is accepted, right under the acceptance limit, as the
     corrected model is then tried against runs), runs the plan with ``measure`` and
-    corrects the model with every unit's measured time. A plan is accepted when its measured P95 is ``margin`` under the
-    SLO (default: :data:`MARGIN_SHARE` of the headroom, for the runs still to come being
-    slower than these); unless that P95 is clearly under the limit or most runs are over
-    it (:data:`CONFIRM_BAND`), the plan is measured again (up to ``batches`` calls of
-    ``measure``) and judged on all its runs.
+    corrects the model with every unit's measured time. A plan is accepted when its
+    measured P95 is ``margin`` under the SLO (default: :data:`MARGIN_SHARE` of the
+    headroom, for the runs still to come being slower than these); unless that P95 is
+    clearly under the limit or most runs are over it (:data:`CONFIRM_BAND`), the plan is
+    measured again (up to ``batches`` calls of ``measure``) and judged on all its runs.
     When a rejected plan's P95 measured above what the corrected model now predicts for
     it (the units' means are right, their tail is not), the next rounds plan that much
     further under the SLO. The rounds stop when the model picks a plan already measured,
