@@ -11,9 +11,8 @@ For each example app (video analytics, ML pipeline, approximate SVD; their Airfl
    ``wisefuse optimize`` does by default: ``--headroom``); WiseFuse then runs its plan
    ``--feedback-runs`` times (again, up to 3 batches pooled, unless its P95 is 15% under
    the limit or most runs are over it), corrects the model with what each unit measured
-   and plans again (once a plan is accepted, right under the limit), up to three plans
-   per SLO, keeping the cheapest that measured 7.5% under the SLO
-   (``optimizer.feedback.tune``);
+   and plans again, up to three plans per SLO, keeping the cheapest that measured 7.5%
+   under the SLO (``optimizer.feedback.tune``);
 3. execute each distinct plan 1 + ``--runs`` times on the local Lambda (the plans take
    turns run by run, so all see the same host; a baseline's plan does not depend on the
    SLO, so it runs once per app) and measure its P95 end-to-end latency

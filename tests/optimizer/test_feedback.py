@@ -192,33 +192,18 @@ def test_tune_measures_once_when_the_model_is_right():
     assert len(measured) == batches and tuned.chosen.runs == batches * RUNS
 
 
-def test_tune_tries_a_cheaper_plan_under_the_limit_once_one_is_accepted():
-    """At 2.5x the plan 15% under the SLO is dearer than one right under the acceptance
-    limit (7.5% under): with the model right, the probe finds it and its runs accept it."""
+def test_tune_keeps_the_headroom_after_a_plan_is_accepted():
+    """At 2.5x a plan right under the acceptance limit is 40% cheaper than the one 15%
+    under the SLO; tune does not go looking for it: such plans measured within the limit in
+    the feedback runs and over the SLO in the runs after (docs/optimizer.md)."""
     wf = toy_workflow(n=4)
     m = model_for(wf, CPU)
     first = optimize(wf, m, "2.5x", headroom=0.15)
     limit = first.slo_s * (1 - 0.15 * MARGIN_SHARE)
-    probe = optimize(wf, m, limit)
-    assert probe.prediction.cost_usd < first.prediction.cost_usd * 0.9  # the case's premise
-    assert probe.prediction.p95_s > first.slo_s * 0.85  # outside the headroom
-
+    assert optimize(wf, m, limit).prediction.cost_usd < first.prediction.cost_usd * 0.9
     measured: list[Plan] = []
     tuned = tune(wf, m, "2.5x", measurer(Plant(m, lambda u: 1.0), wf, measured))
-    assert [t.plan.units for t in tuned.trials[:2]] == [first.plan.units, probe.plan.units]
-    assert tuned.chosen.accepted and tuned.chosen.p95_s <= limit
-    assert tuned.planned.plan.units == probe.plan.units
-
-    # when the probe's runs measure it over the limit, the plan accepted first stays
-    def probes_run_slower(plan: Plan) -> Observed:
-        seen = measurer(Plant(m, lambda u: 1.0), wf, [])(plan)
-        if plan.units != first.plan.units:
-            seen.e2e_s = [x * 1.15 for x in seen.e2e_s]
-        return seen
-
-    kept = tune(wf, m, "2.5x", probes_run_slower)
-    assert not kept.trials[1].accepted
-    assert kept.planned.plan.units == first.plan.units and kept.planned.meets_slo
+    assert plans_measured(measured) == 1 and tuned.planned.plan.units == first.plan.units
 
 
 @pytest.mark.parametrize("slow", [1.5, 3.0])
