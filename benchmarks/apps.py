@@ -20,11 +20,12 @@ For each example app (video analytics, ML pipeline, approximate SVD; their Airfl
    These runs are new: the feedback rounds' runs are not reused. WiseFuse's model-only
    first plan is measured too (``wisefuse-model``).
 
-Every plan is judged against 1.5x, 2.5x and 5x User-Max's P95 *in these runs*: this
-shared host runs 10-40% slower or faster from one quarter of an hour to the next, which
-no plan can know of, and a multiple of User-Max measured alongside judges every plan by
-the same host (as on Lambda, where the host's speed does not drift). The verdicts
-against the SLOs fixed in seconds before planning are printed too.
+Every plan is judged against the SLOs in seconds fixed before planning, the same for
+every planner. This shared host sometimes runs every plan far slower than when it was
+profiled (a neighbour's load); an app whose baselines all measure more than
+``--max-drift`` (35%) off their predictions (median) is profiled and measured again
+(``--retries``), the disturbed attempt printed apart. The verdicts against 1.5x, 2.5x
+and 5x User-Max's P95 measured alongside, in the same turns, are printed too.
 
 Prints, per app and SLO, every planner's measured P95, cost per 1,000 runs and whether the
 SLO held; whether WiseFuse met every SLO and was the cheapest planner that did; and our
@@ -85,8 +86,8 @@ class Row:
     cost_per_1k: float
     cost_se_per_1k: float  # standard error of that mean, over the runs
     slo_met: bool
-    slo_planned_s: float  # the SLO WiseFuse planned for: from User-Max measured before
-    met_planned: bool  # p95_s within slo_planned_s
+    slo_alongside_s: float  # the multiple of User-Max's P95 in the same turns
+    met_alongside: bool  # p95_s within slo_alongside_s
     predicted_p95_s: float
     predicted_cost_per_1k: float
     p50_s: float
@@ -210,11 +211,13 @@ def run_app(
             print(f"  WARNING: the plan of {label} gave another result than the in-process run")
 
     alongside = measured[key_of["user-max"]].p95_s
-    judged = {slo: parse_slo(slo, alongside) for slo in slos}
+    slo_alongside = {slo: parse_slo(slo, alongside) for slo in slos}
     print(
         f"  User-Max P95: predicted {umax.prediction.p95_s:.3f} s, measured {before:.3f} s"
-        f" before planning, {alongside:.3f} s alongside ({alongside / before - 1:+.0%}): the"
-        " SLOs judged: " + ", ".join(f"{slo} = {v:.3f} s" for slo, v in judged.items()),
+        f" before planning (the SLOs), {alongside:.3f} s alongside"
+        f" ({alongside / before - 1:+.0%}: "
+        + ", ".join(f"{slo} = {v:.3f} s" for slo, v in slo_alongside.items())
+        + ")",
         flush=True,
     )
     drift = host_drift(planned, measured, key_of)
@@ -225,7 +228,7 @@ def run_app(
     )
     rows = []
     for slo in slos:
-        slo_s = judged[slo]
+        slo_s = slo_planned[slo]
         mine = [(model_only, ours[slo])] + ([("wisefuse", tuned[slo])] if tuned else [])
         for label, p in [*planned.items(), *mine]:
             key = key_of[label if not label.startswith("wisefuse") else f"{label}@{slo}"]
@@ -240,8 +243,8 @@ def run_app(
                     cost_per_1k=m.mean_cost_usd * 1000,
                     cost_se_per_1k=_standard_error(m.cost_usd) * 1000,
                     slo_met=m.p95_s <= slo_s,
-                    slo_planned_s=slo_planned[slo],
-                    met_planned=m.p95_s <= slo_planned[slo],
+                    slo_alongside_s=slo_alongside[slo],
+                    met_alongside=m.p95_s <= slo_alongside[slo],
                     predicted_p95_s=p.prediction.p95_s,
                     predicted_cost_per_1k=p.prediction.cost_usd * 1000,
                     p50_s=m.p50_s,
@@ -292,13 +295,15 @@ class Verdict:
     cost_vs_user_min: float  # ours / user-min - 1 (extra cost)
 
 
-def verdicts(rows: list[Row], ours_name: str = "wisefuse", fixed: bool = False) -> list[Verdict]:
+def verdicts(
+    rows: list[Row], ours_name: str = "wisefuse", alongside: bool = False
+) -> list[Verdict]:
     """Per app and SLO, how ``ours_name`` did against the baselines (not against the other
-    WiseFuse variant); against the SLOs judged (User-Max measured alongside), or with
-    ``fixed`` those fixed before planning."""
+    WiseFuse variant); against the SLOs fixed before planning, or with ``alongside`` the
+    multiples of User-Max's P95 measured in the same turns."""
 
     def met(r: Row) -> bool:
-        return r.met_planned if fixed else r.slo_met
+        return r.met_alongside if alongside else r.slo_met
 
     out = []
     groups: dict[tuple[str, str], list[Row]] = {}
@@ -479,8 +484,8 @@ def main(argv: list[str] | None = None) -> int:
             if feedback_runs
             else ""
         )
-        + f"); each distinct plan: 1 warm-up + {runs} runs; judged against the multiples"
-        " of User-Max's P95 in the same runs",
+        + f"); each distinct plan: 1 warm-up + {runs} runs; an app whose baselines measure"
+        f" more than {args.max_drift:.0%} off their predictions measured again",
         flush=True,
     )
     rows: list[Row] = []
@@ -546,7 +551,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(
                 f"missed: {v.app} at {v.slo}: predicted P95 {r.predicted_p95_s:.3f} s, SLO"
-                f" {r.slo_s:.3f} s ({r.slo_planned_s:.3f} s when planned), measured"
+                f" {r.slo_s:.3f} s ({r.slo_alongside_s:.3f} s from User-Max alongside), measured"
                 f" {r.p95_s:.3f} s ({r.p95_s / r.predicted_p95_s - 1:+.0%} on the prediction;"
                 f" the baselines {r.host_drift:+.0%} on theirs); plan {r.plan}"
             )
@@ -572,11 +577,11 @@ def main(argv: list[str] | None = None) -> int:
             f"its model's own plans (before feedback) met {sum(v.met for v in first)} of"
             f" {len(first)}, the cheapest planner that met it in {sum(v.cheapest for v in first)}."
         )
-    fixed = verdicts(rows, fixed=True)
+    beside = verdicts(rows, alongside=True)
     print(
-        f"against the SLOs fixed before planning (User-Max as measured then), WiseFuse met"
-        f" {sum(v.met for v in fixed)} of {len(fixed)}, the cheapest planner that met it in"
-        f" {sum(v.cheapest for v in fixed)}."
+        f"against 1.5x, 2.5x and 5x User-Max's P95 measured alongside, WiseFuse met"
+        f" {sum(v.met for v in beside)} of {len(beside)}, the cheapest planner that met it in"
+        f" {sum(v.cheapest for v in beside)}."
     )
     print(
         "cost lower than User-Max by up to: "
@@ -616,7 +621,7 @@ def main(argv: list[str] | None = None) -> int:
             "details": [asdict(r) for r in rows],
             "verdicts": [asdict(v) for v in found],
             "verdicts_model_only": [asdict(v) for v in first],
-            "verdicts_fixed_slo": [asdict(v) for v in fixed],
+            "verdicts_alongside": [asdict(v) for v in beside],
             "disturbed": [asdict(r) for r in disturbed],
             "verdicts_disturbed": [asdict(v) for v in verdicts(disturbed)],
             "max_drift": args.max_drift,

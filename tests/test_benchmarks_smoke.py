@@ -58,9 +58,9 @@ def test_apps_quick(tmp_path):
     planners = {r["planner"] for r in rows}
     assert {"wisefuse", "wisefuse-model", "user-min", "user-max"} <= planners
     assert "feedback at 1.5x:" in stdout  # the feedback rounds ran, and said what they measured
-    # the SLOs: multiples of User-Max's P95 measured before planning, and alongside
+    # the SLOs: multiples of User-Max's P95 measured before planning (and alongside)
     assert "User-Max measured before planning" in stdout and "alongside" in stdout
-    assert len(figures["verdicts_fixed_slo"]) == len(figures["verdicts"]) == 3
+    assert len(figures["verdicts_alongside"]) == len(figures["verdicts"]) == 3
     assert {r["slo"] for r in rows} == {"1.5x", "2.5x", "5x"}
     for r in rows:
         assert set(r) == {"app", "slo", "planner", "p95_s", "cost_per_1k", "slo_met"}
