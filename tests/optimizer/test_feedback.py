@@ -34,7 +34,7 @@ class Plant(Model):
         super().__init__(model.profiles, model.platform, draws=model.draws)
         self.slowdown = slowdown
 
-    def correction(self, unit: Unit) -> float:
+    def correction(self, unit: Unit, workflow=None) -> float:
         return self.slowdown(unit)
 
 
@@ -89,22 +89,28 @@ def test_correction_scales_a_unit_at_the_nearest_measured_memory():
         base, got = m.invocation(wf, unit), c.invocation(wf, unit)
         assert got.warm_ms == pytest.approx(base.warm_ms * factor)
         assert c.unit_cost(wf, unit) > m.unit_cost(wf, unit) if factor > 1 else True
-    # composite units never measured: their stages' factors (here the geometric mean of
-    # 1.5 and 0.8 for both square and middle), weighted by the stages' predicted times
-    stage_factor = (1.5 * 0.8) ** 0.5
+    # composite units never measured: their stages' factors from measured units of the
+    # same kind, weighted by the stages' predicted times. At 1024 MB the bundle of 2 runs
+    # on one thread, at 3008 MB on two (Model.threaded): 1.5 for units on one thread, 0.8
+    # for units running instances on several threads
+    assert not m.threaded(wf, ["square", "middle"], 2, 1024)
+    assert m.threaded(wf, ["square", "middle"], 2, 3008)
     other = Unit(id="u", stages=["square", "middle"], memory_mb=1024, bundle_size=1)
-    assert c.correction(other) == pytest.approx(stage_factor)
+    assert c.correction(other, wf) == pytest.approx(1.5)
     bundled = Unit(id="u", stages=["square"], memory_mb=512, bundle_size=2)
-    assert c.correction(bundled) == pytest.approx(stage_factor)
+    assert c.correction(bundled, wf) == pytest.approx(1.5)
+    threaded = Unit(id="u", stages=["square"], memory_mb=3008, bundle_size=3)
+    assert m.threaded(wf, threaded.stages, 3, 3008)
+    assert c.correction(threaded, wf) == pytest.approx(0.8)
     # a stage alone keeps its profile's prediction: the profiles measured exactly that
-    assert c.correction(Unit(id="u", stages=["square"], memory_mb=512)) == 1.0
+    assert c.correction(Unit(id="u", stages=["square"], memory_mb=512), wf) == 1.0
     # a stage in no measured composite unit counts as predicted and dilutes the factor
-    mixed = c.correction(Unit(id="u", stages=["make", "square"], memory_mb=1024))
-    assert 1.0 < mixed < stage_factor
+    mixed = c.correction(Unit(id="u", stages=["make", "square"], memory_mb=1024), wf)
+    assert 1.0 < mixed < 1.5
     # nor does a stage measured alone lend its factor to composite units
     alone = m.corrected({(("make",), 1, "x86_64"): {1024: 2.0}})
-    assert alone.correction(Unit(id="u", stages=["make"], memory_mb=3008)) == 2.0
-    assert alone.correction(Unit(id="u", stages=["make", "square"], memory_mb=1024)) == 1.0
+    assert alone.correction(Unit(id="u", stages=["make"], memory_mb=3008), wf) == 2.0
+    assert alone.correction(Unit(id="u", stages=["make", "square"], memory_mb=1024), wf) == 1.0
 
 
 def test_unit_corrections_recover_the_plants_factors():

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -139,7 +140,7 @@ class Model:
     ) -> None:
         self.profiles = profiles
         self.corrections: Corrections = dict(corrections or {})
-        self._by_stage: dict[str, float] | None = None
+        self._by_stage: dict[int, dict[tuple[str, bool], float]] = {}
         self.platform = platform or Platform()
         self.pricing = pricing
         self.draws = draws
@@ -184,14 +185,18 @@ class Model:
         other._cpu_means = self._cpu_means
         return other
 
-    def correction(self, unit: Unit) -> float:
+    def correction(self, unit: Unit, workflow: Workflow) -> float:
         """The factor measured runs give this unit's invocation time (:mod:`.correct`).
 
         A unit of the same stages, bundle size and architecture was measured: its factor
         at the nearest memory measured. Else a stage alone keeps its profile's prediction
         (the profiles measured exactly that), and a unit of several stages or instances
         takes the factors its stages had in measured units of several stages or
-        instances, weighted by the stages' predicted time (1.0 for a stage in none).
+        instances *of the same kind* (:meth:`threaded` or not), weighted by the stages'
+        predicted time (1.0 for a stage in none). Threads sharing a few cores are where
+        the model is least sure (svd's whole DAG, four threads on two cores, measured
+        15-30% over its prediction run after run, while its fused stages on one thread
+        measured as predicted): their excess says nothing of units without them.
         """
         if not self.corrections:
             return 1.0
@@ -201,29 +206,54 @@ class Model:
             return found[near]
         if len(unit.stages) == 1 and unit.bundle_size == 1:
             return 1.0
-        by_stage = self._stage_factors()
-        if not any(sid in by_stage for sid in unit.stages):
+        kind = self.threaded(workflow, unit.stages, unit.bundle_size, unit.memory_mb)
+        by_stage = self._stage_factors(workflow)
+        if not any((sid, kind) in by_stage for sid in unit.stages):
             return 1.0
         weighted = total = 0.0
         for sid in unit.stages:  # a stage never measured counts as predicted (1.0)
             w = float(self.stage_duration_ms(sid, unit.memory_mb, unit.arch).mean())
-            weighted += w * by_stage.get(sid, 1.0)
+            weighted += w * by_stage.get((sid, kind), 1.0)
             total += w
         return weighted / total if total > 0 else 1.0
 
-    def _stage_factors(self) -> dict[str, float]:
-        """Per stage, the geometric mean of the factors of the measured units of several
-        stages or instances that hold it."""
-        if self._by_stage is None:
-            logs: dict[str, list[float]] = {}
+    def threaded(
+        self, workflow: Workflow, stages: Sequence[str], bundle_size: int, memory_mb: int
+    ) -> bool:
+        """Whether a unit runs instances of a mapped stage at once on two threads or more."""
+        return bool(self._together(workflow, stages, bundle_size, memory_mb))
+
+    def _together(
+        self, workflow: Workflow, stages: Sequence[str], bundle_size: int, memory_mb: int
+    ) -> list[tuple[str, int]]:
+        """The unit's mapped stages whose instances run at once on two threads or more,
+        with how many run together."""
+        if bundle_threads(memory_mb) < 2:
+            return []
+        order, bundled = self._layout(workflow, tuple(stages))
+        found = []
+        for sid in order:
+            stage = workflow.stage(sid)
+            together = min(bundle_size, stage.parallelism) if bundled else stage.parallelism
+            if stage.mapped and together >= 2:
+                found.append((sid, together))
+        return found
+
+    def _stage_factors(self, workflow: Workflow) -> dict[tuple[str, bool], float]:
+        """Per stage and kind of unit (:meth:`threaded`), the geometric mean of the factors
+        of the measured units of several stages or instances that hold it."""
+        key = id(workflow)
+        if key not in self._by_stage:
+            logs: dict[tuple[str, bool], list[float]] = {}
             for (stages, bundle, _), by_memory in self.corrections.items():
                 if len(stages) == 1 and bundle == 1:
                     continue  # a stage alone says nothing of how it composes
-                for factor in by_memory.values():
+                for memory, factor in by_memory.items():
+                    kind = self.threaded(workflow, stages, bundle, memory)
                     for sid in stages:
-                        logs.setdefault(sid, []).append(math.log(factor))
-            self._by_stage = {sid: math.exp(sum(v) / len(v)) for sid, v in logs.items()}
-        return self._by_stage
+                        logs.setdefault((sid, kind), []).append(math.log(factor))
+            self._by_stage[key] = {k: math.exp(sum(v) / len(v)) for k, v in logs.items()}
+        return self._by_stage[key]
 
     # -- stages -------------------------------------------------------------------------
 
@@ -403,17 +433,14 @@ class Model:
         planner leaves these units out. On one thread the instances run one after the
         other, as predicted.
         """
-        if bundle_threads(unit.memory_mb) < 2 or not any(map(self._fights, unit.stages)):
+        if not any(map(self._fights, unit.stages)):
             return False
-        order, bundled = self._layout(workflow, tuple(unit.stages))
-        for sid in order:
-            stage = workflow.stage(sid)
-            together = min(unit.bundle_size, stage.parallelism) if bundled else stage.parallelism
-            if together >= 2 and stage.mapped:
-                phi = self.parallel_fraction(sid, setting_cores(unit.memory_mb, together))
-                if phi < 0:
-                    return True
-        return False
+        return any(
+            self.parallel_fraction(sid, setting_cores(unit.memory_mb, together)) < 0
+            for sid, together in self._together(
+                workflow, unit.stages, unit.bundle_size, unit.memory_mb
+            )
+        )
 
     def _fights(self, sid: str) -> bool:
         """Whether ``sid``'s parallel fraction is below 0 at some core count."""
@@ -631,7 +658,7 @@ class Model:
             total += draws
             gets += job_gets * jobs
             puts += job_puts * jobs
-        factor = self.correction(unit)
+        factor = self.correction(unit, workflow)
         if factor != 1.0:
             total = total * factor
         init = max((self.profiles[s].init_ms for s in unit.stages), default=0.0)
