@@ -8,7 +8,8 @@ off for that unit, in the same direction run after run. Measured runs of the pla
 each unit's mean invocation time; over the profiles' prediction it is the unit's
 *correction*, which :class:`~wisefuse_plugins.model.predict.Model` applies to the same
 stages, bundle size and architecture at the nearest memory measured, and, weighted by
-stage, to other units of several stages or instances holding its stages
+stage, to other units of several stages or instances of the same kind (instances on
+several threads or not) holding its stages
 (:meth:`~wisefuse_plugins.model.predict.Model.correction`). A stage alone keeps its
 profile: the profiles measured exactly that.
 
