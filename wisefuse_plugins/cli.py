@@ -461,7 +461,7 @@ def _tuned(workflow, model, slo: str, headroom: float, runs: int):
         ):
             tuned = tune(workflow, model, slo, run, headroom=headroom)
     for n, t in enumerate(tuned.trials, 1):
-        verdict = "[green]within[/]" if t.accepted else "[red]over[/]"
+        verdict = f"[green]{t.verdict}[/]" if t.accepted else f"[red]{t.verdict}[/]"
         console.print(
             f"feedback {n}: {escape(plan_line(t.plan))} P95 predicted {t.predicted_p95_s:.3f} s, measured"
             f" {t.p95_s:.3f} s in {t.runs} runs ({verdict}); cost / 1k runs {t.cost_usd * 1000:.4f} USD",

@@ -222,10 +222,11 @@ def _run(
                 tuned = tune(workflow, model, slo_of[slo], check, headroom=SLO_HEADROOM)
                 ours = tuned.planned
                 for n, t in enumerate(tuned.trials, 1):
+                    bar = SLO_HEADROOM if t.probe else SLO_HEADROOM * MARGIN_SHARE
                     console.print(
                         f"  {slo}, plan {n}: P95 predicted {t.predicted_p95_s:.2f} s, measured"
                         f" {t.p95_s:.2f} s in {t.runs} runs ({'within' if t.accepted else 'over'} the SLO"
-                        f" less {SLO_HEADROOM * MARGIN_SHARE:.1%})",
+                        f" less {bar:.1%}{', a probe' if t.probe else ''})",
                         highlight=False,
                     )
             else:
