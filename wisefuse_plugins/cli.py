@@ -363,7 +363,8 @@ def optimize(
             min=0,
             help="Run the chosen plan this many times on the local Lambda (after a warm-up),"
             " correct the model with each unit's measured time and plan again, up to 3 plans;"
-            " keep the cheapest that measured within the SLO. 0: the model's plan only.",
+            " keep the cheapest that measured within the SLO (a relative SLO is then of"
+            " User-Max's measured P95). 0: the model's plan only.",
         ),
     ] = 0,
 ) -> None:
@@ -438,6 +439,8 @@ def _tuned(workflow, model, slo: str, headroom: float, runs: int):
     import tempfile
 
     from wisefuse_plugins.optimizer.feedback import ROUNDS, tune
+    from wisefuse_plugins.optimizer.search import baseline
+    from wisefuse_plugins.optimizer.space import parse_slo
     from wisefuse_plugins.render import plan_line
     from wisefuse_plugins.runtime.backends.local import LocalLambda
     from wisefuse_plugins.runtime.backends.units import LocalUnits, preload_for
@@ -456,6 +459,19 @@ def _tuned(workflow, model, slo: str, headroom: float, runs: int):
                 max_concurrency=concurrency_for(plan, lam.host.cores),
             )  # fmt: skip
 
+        if str(slo).strip().lower().endswith("x"):
+            # plans are judged by runs, so the SLO is a multiple of what User-Max *ran*,
+            # as a user sets it, not of the model's prediction for it
+            umax = baseline(workflow, model, "user-max")
+            with console.status(f"running User-Max's plan 1 + {runs} times"):
+                ref = run(umax.plan).p95_s
+            seconds = parse_slo(slo, ref)
+            console.print(
+                f"User-Max measured P95 {_seconds(ref)} s in {runs} runs (predicted"
+                f" {_seconds(umax.prediction.p95_s)} s): SLO {slo} = {_seconds(seconds)} s",
+                highlight=False,
+            )
+            slo = seconds
         with console.status(
             f"planning, then running each plan 1 + {runs} times (<= {ROUNDS} plans)"
         ):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from wisefuse_plugins.ir import load
 from wisefuse_plugins.optimizer.plan import check_plan, load_plan
@@ -88,6 +91,14 @@ def test_profile_then_optimize_writes_a_valid_plan_and_plot(tmp_path):
     plan = load_plan(tmp_path / "tuned.json")
     check_plan(plan, load_workflow(TOY))
     assert 1 <= plan.meta["feedback_rounds"] <= 3 and plan.meta["measured_p95_s"] > 0
+    # the relative SLO is of User-Max's P95 as run, not as predicted
+    found = re.search(
+        r"User-Max measured P95 ([0-9.]+) s in 2 runs .*: SLO 2x = ([0-9.]+) s", tuned.stdout
+    )
+    assert found, tuned.stdout
+    ref, slo_s = map(float, found.groups())
+    assert slo_s == pytest.approx(2 * ref, rel=0.02, abs=0.002)
+    assert plan.meta["slo_s"] == pytest.approx(slo_s, rel=0.02, abs=0.002)
 
 
 def test_optimize_without_profiles_is_one_clear_error(tmp_path):
