@@ -31,6 +31,7 @@ from wisefuse_plugins.runtime.backends.local import (
     TooManyRequests,
     host_info,
 )
+from wisefuse_plugins.runtime.lambda_report import parse_report_line
 
 HOST = host_info()
 needs_cpu_cgroup = pytest.mark.skipif(
@@ -142,6 +143,13 @@ def test_cold_then_warm(ll: LocalLambda, code_dir: str) -> None:
     assert first.clock in ("cgroup", "cpu-clock") and first.memory_mode in ("cgroup", "rlimit")
     assert 0 < first.max_memory_used_mb < 100
     assert "Init Duration" in first.report_line() and "Init Duration" not in second.report_line()
+    # the REPORT line reads back as Lambda's would (runtime.lambda_report)
+    for inv in (first, second):
+        r = parse_report_line(inv.report_line())
+        assert (r.request_id, r.memory_mb, r.billed_ms) == (
+            inv.request_id, 1769, inv.billed_duration_ms,
+        )  # fmt: skip
+        assert r.duration_ms == pytest.approx(inv.duration_ms, abs=0.01) and r.cold == inv.cold
 
 
 def test_keep_alive_expiry_makes_it_cold_again(code_dir: str) -> None:

@@ -18,8 +18,6 @@ older runs). Airflow and Prefect are imported inside the functions that need the
 
 from __future__ import annotations
 
-import json
-import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +27,7 @@ from typing import Any
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir import Stage, Workflow
 from wisefuse_plugins.profiles.archive import OPAQUE_HASH, Archive, Sample
+from wisefuse_plugins.runtime.lambda_report import Report, parse_report_line
 
 
 class HistoryError(WiseFuseError):
@@ -60,77 +59,29 @@ def _record(archive: Archive, samples: list[Sample], unmatched: Counter[str]) ->
 
 # =========================================================================== Lambda REPORT
 
-_FIELD = re.compile(
-    r"(RequestId|Billed Restore Duration|Restore Duration|Billed Duration|Init Duration"
-    r"|Max Memory Used|Memory Size|Duration):\s*([0-9A-Za-z.\-]+)"
-)
-_JSON_METRICS = {
-    "durationMs": "Duration",
-    "billedDurationMs": "Billed Duration",
-    "memorySizeMB": "Memory Size",
-    "maxMemoryUsedMB": "Max Memory Used",
-    "initDurationMs": "Init Duration",
-    "restoreDurationMs": "Restore Duration",
-}
+ReportLine = Report  # one REPORT line (runtime.lambda_report), by its older name here
 
 
-@dataclass(frozen=True)
-class ReportLine:
-    """One Lambda ``REPORT`` line (text or JSON log format)."""
-
-    request_id: str
-    duration_ms: float
-    billed_ms: int
-    memory_mb: int
-    max_memory_mb: int
-    init_ms: float | None = None  # present on cold starts only
-
-    @property
-    def cold(self) -> bool:
-        return self.init_ms is not None
-
-
-def parse_report(line: str) -> ReportLine | None:
+def parse_report(line: str) -> Report | None:
     """Parse a ``REPORT RequestId: ...`` line; None for any other log line.
 
     Accepts the text format (tab- or space-separated fields, with or without a CloudWatch
     timestamp in front) and the JSON log format (``{"type": "platform.report", ...}``).
-    Raises ValueError for a REPORT line that lacks a required field.
+    Raises ValueError for a REPORT line that lacks a field a sample needs (the request id
+    and the peak memory, besides what was billed).
     """
-    text = line.strip()
-    fields: dict[str, str] = {}
-    if text.startswith("{"):
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError:
-            return None
-        if not isinstance(doc, dict) or doc.get("type") != "platform.report":
-            return None
-        record = doc.get("record") or {}
-        fields["RequestId"] = str(record.get("requestId", ""))
-        for key, name in _JSON_METRICS.items():
-            if key in (record.get("metrics") or {}):
-                fields[name] = str(record["metrics"][key])
-    elif "REPORT RequestId" in text:
-        fields = dict(_FIELD.findall(text[text.index("REPORT RequestId") :]))
-    else:
-        return None
-    missing = [
-        k
-        for k in ("RequestId", "Duration", "Billed Duration", "Memory Size", "Max Memory Used")
-        if k not in fields
-    ]
-    if missing:
-        raise ValueError(f"REPORT line without {', '.join(missing)}: {text[:200]!r}")
-    init = fields.get("Init Duration")
-    return ReportLine(
-        request_id=fields["RequestId"],
-        duration_ms=float(fields["Duration"]),
-        billed_ms=round(float(fields["Billed Duration"])),
-        memory_mb=int(float(fields["Memory Size"])),
-        max_memory_mb=int(float(fields["Max Memory Used"])),
-        init_ms=float(init) if init is not None else None,
-    )
+    found = parse_report_line(line)
+    if found is not None and (found.request_id is None or found.max_memory_mb is None):
+        missing = [
+            name
+            for name, value in (
+                ("RequestId", found.request_id),
+                ("Max Memory Used", found.max_memory_mb),
+            )
+            if value is None
+        ]
+        raise ValueError(f"REPORT line without {', '.join(missing)}: {line.strip()[:200]!r}")
+    return found
 
 
 def parse_reports(lines: str | Iterable[str]) -> list[ReportLine]:

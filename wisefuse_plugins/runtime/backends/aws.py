@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import json
 import random
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from wisefuse_plugins.model.limits import MAX_SYNC_REQUEST_BYTES, MAX_TIMEOUT_S
 from wisefuse_plugins.optimizer.plan import Unit
 from wisefuse_plugins.runtime.executor import Invoked
 from wisefuse_plugins.runtime.handler import ENV_ROOT, ENV_SPEC, ENV_STORE
+from wisefuse_plugins.runtime.lambda_report import Report, parse_report_line
 from wisefuse_plugins.runtime.packaging import (
     HANDLER,
     RUNTIME,
@@ -54,14 +54,6 @@ THROTTLE_CODES = frozenset(
 #: How long a synchronous invoke may take: the longest function plus a margin.
 READ_TIMEOUT_S = int(MAX_TIMEOUT_S) + 30
 
-_REPORT_FIELDS = {
-    "duration_ms": r"Duration: ([\d.]+) ms",
-    "billed_ms": r"Billed Duration: ([\d.]+) ms",
-    "memory_mb": r"Memory Size: (\d+) MB",
-    "max_memory_mb": r"Max Memory Used: (\d+) MB",
-    "init_ms": r"Init Duration: ([\d.]+) ms",
-}
-
 
 class AwsError(WiseFuseError):
     """An AWS call failed; ``code`` is AWS's error code (empty for client-side errors)."""
@@ -75,50 +67,21 @@ class EventTooLarge(WiseFuseError):
     """An invocation event over Lambda's synchronous payload limit."""
 
 
-@dataclass(frozen=True)
-class Report:
-    """Lambda's ``REPORT`` log line, the source of truth for billing."""
-
-    request_id: str | None
-    duration_ms: float
-    billed_ms: float
-    memory_mb: int
-    max_memory_mb: float
-    init_ms: float | None = None
-    status: str | None = None  # "timeout", "error" when the platform says so
-
-
 def parse_report(log: str) -> Report | None:
-    """The last ``REPORT`` line of a log tail, or None if there is none.
+    """The last ``REPORT`` line of a log tail, or None if there is none (or it is cut short).
 
-    >>> r = parse_report("REPORT RequestId: 1\\tDuration: 2.5 ms\\tBilled Duration: 3 ms\\t"
-    ...                  "Memory Size: 128 MB\\tMax Memory Used: 40 MB\\tInit Duration: 99.1 ms")
-    >>> (r.billed_ms, r.memory_mb, r.init_ms)
-    (3.0, 128, 99.1)
+    >>> r = parse_report("START RequestId: 1\\nREPORT RequestId: 1\\tDuration: 2.5 ms\\t"
+    ...                  "Billed Duration: 3 ms\\tMemory Size: 128 MB\\tMax Memory Used: 40 MB")
+    >>> (r.billed_ms, r.memory_mb, r.cold)
+    (3.0, 128, False)
     """
     lines = [ln for ln in log.splitlines() if ln.startswith("REPORT ")]
     if not lines:
         return None
-    line = lines[-1]
-    found: dict[str, float] = {}
-    for name, pattern in _REPORT_FIELDS.items():
-        # "Duration:" also matches inside "Billed Duration:" / "Init Duration:": anchor on a tab
-        m = re.search(r"(?:^|\t)" + pattern if name == "duration_ms" else pattern, line)
-        if m:
-            found[name] = float(m.group(1))
-    if not {"duration_ms", "billed_ms", "memory_mb"} <= found.keys():
+    try:
+        return parse_report_line(lines[-1])
+    except ValueError:
         return None
-    rid = re.search(r"RequestId: (\S+)", line)
-    status = re.search(r"Status: (\w+)", line)
-    return Report(
-        request_id=rid.group(1) if rid else None,
-        duration_ms=found["duration_ms"],
-        billed_ms=found["billed_ms"],
-        memory_mb=int(found["memory_mb"]),
-        max_memory_mb=found.get("max_memory_mb", 0.0),
-        init_ms=found.get("init_ms"),
-        status=status.group(1) if status else None,
-    )
 
 
 def function_name(prefix: str, unit_id: str) -> str:
@@ -503,6 +466,6 @@ def read_invoke_response(response: Mapping[str, Any], *, function: str, arch: st
         invoked.billed_ms = report.billed_ms
         invoked.init_ms = report.init_ms or 0.0
         invoked.cold = report.init_ms is not None
-        invoked.max_memory_mb = report.max_memory_mb
+        invoked.max_memory_mb = report.max_memory_mb or 0.0
         invoked.cost_usd = lambda_cost(report.billed_ms, report.memory_mb, arch)
     return invoked
