@@ -440,7 +440,7 @@ def _tuned(workflow, model, slo: str, headroom: float, runs: int):
 
     from wisefuse_plugins.optimizer.feedback import ROUNDS, tune
     from wisefuse_plugins.optimizer.search import baseline
-    from wisefuse_plugins.optimizer.space import parse_slo
+    from wisefuse_plugins.optimizer.space import is_relative, parse_slo
     from wisefuse_plugins.render import plan_line
     from wisefuse_plugins.runtime.backends.local import LocalLambda
     from wisefuse_plugins.runtime.backends.units import LocalUnits, preload_for
@@ -459,7 +459,7 @@ def _tuned(workflow, model, slo: str, headroom: float, runs: int):
                 max_concurrency=concurrency_for(plan, lam.host.cores),
             )  # fmt: skip
 
-        if str(slo).strip().lower().endswith("x"):
+        if is_relative(slo):
             # plans are judged by runs, so the SLO is a multiple of what User-Max *ran*,
             # as a user sets it, not of the model's prediction for it
             umax = baseline(workflow, model, "user-max")

@@ -19,7 +19,7 @@ from wisefuse_plugins.optimizer.oracle import oracle
 from wisefuse_plugins.optimizer.passes import PASSES
 from wisefuse_plugins.optimizer.passes.memory import SMALL_UNITS, claw_back, meet
 from wisefuse_plugins.optimizer.plan import Plan, Unit
-from wisefuse_plugins.optimizer.space import MEMORY_GRID, Space, parse_slo, signature
+from wisefuse_plugins.optimizer.space import MEMORY_GRID, Space, is_relative, parse_slo, signature
 from wisefuse_plugins.optimizer.state import State
 
 log = logging.getLogger(__name__)
@@ -61,11 +61,7 @@ def _space(
         memory_grid=tuple(memory_grid) if memory_grid else MEMORY_GRID,
         profiled_floor=profiled_floor,
     )
-    ref = (
-        space.score(user_max(space)).p95_s
-        if isinstance(slo, str) and slo.strip().lower().endswith("x")
-        else None
-    )
+    ref = space.score(user_max(space)).p95_s if is_relative(slo) else None
     space.slo_s = parse_slo(slo, ref)
     return space
 

@@ -51,6 +51,11 @@ class SLOError(WiseFuseError):
     """An SLO that cannot be parsed."""
 
 
+def is_relative(slo: float | str) -> bool:
+    """Whether ``slo`` is a multiple of User-Max's P95 (``"1.5x"``), not seconds."""
+    return isinstance(slo, str) and slo.strip().lower().endswith("x")
+
+
 def parse_slo(slo: float | str, user_max_p95_s: float | None = None) -> float:
     """Seconds from ``12.5``, ``"12.5s"`` or ``"1.5x"`` (a multiple of User-Max P95)."""
     if isinstance(slo, int | float) and not isinstance(slo, bool):
@@ -58,7 +63,7 @@ def parse_slo(slo: float | str, user_max_p95_s: float | None = None) -> float:
     else:
         text = str(slo).strip().lower()
         try:
-            if text.endswith("x"):
+            if is_relative(text):
                 if user_max_p95_s is None:
                     raise SLOError("a relative SLO needs the User-Max P95")
                 value = float(text[:-1]) * user_max_p95_s
