@@ -397,10 +397,29 @@ def optimize(
     with open_archive(db) as archive:
         profiles = archive.profiles_for(workflow, backend=backend)
         platform = archive.load_platform(backend) or Platform()
+        learned = archive.corrections_for(workflow, backend=backend)
     model = Model(profiles, platform)
+    if learned:  # earlier --feedback runs of this code, against these profiles
+        model = model.corrected(learned)
+        console.print(
+            f"the model takes the measured times of {len(learned)} units from earlier --feedback"
+            " runs (profiling the workflow again drops them)",
+            highlight=False,
+        )
     with _silenced(plan_for.__module__):  # its "no plan meets the SLO" is printed below
         if feedback:
             planned, model = _tuned(workflow, model, slo, headroom, feedback)
+            new = {
+                key: changed
+                for key, by_memory in model.corrections.items()
+                if (
+                    changed := {
+                        m: f for m, f in by_memory.items() if learned.get(key, {}).get(m) != f
+                    }
+                )
+            }
+            with open_archive(db) as archive:
+                archive.save_corrections(workflow, new, backend=backend)
         else:
             planned = plan_for(workflow, model, slo, headroom=headroom)
     compare = [baseline(workflow, model, name, planned.slo_s) for name in ("user-min", "user-max")]
@@ -444,10 +463,10 @@ def _tuned(workflow, model, slo: str, headroom: float, runs: int):
     from wisefuse_plugins.render import plan_line
     from wisefuse_plugins.runtime.backends.local import LocalLambda
     from wisefuse_plugins.runtime.backends.units import LocalUnits, preload_for
-    from wisefuse_plugins.runtime.measure import concurrency_for, measure
+    from wisefuse_plugins.runtime.measure import WARM_WORKERS, concurrency_for, measure
     from wisefuse_plugins.runtime.store import LocalStore
 
-    lam_ctx = LocalLambda(preload=preload_for(workflow))
+    lam_ctx = LocalLambda(preload=preload_for(workflow), concurrency_limit=WARM_WORKERS)
     with tempfile.TemporaryDirectory(prefix="wisefuse-feedback-") as tmp, lam_ctx as lam:
         store = LocalStore(Path(tmp) / "store")
         units = LocalUnits(lam, store.url, Path(workflow.source.root), timeout_s=900)
@@ -513,7 +532,7 @@ def report(
     from wisefuse_plugins.report import Report, write
     from wisefuse_plugins.runtime.backends.local import LocalLambda
     from wisefuse_plugins.runtime.backends.units import LocalUnits, preload_for
-    from wisefuse_plugins.runtime.measure import measure
+    from wisefuse_plugins.runtime.measure import WARM_WORKERS, measure
     from wisefuse_plugins.runtime.store import LocalStore
     from wisefuse_plugins.targets import load_workflow
 
@@ -533,7 +552,7 @@ def report(
     with open_archive(db) as archive:
         model = Model(archive.profiles_for(workflow), archive.load_platform("local") or Platform())
     prediction = model.predict(workflow, plan)
-    lam_ctx = LocalLambda(preload=preload_for(workflow))
+    lam_ctx = LocalLambda(preload=preload_for(workflow), concurrency_limit=WARM_WORKERS)
     with tempfile.TemporaryDirectory(prefix="wisefuse-report-") as tmp, lam_ctx as lam:
         store = LocalStore(Path(tmp) / "store")
         units = LocalUnits(lam, store.url, Path(workflow.source.root), timeout_s=900)

@@ -160,7 +160,7 @@ def _run(
     from wisefuse_plugins.runtime import store as st
     from wisefuse_plugins.runtime.backends.local import LocalLambda
     from wisefuse_plugins.runtime.backends.units import LocalUnits, preload_for
-    from wisefuse_plugins.runtime.measure import concurrency_for, measure
+    from wisefuse_plugins.runtime.measure import WARM_WORKERS, concurrency_for, measure
     from wisefuse_plugins.runtime.observe import observe
 
     result = DemoResult()
@@ -177,11 +177,10 @@ def _run(
     store = st.LocalStore(home / "store")
     archive = open_archive()
     code_root = Path(workflow.source.root)
-    # workers alive at once: with 16, User-Min's plan (13 instances in flight per mapped
-    # stage at 256 MB on 2 cores, two mapped stages) evicted its own warm workers and paid
-    # 4 cold starts per measured run, which Lambda's warm pool would not; an idle worker
-    # holds about 31 MB (runtime/backends/local.py), 48 of them 1.5 GB
-    with LocalLambda(keep_alive_s=900, concurrency_limit=48, preload=preload_for(workflow)) as lam:
+    lam_ctx = LocalLambda(
+        keep_alive_s=900, concurrency_limit=WARM_WORKERS, preload=preload_for(workflow)
+    )
+    with lam_ctx as lam:
         units = LocalUnits(lam, store.url, code_root, timeout_s=600)
         _step(console, 2, "calibrate the local Lambda and profile every stage")
         platform = calibrate_local(store, lam, archive=archive)

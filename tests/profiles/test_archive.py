@@ -191,3 +191,28 @@ def test_failures_and_stats(tmp_path):
         )
         assert archive.failures("wf") == []
         assert archive.forget("wf") == 100
+
+
+def test_unit_corrections_last_as_long_as_their_code_and_profiles(tmp_path):
+    """What --feedback measured is kept for later plans of the same code and samples: a
+    changed function, a stage sampled again or ``forget`` drops it."""
+    old, new = two_versions(tmp_path)
+    h = old.stage("f").callable.code_hash
+    key = (("f",), 2, "x86_64")
+    with Archive(url(tmp_path / "a.sqlite")) as archive:
+        archive.add([sample("f", h, 512, ms=10.0)])
+        assert archive.corrections_for(old) == {}
+        assert archive.save_corrections(old, {key: {512: 1.3, 1024: 0.9}}) == 2
+        assert archive.save_corrections(old, {key: {512: 1.2}, (("f",), 3, "x86_64"): {}}) == 1
+        assert archive.corrections_for(old) == {key: {512: 1.2, 1024: 0.9}}  # the newest wins
+        assert archive.corrections_for(old, backend="aws") == {}
+        assert archive.corrections_for(new) == {}  # the function changed since
+        # the model takes them as it takes tune's
+        model = Model(archive.profiles_for(old)).corrected(archive.corrections_for(old))
+        assert model.corrections == {key: {512: 1.2, 1024: 0.9}}
+        archive.add([sample("f", h, 1024, ms=7.0)])  # profiled again: they were relative
+        assert archive.corrections_for(old) == {}  # to the profiles before
+        archive.save_corrections(old, {key: {512: 1.1}})
+        assert archive.corrections_for(old) == {key: {512: 1.1}}
+        archive.forget("wf")
+        assert archive.corrections_for(old) == {}

@@ -135,6 +135,25 @@ platforms_table = Table(
     Column("measured_at", DateTime(timezone=True), nullable=False),
 )
 
+corrections_table = Table(
+    "corrections",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("workflow", String(256), nullable=False),
+    Column("backend", String(32), nullable=False),
+    Column("stages", Text, nullable=False),  # JSON list of stage ids, in the unit's order
+    Column("code_hashes", Text, nullable=False),  # JSON list, the stages' code when measured
+    Column("bundle_size", Integer, nullable=False),
+    Column("arch", String(16), nullable=False),
+    Column("memory_mb", Integer, nullable=False),
+    Column("factor", Float, nullable=False),
+    # the newest sample of the workflow then: a stage sampled since has new profiles, and a
+    # factor relative to the old ones says nothing of them
+    Column("last_sample", Integer, nullable=False),
+    Column("timestamp", DateTime(timezone=True), nullable=False),
+    Index("ix_corrections_key", "workflow", "backend"),
+)
+
 meta_table = Table(
     "meta",
     metadata,
@@ -453,9 +472,7 @@ class Archive:
     ) -> list[Sample]:
         """The workflow's samples whose code hash is its stages' current one."""
         current = {
-            s.id: (s.callable.code_hash if s.callable is not None else OPAQUE_HASH)
-            for s in workflow.stages
-            if stages is None or s.id in stages
+            sid: h for sid, h in _code_hashes(workflow).items() if stages is None or sid in stages
         }
         if not current:
             return []
@@ -557,7 +574,8 @@ class Archive:
         return out
 
     def forget(self, workflow: str, *, stage: str | None = None) -> int:
-        """Delete a workflow's samples and failures (one stage's with ``stage``); returns rows."""
+        """Delete a workflow's samples and failures (one stage's with ``stage``); returns rows.
+        Its unit corrections go too (those of every unit, as they hold several stages)."""
 
         def drop() -> int:
             n = 0
@@ -567,9 +585,89 @@ class Archive:
                     if stage is not None:
                         q = q.where(table.c.stage == stage)
                     n += conn.execute(q).rowcount or 0
+                t = corrections_table
+                conn.execute(delete(t).where(t.c.workflow == workflow))
             return n
 
         return self._retry(drop, "delete samples")
+
+    # -- unit corrections ---------------------------------------------------------------
+
+    def save_corrections(
+        self,
+        workflow: Workflow,
+        corrections: dict[tuple[tuple[str, ...], int, str], dict[int, float]],
+        *,
+        backend: str = "local",
+    ) -> int:
+        """Keep unit corrections measured by a plan's runs (:mod:`wisefuse_plugins.model.correct`,
+        ``optimizer.feedback``) under the stages' current code, for later plans of the same
+        code and profiles (:meth:`corrections_for`); returns the factors written."""
+        hashes = _code_hashes(workflow)
+        rows = [
+            {
+                "workflow": workflow.name, "backend": backend, "stages": json.dumps(list(stages)),
+                "code_hashes": json.dumps([hashes.get(sid, OPAQUE_HASH) for sid in stages]),
+                "bundle_size": bundle, "arch": arch, "memory_mb": int(memory),
+                "factor": float(factor), "timestamp": _now(),
+            }
+            for (stages, bundle, arch), by_memory in corrections.items()
+            for memory, factor in by_memory.items()
+            if math.isfinite(factor) and factor > 0
+        ]  # fmt: skip
+        if not rows:
+            return 0
+
+        def write() -> int:
+            with self.engine.begin() as conn:
+                c = samples_table.c
+                last = conn.execute(
+                    select(func.max(c.id)).where(c.workflow == workflow.name, c.backend == backend)
+                ).scalar()
+                conn.execute(
+                    insert(corrections_table), [{**r, "last_sample": last or 0} for r in rows]
+                )
+            return len(rows)
+
+        return self._retry(write, "save corrections")
+
+    def corrections_for(
+        self, workflow: Workflow, *, backend: str = "local"
+    ) -> dict[tuple[tuple[str, ...], int, str], dict[int, float]]:
+        """The newest factor per unit and memory whose stages still have the code and the
+        samples it was measured against (a stage changed or sampled since: left out)."""
+        hashes = _code_hashes(workflow)
+
+        def read() -> tuple[list[Any], dict[str, int]]:
+            with self.engine.begin() as conn:
+                t, c = corrections_table.c, samples_table.c
+                found = list(
+                    conn.execute(
+                        select(corrections_table)
+                        .where(t.workflow == workflow.name, t.backend == backend)
+                        .order_by(t.id)
+                    )
+                )
+                newest = dict(
+                    conn.execute(
+                        select(c.stage, func.max(c.id))
+                        .where(c.workflow == workflow.name, c.backend == backend)
+                        .group_by(c.stage)
+                    ).all()
+                )
+            return found, newest
+
+        found, newest = self._retry(read, "read corrections")
+        out: dict[tuple[tuple[str, ...], int, str], dict[int, float]] = {}
+        for r in found:  # oldest first: a newer factor replaces an older one
+            stages = tuple(json.loads(r.stages))
+            code = json.loads(r.code_hashes)
+            if [hashes.get(sid) for sid in stages] != code:
+                continue  # the code changed since
+            if any(newest.get(sid, 0) > r.last_sample for sid in stages):
+                continue  # profiled again since: the factor was relative to older profiles
+            out.setdefault((stages, r.bundle_size, r.arch), {})[r.memory_mb] = r.factor
+        return out
 
     # -- failures ---------------------------------------------------------------------
 
@@ -664,6 +762,14 @@ class Archive:
             return None
         known = {f.name for f in dataclasses.fields(Platform)}
         return Platform(**{k: v for k, v in json.loads(text).items() if k in known})
+
+
+def _code_hashes(workflow: Workflow) -> dict[str, str]:
+    """Stage id -> the stage's current code hash (:data:`OPAQUE_HASH` for opaque stages)."""
+    return {
+        s.id: (s.callable.code_hash if s.callable is not None else OPAQUE_HASH)
+        for s in workflow.stages
+    }
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:

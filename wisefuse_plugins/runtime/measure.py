@@ -48,6 +48,15 @@ def equivalent_e2e_s(
     return max(end.values(), default=0.0)
 
 
+WARM_WORKERS = 48
+"""The local Lambda's ``concurrency_limit`` when measuring plans: workers alive at once,
+enough to keep every unit of a plan warm between runs. At the backend's default (4 on 2
+cores) a plan of more functions evicts its own warm workers and every measured run pays
+cold starts that Lambda's warm pool would not (the toy's User-Max: 1.06 s a run against
+0.008 s; the demo's User-Min at 16: P95 16.0 s against 8.0 s). An idle worker holds about
+31 MB (``runtime/backends/local.py``), 48 of them 1.5 GB."""
+
+
 def concurrency_for(plan: Plan, cores: float) -> int:
     """Invocations in flight such that their CPU shares fit in ``cores``.
 
