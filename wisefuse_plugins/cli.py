@@ -371,6 +371,7 @@ def optimize(
     """Choose the cheapest plan whose predicted P95 meets the SLO; write it as JSON.
 
     Needs profiles of every Python stage of the current code (wisefuse profile)."""
+    from wisefuse_plugins.model.correct import changed
     from wisefuse_plugins.model.predict import Model
     from wisefuse_plugins.model.profile import Platform
     from wisefuse_plugins.optimizer.baselines import BASELINES
@@ -409,17 +410,10 @@ def optimize(
     with _silenced(plan_for.__module__):  # its "no plan meets the SLO" is printed below
         if feedback:
             planned, model = _tuned(workflow, model, slo, headroom, feedback)
-            new = {
-                key: changed
-                for key, by_memory in model.corrections.items()
-                if (
-                    changed := {
-                        m: f for m, f in by_memory.items() if learned.get(key, {}).get(m) != f
-                    }
+            with open_archive(db) as archive:  # what these runs measured, for later plans
+                archive.save_corrections(
+                    workflow, changed(learned, model.corrections), backend=backend
                 )
-            }
-            with open_archive(db) as archive:
-                archive.save_corrections(workflow, new, backend=backend)
         else:
             planned = plan_for(workflow, model, slo, headroom=headroom)
     compare = [baseline(workflow, model, name, planned.slo_s) for name in ("user-min", "user-max")]

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wisefuse_plugins.model.correct import merge, unit_corrections
+from wisefuse_plugins.model.correct import changed, merge, unit_corrections
 from wisefuse_plugins.model.predict import Model
 from wisefuse_plugins.optimizer.feedback import BATCHES, CONFIRM_BAND, MARGIN_SHARE, tune
 from wisefuse_plugins.optimizer.plan import Plan, Unit
@@ -137,6 +137,14 @@ def test_unit_corrections_recover_the_plants_factors():
 def test_merge_keeps_the_newer_factor():
     key = (("a",), 1, "x86_64")
     assert merge({key: {512: 1.2}}, {key: {512: 0.9, 1024: 1.1}}) == {key: {512: 0.9, 1024: 1.1}}
+    # what a merge added or changed: the factors worth keeping in the archive
+    other = (("b",), 2, "x86_64")
+    old = {key: {512: 1.2, 1024: 1.1}}
+    assert changed(old, {key: {512: 0.9, 1024: 1.1}, other: {768: 1.3}}) == {
+        key: {512: 0.9},
+        other: {768: 1.3},
+    }
+    assert changed(old, old) == {}
 
 
 def test_tune_replans_when_the_measured_plan_misses_the_slo():

@@ -79,3 +79,14 @@ def merge(old: Corrections, new: Corrections) -> Corrections:
     for key, by_memory in new.items():
         out.setdefault(key, {}).update(by_memory)
     return out
+
+
+def changed(old: Corrections, new: Corrections) -> Corrections:
+    """``new``'s factors that ``old`` does not already hold (what a merge added or changed)."""
+    out: Corrections = {}
+    for key, by_memory in new.items():
+        kept = old.get(key, {})
+        diff = {m: f for m, f in by_memory.items() if kept.get(m) != f}
+        if diff:
+            out[key] = diff
+    return out

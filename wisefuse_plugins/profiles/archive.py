@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from sqlalchemy import (
@@ -61,6 +61,9 @@ from wisefuse_plugins.model.parallel import estimate, setting_cores
 from wisefuse_plugins.model.profile import Platform, StageProfile
 from wisefuse_plugins.model.skew import instance_factors, normalised
 from wisefuse_plugins.runtime.store import wisefuse_home
+
+if TYPE_CHECKING:
+    from wisefuse_plugins.model.predict import Corrections
 
 ENV_DB_URL = "WISEFUSE_DB_URL"
 #: Bumped on every incompatible change of the tables; an archive with a newer version is
@@ -596,7 +599,7 @@ class Archive:
     def save_corrections(
         self,
         workflow: Workflow,
-        corrections: dict[tuple[tuple[str, ...], int, str], dict[int, float]],
+        corrections: Corrections,
         *,
         backend: str = "local",
     ) -> int:
@@ -631,9 +634,7 @@ class Archive:
 
         return self._retry(write, "save corrections")
 
-    def corrections_for(
-        self, workflow: Workflow, *, backend: str = "local"
-    ) -> dict[tuple[tuple[str, ...], int, str], dict[int, float]]:
+    def corrections_for(self, workflow: Workflow, *, backend: str = "local") -> Corrections:
         """The newest factor per unit and memory whose stages still have the code and the
         samples it was measured against (a stage changed or sampled since: left out)."""
         hashes = _code_hashes(workflow)
@@ -658,7 +659,7 @@ class Archive:
             return found, newest
 
         found, newest = self._retry(read, "read corrections")
-        out: dict[tuple[tuple[str, ...], int, str], dict[int, float]] = {}
+        out: Corrections = {}
         for r in found:  # oldest first: a newer factor replaces an older one
             stages = tuple(json.loads(r.stages))
             code = json.loads(r.code_hashes)

@@ -71,15 +71,11 @@ def parse_report(line: str) -> Report | None:
     and the peak memory, besides what was billed).
     """
     found = parse_report_line(line)
-    if found is not None and (found.request_id is None or found.max_memory_mb is None):
-        missing = [
-            name
-            for name, value in (
-                ("RequestId", found.request_id),
-                ("Max Memory Used", found.max_memory_mb),
-            )
-            if value is None
-        ]
+    if found is None:
+        return None
+    needed = {"RequestId": found.request_id, "Max Memory Used": found.max_memory_mb}
+    missing = [name for name, value in needed.items() if value is None]
+    if missing:
         raise ValueError(f"REPORT line without {', '.join(missing)}: {line.strip()[:200]!r}")
     return found
 
