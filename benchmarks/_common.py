@@ -403,6 +403,7 @@ class Session:
                     orchestration_s=platform.orchestration_ms / 1000,
                     max_concurrency=concurrency_for(plan, cores),
                     keep_outputs=last,
+                    by_value=int(platform.by_value_bytes),
                 )
                 if r < warmup:
                     continue

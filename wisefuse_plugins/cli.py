@@ -470,6 +470,7 @@ def _tuned(workflow, model, slo: str, headroom: float, runs: int):
                 workflow, plan, units, store, workdir=Path(tmp) / "units", runs=runs,
                 orchestration_s=model.platform.orchestration_ms / 1000,
                 max_concurrency=concurrency_for(plan, lam.host.cores),
+                by_value=int(model.platform.by_value_bytes),
             )  # fmt: skip
 
         if is_relative(slo):
@@ -551,7 +552,10 @@ def report(
         store = LocalStore(Path(tmp) / "store")
         units = LocalUnits(lam, store.url, Path(workflow.source.root), timeout_s=900)
         with console.status(f"running the plan: 1 warm-up + {runs} runs"):
-            measured = measure(workflow, plan, units, store, workdir=Path(tmp) / "units", runs=runs)
+            measured = measure(
+                workflow, plan, units, store, workdir=Path(tmp) / "units", runs=runs,
+                by_value=int(model.platform.by_value_bytes),
+            )  # fmt: skip
     path = write(Report(workflow, plan, prediction, measured, measured.unit_ms), out)
     console.print(
         f"P95 predicted {prediction.p95_s:.3f} s, measured {measured.p95_s:.3f} s; cost per 1,000 runs "

@@ -217,6 +217,7 @@ def _run(
                 workflow, plan, units, store, workdir=out / "units" / "feedback",
                 runs=settings.feedback_runs,
                 max_concurrency=concurrency_for(plan, os.cpu_count() or 1),
+                by_value=int(model.platform.by_value_bytes),
             )  # fmt: skip
 
         if settings.feedback_runs:
@@ -260,6 +261,7 @@ def _run(
             m = measure(
                 workflow, p.plan, units, store, workdir=workdir, runs=settings.runs,
                 max_concurrency=concurrency_for(p.plan, os.cpu_count() or 1),
+                by_value=int(model.platform.by_value_bytes),
             )  # fmt: skip
             slo = slo_of[name.rsplit(" ", 1)[1]] if name.startswith("wisefuse") else None
             result.rows.append(

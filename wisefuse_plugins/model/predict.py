@@ -14,7 +14,9 @@ What one invocation of unit ``u`` at memory ``m`` costs in time:
 - the jobs: each instance's chain of fused stages (wait + CPU parts, summed), run by
   ``ceil(vCPU)`` threads on ``vCPU(m)`` cores (:func:`compose.bundle_makespan`), as
   much in parallel as the stages' parallel fraction lets them (:mod:`.parallel`);
-- exported outputs: a store PUT each (and one per element when scattered);
+- exported outputs: a store PUT each (and one per element when scattered); where the
+  orchestrator passes small values itself (:attr:`Platform.by_value_bytes`), those move
+  by value with no request, and their readers take them from the event;
 - the runtime's own overhead (a fixed part and CPU at the unit's share), and a cold start
   with the platform's probability;
 - all but the cold start times the unit's correction, when measured runs of a plan gave
@@ -475,14 +477,20 @@ class Model:
             for b in stage.bindings.values():
                 if isinstance(b, Item) and b.stage not in unit:  # read this instance's element
                     nbytes = self._bytes(workflow, b.stage, sid)
+                    if self.by_value(b.stage):  # the whole list comes in the event
+                        transfers.append(p.by_value_ms(nbytes))
+                        continue
                     if not workflow.stage(b.stage).mapped:
                         nbytes /= max(stage.parallelism, 1)
                     transfers.append(p.request_ms(nbytes))
                     gets += 1
             if self._exported(workflow, sid, unit):
-                requests = 1 + self._scattered_elements(workflow, sid, unit)
-                transfers.append(p.request_ms(self._out_bytes(sid), requests, put=True))
-                puts += requests
+                if self.by_value(sid):
+                    transfers.append(p.by_value_ms(self._out_bytes(sid)))
+                else:
+                    requests = 1 + self._scattered_elements(workflow, sid, unit)
+                    transfers.append(p.request_ms(self._out_bytes(sid), requests, put=True))
+                    puts += requests
             io.append((sid, transfers))
         self._io[key] = (io, gets, puts)
         return io, gets, puts
@@ -503,6 +511,13 @@ class Model:
     def _out_bytes(self, sid: str) -> float:
         prof = self.profiles.get(sid)
         return float(prof.output_bytes) if prof else 0.0
+
+    def by_value(self, sid: str) -> bool:
+        """Whether ``sid``'s output (an instance's, for a mapped stage) travels by value
+        here (:attr:`Platform.by_value_bytes`): a profiled size within the limit."""
+        limit = self.platform.by_value_bytes
+        prof = self.profiles.get(sid)
+        return bool(limit) and prof is not None and prof.output_bytes <= limit
 
     @staticmethod
     def _exported(workflow: Workflow, sid: str, unit: set[str]) -> bool:
@@ -540,7 +555,11 @@ class Model:
                         n = workflow.stage(b.stage).parallelism
                         nbytes *= n
                         requests = float(n)
-                    fixed, work = p.request_ms(nbytes, requests)
+                    if self.by_value(b.stage):
+                        fixed, work = p.by_value_ms(nbytes)
+                        requests = 0.0
+                    else:
+                        fixed, work = p.request_ms(nbytes, requests)
                     ms, cpu = ms + fixed, cpu + work
                     gets += requests
         return ms, cpu, gets

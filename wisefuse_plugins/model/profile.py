@@ -74,6 +74,10 @@ class Platform:
     #: runs on the host's cores: a larger share is emulated, not given, and the planner
     #: goes beyond it only for stages profiled at such a size (``Space.memories``)
     max_vcpus: float | None = None
+    #: outputs whose pickle is at most this many bytes travel by value, in the responses
+    #: and events the orchestrator passes on, with no store request (0: all through the
+    #: store, as Step Functions here; :mod:`wisefuse_plugins.runtime.passing`)
+    by_value_bytes: float = 0.0
 
     def describe(self) -> str:
         """One line for people: what a request and an invocation cost here."""
@@ -84,7 +88,17 @@ class Platform:
             f" {self.invoke_overhead_ms:.2f} ms + {self.invoke_cpu_ms:.2f} CPU-ms;"
             f" hand-off {self.orchestration_ms:.2f} ms (CPU-ms: at one vCPU)"
             + ("" if self.max_vcpus is None else f"; units up to {self.max_vcpus:g} vCPUs")
+            + (
+                f"; values up to {self.by_value_bytes / 1024:.0f} KB passed by value"
+                if self.by_value_bytes
+                else ""
+            )
         )
+
+    def by_value_ms(self, nbytes: float) -> tuple[float, float]:
+        """(fixed ms, CPU ms at one vCPU) of a value of ``nbytes`` passed by value: no
+        request, only its bytes to move (pickling, base64, the event)."""
+        return 0.0, nbytes / (self.store_bandwidth_mb_s * 1e6) * 1000
 
     def request_ms(
         self, nbytes: float, requests: float = 1.0, put: bool = False

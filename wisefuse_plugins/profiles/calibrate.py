@@ -44,6 +44,7 @@ from wisefuse_plugins.profiles.archive import Archive
 from wisefuse_plugins.runtime import store as st
 from wisefuse_plugins.runtime.backends.local import LocalLambda
 from wisefuse_plugins.runtime.backends.units import LocalUnits
+from wisefuse_plugins.runtime.passing import BY_VALUE_BYTES
 from wisefuse_plugins.runtime.spec import unit_spec, write_spec
 
 SMALL_BYTES = 1024
@@ -261,6 +262,7 @@ def calibrate_local(
         max_concurrency=lam.concurrency_limit,
         max_vcpus=float(lam.host.cores),
         bill_store_requests=True,
+        by_value_bytes=float(BY_VALUE_BYTES),  # the local executor passes small values
     )
     if archive is not None:
         archive.save_platform(platform)

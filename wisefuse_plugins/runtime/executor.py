@@ -14,6 +14,10 @@ Prefect and Step Functions orchestrate through their own emitters). Per run it:
 5. returns the sink stages' outputs, the end-to-end latency, the cost (Lambda bills plus
    the store's requests priced as S3 requests, whichever store is used) and one record
    per invocation.
+
+With ``by_value`` it passes small values itself, as Airflow and Prefect do (see
+:mod:`.passing`): they come back in the responses and go into the events of the units
+that read them, and never touch the store.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from wisefuse_plugins.ir import ConstItem, Item, Workflow
 from wisefuse_plugins.model.pricing import DEFAULT, Pricing, s3_cost
 from wisefuse_plugins.optimizer.plan import Plan, Unit, check_plan, is_bundled_unit, unit_graph
 from wisefuse_plugins.runtime import store as st
+from wisefuse_plugins.runtime.passing import Values
 from wisefuse_plugins.runtime.spec import unit_spec, write_spec
 
 
@@ -169,8 +174,13 @@ def execute(
     orchestration_s: float = 0.0,
     deploy: bool = True,
     fetch_outputs: bool = True,
+    by_value: int = 0,
 ) -> RunResult:
-    """Run ``workflow`` under ``plan`` once; raises :class:`RunFailed` when a unit fails."""
+    """Run ``workflow`` under ``plan`` once; raises :class:`RunFailed` when a unit fails.
+
+    ``by_value``: pass outputs whose pickle is at most this many bytes by value
+    (:data:`wisefuse_plugins.runtime.passing.BY_VALUE_BYTES`), not through the store.
+    """
     check_plan(plan, workflow)
     graph = unit_graph(plan, workflow)
     opaque = [n for n in graph.nodes if n not in {u.id for u in plan.units}]
@@ -192,12 +202,23 @@ def execute(
     counts: dict[str, int] = {}
     lock = threading.Lock()
     calls: list[Call] = []
+    values = Values()
+    specs = {u.id: unit_spec(workflow, plan, u.id) for u in plan.units} if by_value else {}
+    stored = 0  # values this orchestrator wrote because an event could not hold them
     t0 = time.perf_counter()
 
     def one_call(unit: Unit, instances: list[int] | None) -> Call:
+        nonlocal stored
         event: dict[str, Any] = {"run_id": run_id, "counts": dict(counts)}
         if instances is not None:
             event["instances"] = instances
+        if by_value:
+            event["by_value"] = by_value
+            event["values"], puts = values.for_event(
+                specs[unit.id], run_id, instances, event["counts"], store
+            )
+            with lock:
+                stored += puts
         attempt = 0
         while True:
             if orchestration_s:
@@ -254,6 +275,7 @@ def execute(
                     failure = failure or (unit_id, _failure(units[unit_id], call))
                     continue
                 _record_counts(call.invoked.payload, counts, lock)
+                values.take(call.invoked.payload)
                 pending_calls[unit_id] -= 1
                 if pending_calls[unit_id] == 0 and failure is None:
                     finish(unit_id)
@@ -263,8 +285,8 @@ def execute(
         sweep(f"runs/{run_id}")
     if failure is not None:
         raise RunFailed(failure[0], failure[1], calls)
-    outputs = _sink_outputs(workflow, store, run_id, counts) if fetch_outputs else {}
-    cost = sum(call_cost(c) for c in calls)
+    outputs = _sink_outputs(workflow, store, values, run_id, counts) if fetch_outputs else {}
+    cost = sum(call_cost(c) for c in calls) + s3_cost(puts=stored)
     return RunResult(run_id, outputs, e2e, cost, calls)
 
 
@@ -287,7 +309,7 @@ def _failure(unit: Unit, call: Call) -> dict[str, Any]:
 
 
 def _sink_outputs(
-    workflow: Workflow, store: st.Store, run_id: str, counts: dict[str, int]
+    workflow: Workflow, store: st.Store, values: Values, run_id: str, counts: dict[str, int]
 ) -> dict[str, Any]:
     out = {}
     for s in workflow.python_stages:
@@ -295,8 +317,9 @@ def _sink_outputs(
             continue
         if s.mapped:
             out[s.id] = [
-                st.get(store, st.output_key(run_id, s.id, i)) for i in range(counts.get(s.id, 0))
+                values.get(store, st.output_key(run_id, s.id, i))
+                for i in range(counts.get(s.id, 0))
             ]
         else:
-            out[s.id] = st.get(store, st.output_key(run_id, s.id))
+            out[s.id] = values.get(store, st.output_key(run_id, s.id))
     return out

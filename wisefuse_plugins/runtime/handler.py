@@ -16,6 +16,10 @@ mapping); without it the handler counts the upstream's keys in the store.
 ``resume`` (optional, set by orchestrators on a retry): outputs a previous attempt
 stored are loaded instead of recomputed (without it they are recomputed, and still never
 overwritten: writes are create-if-absent).
+``by_value`` and ``values`` (optional, set by orchestrators that pass values themselves,
+:mod:`.passing`): outputs whose pickle is at most ``by_value`` bytes come back in the
+response instead of going to the store; ``values`` holds upstream values by store key,
+read before the store.
 ``raise_errors`` (optional, Step Functions sets it): a failure raises
 :class:`WiseFuseUnitFailed` instead of returning ``ok: false``, so that Lambda reports a
 ``FunctionError`` and the state machine's ``Retry`` / ``Catch`` see it.
@@ -55,6 +59,7 @@ from typing import Any
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir.nodes import Collect, Const, ConstItem, Item, Output
 from wisefuse_plugins.model.limits import bundle_threads
+from wisefuse_plugins.runtime import passing
 from wisefuse_plugins.runtime import store as st
 from wisefuse_plugins.runtime.loader import load_callable
 from wisefuse_plugins.runtime.spec import StageSpec, UnitSpec, read_spec
@@ -123,6 +128,8 @@ class Request:
     instances: list[int] | None
     counts: dict[str, int]
     resume: bool = False  # a retry: reuse outputs a previous attempt stored
+    by_value: int = 0  # outputs whose pickle is at most this come back, not stored
+    values: dict[str, str] = field(default_factory=dict)  # store key -> base64 pickle
 
 
 def parse_event(event: Any, spec: UnitSpec) -> Request:
@@ -153,7 +160,15 @@ def parse_event(event: Any, spec: UnitSpec) -> Request:
     resume = event.get("resume", False)
     if not isinstance(resume, bool):
         raise EventError("event.resume must be true or false")
-    return Request(run_id, instances, counts, resume)
+    by_value = event.get("by_value", 0)
+    if not isinstance(by_value, int) or isinstance(by_value, bool) or by_value < 0:
+        raise EventError("event.by_value must be a non-negative number of bytes")
+    values = event.get("values") or {}
+    if not isinstance(values, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in values.items()
+    ):
+        raise EventError("event.values must map store keys to base64 pickles")
+    return Request(run_id, instances, counts, resume, by_value, values)
 
 
 class StageFailed(Exception):
@@ -184,6 +199,7 @@ class Invocation:
     outputs: list[dict[str, Any]] = field(default_factory=list)
     timings: list[dict[str, Any]] = field(default_factory=list)
     _record_lock: threading.Lock = field(default_factory=threading.Lock)
+    _by_value_left: int = passing.RESPONSE_BYTES
 
     def __post_init__(self) -> None:
         self.store = st.CountingStore(self.dep.store)
@@ -195,10 +211,14 @@ class Invocation:
     # -- inputs -------------------------------------------------------------------------
 
     def _read(self, key: str) -> Any:
-        """Read an outside value once per invocation, however many instances need it."""
+        """Read an outside value once per invocation, however many instances need it:
+        from the event when it came by value, else from the store."""
         with self._read_lock:
             if key not in self._reads:
-                self._reads[key] = st.get(self.store, key)
+                text = self.req.values.get(key)
+                self._reads[key] = (
+                    st.get(self.store, key) if text is None else st.loads(passing.decode(text))
+                )
             return self._reads[key]
 
     def _inside(self, stage: str) -> bool:
@@ -211,13 +231,21 @@ class Invocation:
         """Instances (or scattered elements) an outside stage produced.
 
         From ``event.counts`` when the orchestrator knows it; otherwise by listing the
-        store (orchestrators such as Step Functions then need not pass counts around).
+        store (orchestrators such as Step Functions then need not pass counts around), and
+        the event's values passed by value.
         """
         if stage in self.req.counts:
             return self.req.counts[stage]
+        whole = st.output_key(self.req.run_id, stage)
+        if whole in self.req.values:  # a list scattered by value: its elements are not stored
+            return len(self._read(whole))
         with self._read_lock:
             if stage not in self._listed:
-                keys = self.store.list(f"runs/{self.req.run_id}/{stage}")
+                prefix = f"runs/{self.req.run_id}/{stage}"
+                keys = {
+                    *self.store.list(prefix),
+                    *(k for k in self.req.values if k.startswith(prefix + "/")),
+                }
                 names = [k.rsplit("/", 1)[-1] for k in keys]
                 per_instance = sum(1 for n in names if n.startswith("i"))
                 self._listed[stage] = per_instance or sum(1 for n in names if n.startswith("e"))
@@ -248,7 +276,9 @@ class Invocation:
             if src_mapped:  # instance i of a mapped stage feeds instance i
                 value = self._instance_value(src, instance)
                 return value if binding.key is None else value[binding.key]
-            if not inside and binding.key is None:  # scattered: read only element i
+            whole = st.output_key(self.req.run_id, src)
+            if not inside and binding.key is None and whole not in self.req.values:
+                # scattered through the store: read only element i
                 return self._read(st.element_key(self.req.run_id, src, instance))
             return self._whole(src, binding.key)[instance]
         if isinstance(binding, Collect):
@@ -319,16 +349,25 @@ class Invocation:
         with self._record_lock:
             self.timings.append(record)
 
+    def _by_value(self, size: int) -> bool:
+        """Whether an output of ``size`` pickled bytes goes back in the response (and
+        takes its share of :data:`passing.RESPONSE_BYTES`)."""
+        if not self.req.by_value or size > self.req.by_value:
+            return False
+        with self._record_lock:
+            if self._by_value_left < size:
+                return False
+            self._by_value_left -= size
+            return True
+
     def _export(self, spec: StageSpec, instance: int | None, key: str, value: Any) -> None:
         what = f"stage {spec.id!r}" + ("" if instance is None else f" instance {instance}")
-        written, size = st.put(self.store, key, value, what)
-        record: dict[str, Any] = {
-            "stage": spec.id,
-            "instance": instance,
-            "key": key,
-            "bytes": size,
-            "written": written,
-        }
+        data = st.dumps(value, what)
+        record: dict[str, Any] = {"stage": spec.id, "instance": instance, "key": key}
+        if self._by_value(len(data)):  # the orchestrator passes it on; nothing stored
+            record.update(bytes=len(data), written=False, pickle=passing.encode(data))
+        else:
+            record.update(bytes=len(data), written=self.store.put_bytes(key, data))
         if spec.id in self.spec.scatter:
             try:
                 items = list(value)
@@ -336,13 +375,14 @@ class Invocation:
                 raise TypeError(
                     f"{what} is mapped over downstream but returned {type(value).__name__}, not a list"
                 ) from err
-            for i, item in enumerate(items):
-                st.put(
-                    self.store,
-                    st.element_key(self.req.run_id, spec.id, i),
-                    item,
-                    f"{what} element {i}",
-                )
+            if "pickle" not in record:  # by value, the readers take the list whole
+                for i, item in enumerate(items):
+                    st.put(
+                        self.store,
+                        st.element_key(self.req.run_id, spec.id, i),
+                        item,
+                        f"{what} element {i}",
+                    )
             record["count"] = len(items)
         elif isinstance(value, list | tuple):
             record["count"] = len(value)

@@ -116,12 +116,15 @@ def measure(
     max_concurrency: int = 16,
     keep_outputs: bool = True,
     clean: bool = True,
+    by_value: int = 0,
 ) -> Measured:
     """Execute ``plan`` ``warmup + runs`` times; record the last ``runs``.
 
     The warm-up run pays the cold starts (kept apart, as a steady pipeline would); each
     recorded run's cost is the sum of its invocations' Lambda bills. The store's run
-    folders are removed afterwards unless ``clean`` is False.
+    folders are removed afterwards unless ``clean`` is False. ``by_value``: values up to
+    this many bytes pass by value (:func:`~wisefuse_plugins.runtime.executor.execute`),
+    as the platform the plan was made for passes them (``Platform.by_value_bytes``).
     """
     result = Measured(runs=runs)
     for i in range(warmup + runs):
@@ -135,6 +138,7 @@ def measure(
             orchestration_s=orchestration_s,
             deploy=True,
             fetch_outputs=keep_outputs and i == warmup + runs - 1,
+            by_value=by_value,
         )
         if i >= warmup:
             result.e2e_s.append(equivalent_e2e_s(workflow, plan, run.calls, orchestration_s))

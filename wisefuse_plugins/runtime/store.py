@@ -9,6 +9,7 @@ Layout (the same under a directory root or an S3 prefix)::
                                        downloads only its element)
 
 Values are pickled (protocol 5): the data and the code stay in the user's own account.
+Small values may skip the store and travel by value instead (:mod:`.passing`).
 Writes are atomic and first-write-wins (``put`` returns False when the key already
 exists), so a retried invocation never changes what a finished one wrote.
 Keys are validated: no absolute paths, no ``..``, nothing outside the root.
@@ -127,8 +128,13 @@ def put(store: Store, key: str, value: Any, what: str) -> tuple[bool, int]:
     return store.put_bytes(key, data), len(data)
 
 
+def loads(data: bytes) -> Any:
+    """The value of a pickle :func:`dumps` made (from the store, or passed by value)."""
+    return pickle.loads(data)
+
+
 def get(store: Store, key: str) -> Any:
-    return pickle.loads(store.get_bytes(key))
+    return loads(store.get_bytes(key))
 
 
 class LocalStore:
