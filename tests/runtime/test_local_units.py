@@ -67,3 +67,17 @@ def test_measure_reports_lambda_equivalent_latency_and_cost(lam, tmp_path):
     assert 0.6 <= m.p50_s <= m.wall_s[0] + 0.05
     assert m.mean_cost_usd > 0
     assert store.list("runs") == []
+
+
+def test_values_pass_by_value_through_real_workers(lam, tmp_path):
+    """The events and responses cross the worker's pipe as JSON, as Lambda's do."""
+    from wisefuse_plugins.runtime.passing import BY_VALUE_BYTES
+
+    wf = toy_workflow()
+    store = st.LocalStore(tmp_path / "store")
+    units = LocalUnits(lam, store.url, ROOT, timeout_s=30)
+    p = plan(wf, *PLANS["bundles-of-2"])
+    result = execute(wf, p, units, store, workdir=tmp_path / "u", by_value=BY_VALUE_BYTES)
+    assert result.outputs == {"total": expected_total()}
+    assert all(c.invoked.payload["store"] == {"gets": 0, "puts": 0} for c in result.calls)
+    assert store.list("runs") == []

@@ -45,6 +45,7 @@ bundled unit downstream, which a Step Functions Map iterates over.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -278,8 +279,10 @@ class Invocation:
                 return value if binding.key is None else value[binding.key]
             whole = st.output_key(self.req.run_id, src)
             if not inside and binding.key is None and whole not in self.req.values:
-                # scattered through the store: read only element i
-                return self._read(st.element_key(self.req.run_id, src, instance))
+                # scattered through the store: read only element i (unless the list was
+                # passed by value and an orchestrator stored it whole, :mod:`.passing`)
+                with contextlib.suppress(st.StoreError):
+                    return self._read(st.element_key(self.req.run_id, src, instance))
             return self._whole(src, binding.key)[instance]
         if isinstance(binding, Collect):
             n = self.instance_count_of(binding.stage)
