@@ -463,3 +463,106 @@ def futures() -> list:
         decorated()
         wf = load(decorated.trace_paths()[0])
         assert "returns" not in wf.meta and why in wf.meta["returns_problem"], name
+
+
+# --------------------------------------------------------------------------- values by value
+
+BY_VALUE_FLOW = """
+from prefect import flow, task
+
+
+@task
+def make(n: int) -> list:
+    return list(range(n))
+
+
+@task
+def square(x: int) -> int:
+    return x * x
+
+
+@task
+def shift(x: int) -> int:
+    return x + 1
+
+
+@task
+def total(values: list) -> int:
+    return sum(values)
+
+
+@flow(name="by-value")
+def by_value(n: int = 6) -> int:
+    return total(shift.map(square.map(make(n))))
+"""
+
+
+def test_small_values_pass_by_value(
+    prefect_env: dict[str, str],
+    home: Path,
+    block: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A scatter into a bundled unit and a gather: values up to ``BY_VALUE_BYTES`` travel in
+    the responses and events, never through the store; larger ones still go through it."""
+    from prefect import flow
+
+    from wisefuse_plugins.adapters.prefect import load_flow_file
+    from wisefuse_plugins.prefect import WiseFuseLambda, wisefuse
+    from wisefuse_plugins.providers.prefect.planned import PlannedRun, run_in_flow
+    from wisefuse_plugins.runtime import passing
+
+    path = tmp_path / "by_value_flow.py"
+    path.write_text(BY_VALUE_FLOW, encoding="utf-8")
+    decorated = wisefuse(load_flow_file(path, "by_value"), block=block)
+    assert decorated() == 61  # plain, traced
+    wf = load(decorated.trace_paths()[0])
+    plan = chains_fused(wf, bundle=2)
+    assert [u.id for u in plan.units] == ["make", "square-shift", "total"]
+
+    def run_plan(on: Any) -> tuple[Any, list[str], list[str], list[dict[str, Any]]]:
+        """The flow's value, the run's store keys before and after ``close``, its calls."""
+        box: dict[str, Any] = {}
+
+        @flow(name="by-value")
+        def planned() -> Any:
+            run = PlannedRun.start(wf, plan, on)
+            box["run"] = run
+            try:
+                value = run_in_flow(run)
+                box["stored"] = run.store.list(f"runs/{run.run_id}")
+                return value
+            finally:
+                run.close()
+
+        value = planned()
+        run = box["run"]
+        left = run.store.list(f"runs/{run.run_id}")
+        run.store.delete_prefix(f"runs/{run.run_id}")
+        return value, box["stored"], left, run.calls
+
+    def store_requests(calls: list[dict[str, Any]]) -> tuple[int, int]:
+        assert all(c["values_stored"] == 0 for c in calls)  # every event held its values
+        return sum(c["store"]["gets"] for c in calls), sum(c["store"]["puts"] for c in calls)
+
+    # a block that keeps outputs stores them all, and keeps them: the old path, for reference
+    keep = WiseFuseLambda(concurrency_limit=32, local_preload=["prefect"], keep_outputs=True)
+    value, stored, left, calls = run_plan(keep)
+    assert value == 61 and len(calls) == 1 + 3 + 1
+    assert left == stored and len(stored) == 1 + 6 + 6 + 1  # make, its 6 elements, shift, total
+    assert store_requests(calls) == (6 + 6, 14)  # elements read, instances gathered
+
+    # by value: the same result, no object in the store, no store request at all
+    value, stored, left, calls = run_plan(block)
+    assert value == 61
+    assert stored == [] and left == []
+    assert store_requests(calls) == (0, 0)
+
+    # a limit under the list's pickle (ints pickle in 5 bytes): the scattered list and its
+    # elements go through the store, the rest still by value; cleanup removes them
+    monkeypatch.setattr(passing, "BY_VALUE_BYTES", 16)
+    value, stored, left, calls = run_plan(block)
+    assert value == 61
+    assert sorted(k.rsplit("/", 2)[-2] for k in stored) == ["make"] * 7 and left == []
+    assert store_requests(calls) == (6, 7)  # each instance reads its element

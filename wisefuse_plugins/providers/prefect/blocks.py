@@ -85,7 +85,11 @@ class WiseFuseLambda(Block):
         default=16, ge=1, description="Unit invocations running at once, per flow run."
     )
     keep_outputs: bool = Field(
-        default=False, description="Keep each run's intermediate outputs in the store."
+        default=False,
+        description=(
+            "Keep each run's intermediate outputs in the store (all of them: small ones "
+            "are then not passed by value)."
+        ),
     )
     local_preload: list[str] = Field(
         default_factory=list,

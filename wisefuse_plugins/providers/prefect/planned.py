@@ -5,9 +5,15 @@ writes go through :class:`PlannedRun`, so they behave the same: the plan's units
 deployed as functions on the block's backend, each invocation of a unit is a Prefect task
 run named after the unit's stages (a bundled unit: one task run per chunk of instances,
 via ``.map``), dependencies between units are Prefect ``wait_for`` links, and the flow's
-return value is rebuilt from the stages' outputs in the store (see
+return value is rebuilt from the stages' outputs (see
 :mod:`~wisefuse_plugins.providers.prefect.returns`). Data never passes through Prefect:
 tasks exchange only the run id, the unit id and instance numbers.
+
+Small outputs are passed by value (:mod:`wisefuse_plugins.runtime.passing`), as Prefect
+itself passes task results: they come back in a unit's response, stay in this process
+(:attr:`PlannedRun.values`) and go into the events of the units that read them, so they
+cost no store request; larger ones go through the store. A block with ``keep_outputs``
+passes nothing by value: it keeps every output in the store, to be looked at there.
 
 Unit tasks find their run through a registry in this process, so they need a task runner
 that runs tasks in the flow's process (Prefect's default thread pool; the decorator sets
@@ -30,8 +36,9 @@ from wisefuse_plugins.ir import Workflow
 from wisefuse_plugins.ir.names import safe_name
 from wisefuse_plugins.optimizer.plan import Plan, Unit, check_plan, is_bundled_unit, unit_graph
 from wisefuse_plugins.providers.prefect.returns import rebuild, stages_read
+from wisefuse_plugins.runtime import passing
 from wisefuse_plugins.runtime import store as st
-from wisefuse_plugins.runtime.spec import count_source, unit_spec, write_spec
+from wisefuse_plugins.runtime.spec import UnitSpec, count_source, unit_spec, write_spec
 
 if TYPE_CHECKING:
     from wisefuse_plugins.providers.prefect.blocks import WiseFuseLambda
@@ -89,6 +96,8 @@ class PlannedRun:
     backend: str = "local"
     counts: dict[str, int] = field(default_factory=dict)
     calls: list[dict[str, Any]] = field(default_factory=list)
+    values: passing.Values = field(default_factory=passing.Values)
+    specs: dict[str, UnitSpec] = field(default_factory=dict)  # as deployed, by unit id
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _slots: threading.BoundedSemaphore | None = None
 
@@ -166,6 +175,7 @@ class PlannedRun:
             # Bundles: chunks are counted here, so a unit's spec (hence its function and
             # warm workers) does not change with the bundle sizes downstream.
             spec = spec.model_copy(update={"exports": [*spec.exports, *extra], "bundles": []})
+            self.specs[unit.id] = spec  # what invoke asks for the values the unit reads
             text = spec.model_dump_json(indent=2)
             digest = hashlib.sha256(text.encode()).hexdigest()[:12]
             path = self.workdir / f"{unit.id}-{digest}.unit.json"
@@ -185,10 +195,25 @@ class PlannedRun:
     # ---------------------------------------------------------------- units
 
     def invoke(self, unit_id: str, instances: list[int] | None = None) -> dict[str, Any]:
-        """Invoke one unit (one chunk of a bundled unit); raise :class:`UnitFailed` on error."""
+        """Invoke one unit (one chunk of a bundled unit); raise :class:`UnitFailed` on error.
+
+        Small values go by value unless the block keeps outputs. The record keeps the
+        store requests the unit reported (``store``: gets, puts) and the PUTs made here of
+        values too large together for the event (``values_stored``): S3 bills both.
+        """
         event: dict[str, Any] = {"run_id": self.run_id, "counts": self._counts()}
         if instances is not None:
             event["instances"] = list(instances)
+        stored = 0
+        if not self.keep_outputs:  # kept outputs must all be in the store
+            event["by_value"] = passing.BY_VALUE_BYTES  # read here: tests change it
+            event["values"], stored = self.values.for_event(
+                self.specs[unit_id],
+                self.run_id,
+                event.get("instances"),
+                event["counts"],
+                self.store,
+            )
         assert self._slots is not None
         with self._slots:
             invoked = self.invoker.invoke(unit_id, event)
@@ -201,6 +226,8 @@ class PlannedRun:
             "billed_ms": invoked.billed_ms,
             "init_ms": invoked.init_ms,
             "cost_usd": invoked.cost_usd,
+            "store": dict(payload.get("store") or {}),
+            "values_stored": stored,
         }
         with self._lock:
             self.calls.append(record)
@@ -209,6 +236,7 @@ class PlannedRun:
                 unit_id,
                 invoked.error or payload.get("error") or {"message": "the unit reported failure"},
             )
+        self.values.take(payload)
         with self._lock:
             for out in payload.get("outputs", []):
                 stage, inst = out.get("stage"), out.get("instance")
@@ -245,14 +273,20 @@ class PlannedRun:
     # ---------------------------------------------------------------- results
 
     def instance_count(self, stage: str) -> int:
+        """Instances of a mapped stage: counted from the responses, else those stored or
+        passed by value (a stage no response named, e.g. mapped over an empty list)."""
         with self._lock:
             if stage in self.counts:
                 return self.counts[stage]
-        keys = self.store.list(f"runs/{self.run_id}/{stage}")
-        return sum(1 for k in keys if k.rsplit("/", 1)[-1].startswith("i"))
+        stored = set(self.store.list(f"runs/{self.run_id}/{stage}"))
+        n = 0
+        while (key := st.output_key(self.run_id, stage, n)) in stored or key in self.values:
+            n += 1
+        return n
 
     def output(self, stage: str, instance: int | None = None) -> Any:
-        return st.get(self.store, st.output_key(self.run_id, stage, instance))
+        """A stage's output (one instance's): passed by value, else from the store."""
+        return self.values.get(self.store, st.output_key(self.run_id, stage, instance))
 
     def result(self) -> Any:
         """What the flow returns: its return spec rebuilt, else ``{sink stage: output}``."""
