@@ -404,7 +404,9 @@ class AwsLambdaBackend:
             raise EventTooLarge(
                 f"the event for unit {unit_id!r} is {len(payload):,} bytes; Lambda's synchronous "
                 f"limit is {MAX_SYNC_REQUEST_BYTES:,}",
-                hint="events carry run ids and instance numbers only: pass data through the store",
+                hint="an event carries run ids, instance numbers and at most "
+                "runtime.passing.EVENT_BYTES of values passed by value; pass larger data "
+                "through the store",
             )
         deployed = self._deployed.get(unit_id)
         kwargs: dict[str, Any] = {
