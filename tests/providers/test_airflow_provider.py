@@ -218,21 +218,31 @@ def test_task_decorator_refuses_what_lambda_cannot_run() -> None:
 
 
 class FakeTI:
-    """Just enough of a task instance: XCom in a dict keyed by (task, key, map index)."""
+    """Just enough of a task instance: XCom in a dict keyed by (task, key, map index),
+    shared by the task instances of one run (what one pushes, the next ones pull)."""
 
-    def __init__(self, xcom: dict[tuple[str, str, int], Any] | None = None) -> None:
-        self.xcom = dict(xcom or {})
+    def __init__(
+        self,
+        xcom: dict[tuple[str, str, int], Any] | None = None,
+        task_id: str = "t",
+        map_index: int = -1,
+    ) -> None:
+        self.xcom = xcom if xcom is not None else {}
         self.pushed: dict[str, Any] = {}
-        self.dag_id, self.task_id, self.map_index, self.try_number = "units", "t", -1, 1
+        self.dag_id, self.task_id, self.map_index, self.try_number = "units", task_id, map_index, 1
 
     def xcom_push(self, key: str, value: Any) -> None:
         self.pushed[key] = value
+        self.xcom[self.task_id, key, self.map_index] = value
 
     def xcom_pull(self, task_ids: Any, key: str = "return_value", **_: Any) -> Any:
-        if isinstance(task_ids, list):
-            (task,) = task_ids
-            found = sorted((m, v) for (t, k, m), v in self.xcom.items() if t == task and k == key)
-            return [v for _, v in found]
+        if isinstance(task_ids, list):  # every map index of every task, as Airflow does
+            found = sorted(
+                (task_ids.index(t), m, v)
+                for (t, k, m), v in self.xcom.items()
+                if t in task_ids and k == key
+            )
+            return [v for *_, v in found]
         return self.xcom.get((task_ids, key, -1))
 
 
@@ -290,8 +300,9 @@ def operators(app: SimpleNamespace, wf: Workflow, plan: Plan, **kw: Any) -> dict
     from wisefuse_plugins.providers.airflow.operators import WiseFuseLambdaOperator
 
     ops = {}
+    lay = layout(wf, plan)
     with DAG("units"):
-        for u in layout(wf, plan).units:
+        for u in lay.units:
             ops[u.unit.id] = WiseFuseLambdaOperator(
                 task_id=u.task_id,
                 unit_id=u.unit.id,
@@ -302,29 +313,41 @@ def operators(app: SimpleNamespace, wf: Workflow, plan: Plan, **kw: Any) -> dict
                 instances=[0, 1] if u.bundled else None,
                 **kw,
             )
+        tasks = {op.task_id: op for op in ops.values()}
+        for a, b in lay.edges:  # between unit tasks: where they pull values passed by value
+            if a in tasks and b in tasks:
+                tasks[a] >> tasks[b]
     return ops
 
 
 def test_operator_pushes_values_and_chunks(app: SimpleNamespace, tmp_path: Path) -> None:
     from wisefuse_plugins.profiles.archive import Archive
+    from wisefuse_plugins.providers.airflow.hooks import WiseFuseLambdaHook
     from wisefuse_plugins.providers.airflow.layout import count_key
+    from wisefuse_plugins.providers.airflow.operators import VALUES_KEY, store_run_id
 
     wf = toy(app)
     db = f"sqlite:///{tmp_path / 'profiles.sqlite'}"
     ops = operators(app, wf, toy_plan(wf), archive=db)
-    ti = FakeTI({("settings", "return_value", -1): {"offset": 100}})
-    assert ops["make"].execute(context(ti, "manual__2025-01-01T00:00:00+00:00")) == [0, 1, 2, 3, 4]
-    assert ti.pushed == {count_key("square"): 5}
+    run = "manual__2025-01-01T00:00:00+00:00"
+    xcom: dict[tuple[str, str, int], Any] = {("settings", "return_value", -1): {"offset": 100}}
+    ti = FakeTI(xcom, "make")
+    assert ops["make"].execute(context(ti, run)) == [0, 1, 2, 3, 4]
+    assert set(ti.pushed) == {count_key("square"), VALUES_KEY}
+    assert ti.pushed[count_key("square")] == 5
+    assert ti.pushed[VALUES_KEY]["counts"] == {"make": 5}  # the list 'square' maps over
     chunk_values = []
-    for chunk in ([0, 1], [2, 3], [4]):
+    for m, chunk in enumerate(([0, 1], [2, 3], [4])):
         ops["square"].instances = chunk
-        chunk_values.append(
-            ops["square"].execute(context(FakeTI(), "manual__2025-01-01T00:00:00+00:00"))
-        )
+        chunk_values.append(ops["square"].execute(context(FakeTI(xcom, "square", m), run)))
     assert chunk_values == [[0, 1], [4, 9], [16]]
-    # the opaque 'settings' value is copied from XCom into the store for 'total'
-    out = ops["total"].execute(context(ti, "manual__2025-01-01T00:00:00+00:00"))
+    # the opaque 'settings' value is copied from XCom into the store for 'total'; the
+    # values of 'make' and 'square' came by value, through XCom: the store holds no copy
+    out = ops["total"].execute(context(FakeTI(xcom, "total"), run))
     assert out == {"sum": 0 + 1 + 4 + 9 + 16 + 100, "n": 5}
+    store = WiseFuseLambdaHook().get_store()
+    keys = store.list(f"runs/{store_run_id('units', run)}")
+    assert [k.rsplit("/", 2)[-2] for k in keys] == ["settings"]
     with Archive(db) as archive:
         samples = archive.samples("units")
     assert {s.stage for s in samples} == {"make", "square", "total"}
@@ -338,13 +361,43 @@ def test_operator_raises_with_stage_instance_and_traceback(app: SimpleNamespace)
     wf = toy(app, middle="boom")
     ops = operators(app, wf, toy_plan(wf, middle="boom"))
     run = "manual__2025-02-02T00:00:00+00:00"
-    ops["make"].execute(context(FakeTI(), run))
+    xcom: dict[tuple[str, str, int], Any] = {}
+    ops["make"].execute(context(FakeTI(xcom, "make"), run))
     ops["boom"].instances = [2, 3]
     with pytest.raises(AirflowException) as err:
-        ops["boom"].execute(context(FakeTI(), run))
+        ops["boom"].execute(context(FakeTI(xcom, "boom", 1), run))
     text = str(err.value)
     assert "stage 'boom'" in text and "instance 2" in text
     assert "ValueError: cannot take 2" in text and "Traceback" in text and "units_app.py" in text
+
+
+def test_values_passed_by_value_reach_xcom_exactly(tmp_path: Path) -> None:
+    """A record with a pickle has no store object: its value comes from the pickle (a tuple
+    stays a tuple); what goes on downstream is the pickles and the counts."""
+    from wisefuse_plugins.providers.airflow.operators import output_values, passed_on
+    from wisefuse_plugins.runtime import passing
+    from wisefuse_plugins.runtime import store as st
+
+    def rec(stage: str, instance: int | None, value: Any, **extra: Any) -> dict[str, Any]:
+        pickle = passing.encode(st.dumps(value, stage))
+        key = st.output_key("r", stage, instance)
+        return {"stage": stage, "instance": instance, "key": key, "pickle": pickle, **extra}
+
+    payload = {
+        "outputs": [
+            rec("pair", None, (1, 2)),
+            rec("parts", None, ["a", "b", "c"], count=3),
+            rec("each", 1, {1: "one"}),
+            rec("each", 0, {0: "zero"}),
+        ]
+    }
+    empty = st.LocalStore(tmp_path / "store")
+    got = output_values(payload, empty, ["pair", "parts", "each"])
+    assert got == {"pair": (1, 2), "parts": ["a", "b", "c"], "each": [{0: "zero"}, {1: "one"}]}
+    assert type(got["pair"]) is tuple
+    passed = passed_on(payload)
+    assert passed["counts"] == {"parts": 3, "each": 2}
+    assert [o["key"] for o in passed["outputs"]] == [r["key"] for r in payload["outputs"]]
 
 
 def test_store_run_ids_are_safe_and_distinct() -> None:

@@ -475,3 +475,185 @@ def test_write_dag_writes_a_parsable_folder(apps: dict[str, App], tmp_path: Path
     emitted = bag.dags["mixed_operators_wisefuse"]
     assert set(emitted.task_dict) == {"fetch_dataset", "summarize", "publish"}
     assert emitted.tags == {"wisefuse", "wisefuse-example"}
+
+
+# --------------------------------------------------------------------------- by value
+
+BY_VALUE = '''
+"""Small values between units: a list scattered, mapped twice, gathered."""
+
+from __future__ import annotations
+
+from airflow.sdk import dag, task
+
+
+@task
+def make(n: int, width: int) -> list[str]:
+    return [str(i) * width for i in range(n)]
+
+
+@task
+def measure(s: str) -> int:
+    return len(s) + int(s[0])
+
+
+@task
+def double(x: int) -> int:
+    return 2 * x
+
+
+@task
+def total(xs) -> int:
+    return sum(xs)
+
+
+@dag(dag_id="by_value", schedule=None)
+def by_value():
+    total(double.expand(x=measure.expand(s=make(6, 10))))
+
+
+dag = by_value()
+'''
+
+
+@pytest.fixture(scope="module")
+def by_value_app(
+    airflow_home: Path, wisefuse_env: Path, tmp_path_factory: pytest.TempPathFactory
+) -> App:
+    """The DAG above rewritten and emitted under two plans: ``bundled`` scatters ``make``
+    into a bundled unit (measure, double) and gathers it in ``total``; ``mixed`` fuses the
+    scatter with the first map (an unbundled unit exporting instances) and the second map
+    with the gather (an unbundled unit mapping over them)."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from wisefuse_plugins.adapters.airflow import from_dag, load_dag_file
+    from wisefuse_plugins.emitters.airflow import emit_dag
+
+    folder = tmp_path_factory.mktemp("by_value")
+    (folder / "by_value.py").write_text(BY_VALUE)
+    original = load_dag_file(folder / "by_value.py")
+    wf = from_dag(original)
+    plans = {
+        "bundled": make_plan(wf, [["make"], ["measure", "double"], ["total"]], 2),
+        "mixed": make_plan(wf, [["make", "measure"], ["double", "total"]]),
+    }
+    dump(wf, folder / "by_value.ir.json")
+    lines = [ADOPT]
+    for key, plan in plans.items():
+        dump_plan(plan, folder / f"by_value.{key}.plan.json")
+        lines.append(
+            f'dag_{key} = _rewrite(dag, _HERE / "by_value.{key}.plan.json", suffix="__{key}")\n'
+        )
+        text = emit_dag(
+            wf,
+            plan,
+            dag=original,
+            dag_id=f"by_value__emitted_{key}",
+            plan_file=f"by_value.{key}.plan.json",
+            workflow_file="by_value.ir.json",
+        )
+        (folder / f"emitted_by_value_{key}.py").write_text(text)
+    with open(folder / "by_value.py", "a") as f:
+        f.write("".join(lines))
+    with dags_folder(folder):
+        bag = DagBag(dag_folder=str(folder))
+    assert bag.import_errors == {}
+    FINAL["by_value"] = ("total",)
+    return App("by_value", folder, wf, plans, bag)
+
+
+@dataclass
+class Spied:
+    """One run of a rewritten DAG: its final values, what its run left in the store, and
+    every unit invocation's (event, response)."""
+
+    values: dict[str, Any]
+    stored: list[str]  # store keys under the run's prefix
+    calls: list[tuple[dict[str, Any], dict[str, Any]]]
+    prefix: str  # runs/<store run id>/
+
+    def requests(self) -> int:
+        """Store requests the units made (GETs and PUTs, as S3 bills them)."""
+        return sum(sum((p.get("store") or {}).values()) for _, p in self.calls)
+
+    def events_of(self, stage: str) -> list[dict[str, Any]]:
+        """The events of the invocations that ran ``stage``."""
+        return [e for e, p in self.calls if any(o["stage"] == stage for o in p["outputs"])]
+
+
+def spied_run(app: App, dag_id: str, monkeypatch: pytest.MonkeyPatch) -> Spied:
+    from wisefuse_plugins.providers.airflow.hooks import WiseFuseLambdaHook
+    from wisefuse_plugins.providers.airflow.operators import store_run_id
+
+    calls: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    invoke = WiseFuseLambdaHook.invoke
+
+    def spy(self: Any, deployed: Any, event: dict[str, Any]) -> Any:
+        invoked = invoke(self, deployed, event)
+        calls.append((event, invoked.payload))
+        return invoked
+
+    with monkeypatch.context() as m:
+        m.setattr(WiseFuseLambdaHook, "invoke", spy)
+        dag_run, tis = run(app, dag_id)
+    assert dag_run.state == "success", {k: ti.state for k, ti in tis.items()}
+    values = {t: tis[t, -1].xcom_pull(task_ids=t) for t in FINAL[app.name]}
+    prefix = f"runs/{store_run_id(dag_id, dag_run.run_id)}/"
+    stored = sorted(k.removeprefix(prefix) for k in WiseFuseLambdaHook().get_store().list(prefix))
+    return Spied(values, stored, calls, prefix)
+
+
+def test_small_values_pass_by_value_through_xcom(
+    by_value_app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No unit writes or reads the store: the values come back in the responses, go
+    through XCom and into the events of the units that read them, with the counts of the
+    scattered list and the mapped stages (which the store can no longer count)."""
+    from wisefuse_plugins.runtime import passing
+
+    app = by_value_app
+    expected = results(app, "by_value")
+    assert expected == {"total": sum(2 * (10 + i) for i in range(6))}
+    runs = {}
+    for dag_id in ("by_value__bundled", "by_value__emitted_bundled", "by_value__mixed"):
+        runs[dag_id] = spied_run(app, dag_id, monkeypatch)
+        assert runs[dag_id].values == expected, dag_id
+        assert runs[dag_id].stored == [], dag_id
+        assert runs[dag_id].requests() == 0, dag_id
+    bundled = runs["by_value__bundled"]
+    assert all(e["by_value"] == passing.BY_VALUE_BYTES for e, _ in bundled.calls)
+    chunks = bundled.events_of("double")  # each chunk reads the scattered list whole
+    assert sorted(c["instances"] for c in chunks) == [[0, 1], [2, 3], [4, 5]]
+    assert all(list(c["values"]) == [bundled.prefix + "make/out.pkl"] for c in chunks)
+    (gather,) = bundled.events_of("total")
+    assert gather["counts"]["double"] == 6 and len(gather["values"]) == 6
+    (mixed,) = runs["by_value__mixed"].events_of("total")  # maps over 'measure' from outside
+    assert mixed["counts"]["measure"] == 6 and len(mixed["values"]) == 6
+    # the same run through the store: every unit writes, and reads what it needs
+    monkeypatch.setattr(passing, "BY_VALUE_BYTES", 0)
+    through_store = spied_run(app, "by_value__bundled", monkeypatch)
+    assert through_store.values == expected
+    assert len(through_store.stored) == 1 + 6 + 6 + 1  # make, its elements, double, total
+    assert through_store.requests() == 14 + 12  # those PUTs, a GET per element and per value
+
+
+def test_values_over_the_limit_still_go_through_the_store(
+    by_value_app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the limit below the scattered list's pickle (and above an int's), the list and
+    its elements go to the store and the chunks read their element there; the rest still
+    passes by value."""
+    from wisefuse_plugins.runtime import passing
+    from wisefuse_plugins.runtime import store as st
+
+    app = by_value_app
+    made = [str(i) * 10 for i in range(6)]
+    monkeypatch.setattr(passing, "BY_VALUE_BYTES", len(st.dumps(made, "make")) - 1)
+    spied = spied_run(app, "by_value__emitted_bundled", monkeypatch)
+    assert spied.values == results(app, "by_value")
+    assert spied.stored == sorted(["make/out.pkl", *(f"make/e{i}.pkl" for i in range(6))])
+    chunks = spied.events_of("double")
+    assert all("values" not in c and c["counts"] == {"make": 6} for c in chunks)
+    (gather,) = spied.events_of("total")
+    assert gather["counts"]["double"] == 6 and len(gather["values"]) == 6
+    assert spied.requests() == 7 + 6  # make's PUTs, one GET of its element per instance

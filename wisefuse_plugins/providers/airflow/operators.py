@@ -7,10 +7,14 @@ a spec or the path of one, as :func:`wisefuse_plugins.airflow.rewrite` does) or 
 ``plan`` and ``workflow`` files to build it from when the task runs (as emitted DAG files
 do, so that parsing them reads no file).
 
-Data between units goes through the store; Lambda sees only small events. What Airflow
-tasks see through XCom: the unit's last stage as ``return_value`` (for a chunk: the list
-of its instances' values), every other exported stage under its original task id, and the
-instance counts of the bundled units downstream (see :mod:`.layout`). A failed stage raises an
+Data between units: small values by value (:mod:`wisefuse_plugins.runtime.passing`),
+through XCom like any Airflow value, the rest through the store. Each unit task pushes the
+pickles its response passed by value, and the counts of its mapped stages and scattered
+lists, under :data:`VALUES_KEY`; a unit task pulls them from the unit tasks upstream and
+puts those its invocation reads into its event. What Airflow tasks see through XCom: the
+unit's last stage as ``return_value`` (for a chunk: the list of its instances' values),
+every other exported stage under its original task id, and the instance counts of the
+bundled units downstream (see :mod:`.layout`). A failed stage raises an
 :class:`AirflowException` that names the stage and instance and carries the task's
 traceback, so Airflow's retries apply; outputs a failed attempt already stored are reused
 by the next one, never recomputed or overwritten.
@@ -36,6 +40,7 @@ from airflow.sdk.exceptions import AirflowException
 from wisefuse_plugins.optimizer.plan import Arch
 from wisefuse_plugins.providers.airflow.hooks import Backend, WiseFuseLambdaHook
 from wisefuse_plugins.providers.airflow.layout import OpaqueInput, chunk_list, count_key
+from wisefuse_plugins.runtime import passing
 from wisefuse_plugins.runtime import store as st
 from wisefuse_plugins.runtime.spec import UnitSpec, read_spec
 
@@ -46,6 +51,13 @@ if TYPE_CHECKING:
 
 DEFAULT_MEMORY_MB = 1769
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+VALUES_KEY = "wisefuse_values"
+"""The XCom a unit task pushes for the unit tasks downstream: ``{"outputs": [{"key": store
+key, "pickle": base64}, ...], "counts": {stage: n}}``, the outputs its response passed by
+value (shaped as response records, for :meth:`passing.Values.take`) and how many instances
+each exported mapped stage ran, or elements each exported list had (the store may no longer
+hold them all to count)."""
 
 
 def store_run_id(dag_id: str, run_id: str, *extra: str) -> str:
@@ -214,18 +226,27 @@ class WiseFuseLambdaOperator(BaseOperator):
         run_id = store_run_id(self.dag_id, context["dag_run"].run_id)
         hook = self.get_hook()
         store = hook.get_store()
-        counts = stage_in(ti, store, run_id, unit.opaque_inputs)
+        upstream, counts = pull_upstream(ti, self.upstream_units())
+        counts.update(stage_in(ti, store, run_id, unit.opaque_inputs))
+        instances = list(self.instances or ()) if unit.spec.bundled else None
+        values, stored = upstream.for_event(unit.spec, run_id, instances, counts, store)
+        if stored:
+            self.log.info(
+                "%d values passed by value went to the store: too many for one event", stored
+            )
         deployed = hook.deploy(
             unit.spec,
             memory_mb=unit.memory_mb,
             arch=unit.arch,
             code_root=unit.code_root or self._dag_folder(),
         )
-        event: dict[str, Any] = {"run_id": run_id}
+        event: dict[str, Any] = {"run_id": run_id, "by_value": passing.BY_VALUE_BYTES}
         if counts:
             event["counts"] = counts
-        if unit.spec.bundled:
-            event["instances"] = list(self.instances or ())
+        if values:
+            event["values"] = values
+        if instances is not None:
+            event["instances"] = instances
         invoked = hook.invoke(deployed, event)
         self.log.info(
             "unit %s%s: %s, %.0f ms (billed %.0f ms, %d MB), $%.8f",
@@ -244,6 +265,9 @@ class WiseFuseLambdaOperator(BaseOperator):
                     self.unit_id, invoked.error or payload.get("error"), unit.stage_tasks
                 )
             )
+        passed = passed_on(payload)
+        if passed["outputs"] or passed["counts"]:
+            ti.xcom_push(key=VALUES_KEY, value=passed)
         values = output_values(payload, store, unit.spec.exports)
         for stage in unit.spec.exports:
             if stage != unit.last_stage:
@@ -265,6 +289,57 @@ class WiseFuseLambdaOperator(BaseOperator):
             init_measured=not hook.preloads,
         )
         return values.get(unit.last_stage)
+
+    def upstream_units(self) -> list[str]:
+        """The unit tasks upstream of this one, however far: its invocation may read a value
+        any of them passed by value, and chunk, relay or opaque tasks may sit in between."""
+        if not self.has_dag():
+            return []
+        return sorted(
+            t
+            for t in self.get_flat_relative_ids(upstream=True)
+            if _is_unit_task(self.dag.get_task(t))
+        )
+
+
+def _is_unit_task(task: Any) -> bool:
+    """A :class:`WiseFuseLambdaOperator`, mapped (``.partial().expand()``) or not."""
+    cls = getattr(task, "operator_class", type(task))  # a MappedOperator's class
+    return isinstance(cls, type) and issubclass(cls, WiseFuseLambdaOperator)
+
+
+def passed_on(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """What a unit's response hands to the units downstream (:data:`VALUES_KEY`)."""
+    outputs = payload.get("outputs") or []
+    counts: dict[str, int] = {}
+    for rec in outputs:
+        stage = rec["stage"]
+        if rec.get("instance") is not None:
+            counts[stage] = max(counts.get(stage, 0), int(rec["instance"]) + 1)
+        elif "count" in rec:
+            counts[stage] = int(rec["count"])
+    return {
+        "outputs": [{"key": r["key"], "pickle": r["pickle"]} for r in outputs if "pickle" in r],
+        "counts": counts,
+    }
+
+
+def pull_upstream(ti: Any, task_ids: Sequence[str]) -> tuple[passing.Values, dict[str, int]]:
+    """The values the unit tasks ``task_ids`` passed by value, and the counts they pushed.
+
+    A mapped unit task pushes once per chunk: the chunks' counts of a stage are merged by
+    their largest (instance numbers are the stage's own, chunk after chunk).
+    """
+    values = passing.Values()
+    counts: dict[str, int] = {}
+    pushed = ti.xcom_pull(task_ids=list(task_ids), key=VALUES_KEY) if task_ids else []
+    for passed in pushed or []:
+        if not passed:  # a task (or chunk) that passed nothing on
+            continue
+        values.take(passed)
+        for stage, n in (passed.get("counts") or {}).items():
+            counts[stage] = max(counts.get(stage, 0), n)
+    return values, counts
 
 
 def stage_in(
@@ -304,9 +379,10 @@ _EXACT_IN_JSON = (str, int, float, bool, type(None))
 def output_values(payload: Mapping[str, Any], store: st.Store, stages: Sequence[str]) -> dict:
     """Each exported stage's value (a list over instances for a mapped stage), exactly.
 
-    A scalar comes inline in the response; anything else is read from the store, because
-    the inline copy went through JSON (a tuple would come back a list, an int dict key a
-    string) and XCom must see what the function returned.
+    A scalar comes inline in the response; anything else from its pickle when the response
+    passed it by value (it is in no store), else from the store: the inline copy went
+    through JSON (a tuple would come back a list, an int dict key a string) and XCom must
+    see what the function returned.
     """
     whole: dict[str, Any] = {}
     per_instance: dict[str, dict[int, Any]] = {}
@@ -315,7 +391,12 @@ def output_values(payload: Mapping[str, Any], store: st.Store, stages: Sequence[
         if stage not in stages:
             continue
         inline = "value" in rec and isinstance(rec["value"], _EXACT_IN_JSON)
-        value = rec["value"] if inline else st.get(store, rec["key"])
+        if inline:
+            value = rec["value"]
+        elif "pickle" in rec:
+            value = st.loads(passing.decode(rec["pickle"]))
+        else:
+            value = st.get(store, rec["key"])
         if rec.get("instance") is None:
             whole[stage] = value
         else:
