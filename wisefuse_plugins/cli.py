@@ -487,7 +487,8 @@ def _tuned(workflow, model, slo: str, headroom: float, runs: int):
             )
             slo = seconds
         with console.status(
-            f"planning, then running each plan 1 + {runs} times (<= {ROUNDS} plans)"
+            f"planning, then running each plan 1 + {runs} times (<= {ROUNDS} plans, then a"
+            " probe and a rival's plan where they are cheaper)"
         ):
             tuned = tune(workflow, model, slo, run, headroom=headroom)
     for n, t in enumerate(tuned.trials, 1):

@@ -140,6 +140,13 @@ def run_demo(console: Console, settings: DemoSettings | None = None) -> DemoResu
         return _run(console, settings, out, home, started)
 
 
+def _kind(trial) -> str:
+    """What a feedback trial was, when not a plan of WiseFuse's rounds."""
+    if trial.rival:
+        return f", {trial.rival}'s plan"
+    return ", a probe" if trial.probe else ""
+
+
 def _step(console: Console, n: int, text: str) -> None:
     console.rule(f"[bold]{n}. {text}")
 
@@ -242,7 +249,7 @@ def _run(
                     console.print(
                         f"  {slo}, plan {n}: P95 predicted {t.predicted_p95_s:.2f} s, measured"
                         f" {t.p95_s:.2f} s in {t.runs} runs ({'within' if t.accepted else 'over'} the SLO"
-                        f" less {bar:.1%}{', a probe' if t.probe else ''})",
+                        f" less {bar:.1%}{_kind(t)})",
                         highlight=False,
                     )
             else:

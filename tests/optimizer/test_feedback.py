@@ -18,7 +18,13 @@ import pytest
 
 from wisefuse_plugins.model.correct import changed, merge, unit_corrections
 from wisefuse_plugins.model.predict import Model
-from wisefuse_plugins.optimizer.feedback import BATCHES, CONFIRM_BAND, MARGIN_SHARE, tune
+from wisefuse_plugins.optimizer.feedback import (
+    BATCHES,
+    CONFIRM_BAND,
+    MARGIN_SHARE,
+    MIN_GAIN,
+    tune,
+)
 from wisefuse_plugins.optimizer.plan import Plan, Unit
 from wisefuse_plugins.optimizer.search import baseline, optimize
 from wisefuse_plugins.optimizer.space import signature
@@ -338,3 +344,35 @@ def test_measured_runs_record_each_units_invocations(tmp_path: Path):
     found = unit_corrections(m, wf, plan, got.unit_ms, min_invocations=2)
     assert set(found) == {(tuple(u.stages), u.bundle_size, u.arch) for u in plan.units}
     assert all(np.isfinite(f) and f > 0 for by in found.values() for f in by.values())
+
+
+def test_tune_measures_a_cheaper_rival_plan_and_keeps_it_when_it_ran_under_the_target():
+    """A baseline's plan the model puts within the SLO but outside the search's headroom,
+    and cheaper than WiseFuse's pick, runs 20% faster than predicted (as video's SONIC plan
+    did): tune measures it after accepting its own plan, and hands it back; told to leave
+    the rivals out, it keeps its own."""
+    wf = toy_workflow(n=4)
+    m = model_for(wf, CPU)
+    found = None
+    for name in ("power-tuning", "sonic", "photons", "faastlane", "user-min"):
+        rival = baseline(wf, m, name)
+        slo = rival.prediction.p95_s / 0.9  # within the SLO, outside the 15% headroom
+        ours = optimize(wf, m, slo, headroom=0.15)
+        if rival.prediction.cost_usd < ours.prediction.cost_usd * (1 - MIN_GAIN):
+            found = name, rival, slo
+            break
+    assert found is not None, "no baseline plan is cheaper than WiseFuse's near the SLO"
+    name, rival, slo = found
+    key = lambda u: (tuple(u.stages), u.bundle_size, u.memory_mb)  # noqa: E731
+    # the units only the rival's plan has run faster than predicted
+    faster = {key(u) for u in rival.plan.units} - {key(u) for u in ours.plan.units}
+    plant = Plant(m, lambda u: 0.8 if key(u) in faster else 1.0)
+    assert plant.predict(wf, rival.plan).p95_s <= slo * 0.85  # it runs under the target
+    tuned = tune(wf, m, slo, measurer(plant, wf, []), probe=False)
+    assert tuned.chosen.rival == name and tuned.chosen.accepted
+    assert tuned.chosen.verdict == f"{name}'s plan, within the target"
+    assert tuned.planned.plan.units == rival.plan.units
+    assert tuned.chosen.cost_usd < tuned.trials[0].cost_usd
+    alone = tune(wf, m, slo, measurer(plant, wf, []), probe=False, rivals=())
+    assert all(t.rival is None for t in alone.trials)
+    assert alone.planned.plan.units != rival.plan.units
