@@ -162,17 +162,24 @@ def wisefuse_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 def build_app(name: str, folder: Path) -> App:
     """Copy the example DAG, make its plans, add the rewrite lines and the emitted files."""
-    from wisefuse_plugins.adapters.airflow import from_dag, load_dag_file
-    from wisefuse_plugins.emitters.airflow import emit_dag
-
     folder.mkdir(parents=True)
     source = (REPO / "airflow" / f"{name}.py").read_text()
     source = re.sub(r"^(\w+)\(\)\s*\Z", r"dag = \1()\n", source, flags=re.M)
     assert "\ndag = " in source, name
+    wf, plans = write_app(name, folder, source, plans_for)
+    return App(name, folder, wf, plans)
+
+
+def write_app(name: str, folder: Path, source: str, make_plans) -> tuple[Any, dict[str, Any]]:
+    """Write the DAG file ``source`` with one rewrite line per plan of ``make_plans`` at its
+    end, the emitted file of each plan beside it, and the IR and plan files they read."""
+    from wisefuse_plugins.adapters.airflow import from_dag, load_dag_file
+    from wisefuse_plugins.emitters.airflow import emit_dag
+
     (folder / f"{name}.py").write_text(source)
     original = load_dag_file(folder / f"{name}.py")
     wf = from_dag(original)
-    plans = plans_for(wf)
+    plans = make_plans(wf)
     dump(wf, folder / f"{name}.ir.json")
     lines = [ADOPT]
     for key, plan in plans.items():
@@ -191,7 +198,7 @@ def build_app(name: str, folder: Path) -> App:
         (folder / f"emitted_{name}_{key}.py").write_text(text)
     with open(folder / f"{name}.py", "a") as f:
         f.write("".join(lines))
-    return App(name, folder, wf, plans)
+    return wf, plans
 
 
 @pytest.fixture(scope="module")
@@ -526,35 +533,16 @@ def by_value_app(
     with the gather (an unbundled unit mapping over them)."""
     from airflow.dag_processing.dagbag import DagBag
 
-    from wisefuse_plugins.adapters.airflow import from_dag, load_dag_file
-    from wisefuse_plugins.emitters.airflow import emit_dag
-
     folder = tmp_path_factory.mktemp("by_value")
-    (folder / "by_value.py").write_text(BY_VALUE)
-    original = load_dag_file(folder / "by_value.py")
-    wf = from_dag(original)
-    plans = {
-        "bundled": make_plan(wf, [["make"], ["measure", "double"], ["total"]], 2),
-        "mixed": make_plan(wf, [["make", "measure"], ["double", "total"]]),
-    }
-    dump(wf, folder / "by_value.ir.json")
-    lines = [ADOPT]
-    for key, plan in plans.items():
-        dump_plan(plan, folder / f"by_value.{key}.plan.json")
-        lines.append(
-            f'dag_{key} = _rewrite(dag, _HERE / "by_value.{key}.plan.json", suffix="__{key}")\n'
-        )
-        text = emit_dag(
-            wf,
-            plan,
-            dag=original,
-            dag_id=f"by_value__emitted_{key}",
-            plan_file=f"by_value.{key}.plan.json",
-            workflow_file="by_value.ir.json",
-        )
-        (folder / f"emitted_by_value_{key}.py").write_text(text)
-    with open(folder / "by_value.py", "a") as f:
-        f.write("".join(lines))
+    wf, plans = write_app(
+        "by_value",
+        folder,
+        BY_VALUE,
+        lambda wf: {
+            "bundled": make_plan(wf, [["make"], ["measure", "double"], ["total"]], 2),
+            "mixed": make_plan(wf, [["make", "measure"], ["double", "total"]]),
+        },
+    )
     with dags_folder(folder):
         bag = DagBag(dag_folder=str(folder))
     assert bag.import_errors == {}
