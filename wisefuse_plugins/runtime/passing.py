@@ -112,9 +112,10 @@ class Values:
                 text = self._pickles.get(key)
             if text is None:
                 continue  # it went through the store
-            if size + len(text) * 3 // 4 <= self.event_bytes:
+            pickled = len(text) * 3 // 4  # base64 carries 3 bytes in 4 characters
+            if size + pickled <= self.event_bytes:
                 chosen[key] = text
-                size += len(text) * 3 // 4
+                size += pickled
             elif store.put_bytes(key, decode(text)):
                 stored += 1
         return chosen, stored
