@@ -247,6 +247,24 @@ def tune(
             again = current.predict(workflow, planned.plan).p95_s
             tail = max(tail, trial.p95_s / again if again > 0 else 1.0)
     best = _cheapest_accepted(trials.values())
+
+    def judge_by_target(near: Planned, rival: str | None = None) -> None:
+        """Measure a plan planned (or picked) inside the headroom; keep it only if it
+        measured ``headroom`` under the SLO; learn its units' corrections either way."""
+        nonlocal corrections, current, best
+        target = slo_s * (1 - headroom)
+        trial, unit_ms = _measured(near, measure, target, batches, probe=True)
+        trial.rival = rival
+        trials[signature(near.plan)] = trial
+        log.info(
+            "%s: predicted P95 %.3f s, measured %.3f s in %d runs (target %.3f s)",
+            f"{rival}'s plan" if rival else "probe",
+            trial.predicted_p95_s, trial.p95_s, trial.runs, target,
+        )  # fmt: skip
+        corrections = merge(corrections, unit_corrections(model, workflow, near.plan, unit_ms))
+        current = model.corrected(corrections)
+        best = _cheapest_accepted(trials.values())
+
     if probe and best is not None:
         # the cheapest plan predicted between the planning target and the acceptance
         # limit: the model's own error (10% at the median) decides such plans, so it is
@@ -256,33 +274,15 @@ def tune(
         # against the 0.212 s target; svd's whole DAG at 7076 MB, 0.119 s in feedback
         # runs and 0.140 s in the 30 after against a 0.136 s SLO, was 3% over its target)
         near = optimize(workflow, current, slo_s / tail, headroom=margin, **space)
-        target = slo_s * (1 - headroom)
-        sig = signature(near.plan)
-        if sig not in trials and near.prediction.cost_usd < best.cost_usd * (1 - MIN_GAIN):
-            trial, unit_ms = _measured(near, measure, target, batches, probe=True)
-            trials[sig] = trial
-            log.info(
-                "probe: predicted P95 %.3f s, measured %.3f s in %d runs (target %.3f s)",
-                trial.predicted_p95_s, trial.p95_s, trial.runs, target,
-            )  # fmt: skip
-            corrections = merge(corrections, unit_corrections(model, workflow, near.plan, unit_ms))
-            current = model.corrected(corrections)
-            best = _cheapest_accepted(trials.values())
+        if signature(near.plan) not in trials and near.prediction.cost_usd < best.cost_usd * (
+            1 - MIN_GAIN
+        ):
+            judge_by_target(near)
     if rivals:
         cap = math.inf if best is None else best.cost_usd
         rival = _rival(workflow, current, rivals, slo_s, cap, trials, space)
         if rival is not None:
-            target = slo_s * (1 - headroom)
-            trial, unit_ms = _measured(rival, measure, target, batches, probe=True)
-            trial.rival = rival.planner
-            trials[signature(rival.plan)] = trial
-            log.info(
-                "%s's plan: predicted P95 %.3f s, measured %.3f s in %d runs (target %.3f s)",
-                rival.planner, trial.predicted_p95_s, trial.p95_s, trial.runs, target,
-            )  # fmt: skip
-            corrections = merge(corrections, unit_corrections(model, workflow, rival.plan, unit_ms))
-            current = model.corrected(corrections)
-            best = _cheapest_accepted(trials.values())
+            judge_by_target(rival, rival.planner)
     chosen = best or min(trials.values(), key=lambda t: t.p95_s)
     prediction = current.predict(workflow, chosen.plan)
     meta = {
