@@ -1,0 +1,198 @@
+"""The drop-in for Airflow: a DAG file ends with one line and its Python tasks run as planned units.
+
+.. code-block:: python
+
+    from pathlib import Path
+    from wisefuse_plugins.airflow import rewrite
+
+    dag = rewrite(dag, Path(__file__).with_name("video_analytics.plan.json"))
+
+:func:`rewrite` returns a new DAG (same dag_id, schedule, default_args, params, tags and
+callbacks; the dag_id gets ``suffix`` when one is given) in which every unit of the plan is
+one :class:`~wisefuse_plugins.providers.airflow.operators.WiseFuseLambdaOperator` task, a
+bundled unit being a mapped task over chunks of instances, and every opaque task is kept as
+it was, with its dependencies. The shape is decided by
+:func:`wisefuse_plugins.providers.airflow.layout.layout`, shared with the source emitter.
+
+Parsing stays fast and deterministic: the plan is read from a file, the workflow is read
+from the DAG itself (the adapter), and nothing is deployed or started until a task runs.
+When the plan no longer fits the DAG (a function changed, a task was added or removed) or
+cannot be read, the original DAG is returned unchanged with a warning that names the
+reason and the fix (``wisefuse optimize``): a stale plan never breaks a DAG.
+
+Inside a Lambda execution environment (local or AWS) the DAG file is imported only for its
+functions, so there :func:`rewrite` returns its argument at once; so it does while an
+emitted DAG file imports the original for its opaque tasks (:class:`~.original.OriginalDag`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from wisefuse_plugins.errors import WiseFuseError
+from wisefuse_plugins.providers.airflow.original import loading_original
+from wisefuse_plugins.providers.airflow.tasks import build_tasks
+from wisefuse_plugins.providers.airflow.xcomrefs import opaque_reads, repoint_task
+
+if TYPE_CHECKING:
+    from airflow.sdk import DAG
+
+    from wisefuse_plugins.ir import Workflow
+    from wisefuse_plugins.optimizer.plan import Plan
+    from wisefuse_plugins.providers.airflow.layout import Layout
+
+__all__ = ["rewrite"]
+
+#: The drop-in's logger keeps the name users import it by.
+log = logging.getLogger("wisefuse_plugins.airflow")
+
+FIX = "re-run `wisefuse optimize` on the DAG file to make a plan for the current code"
+
+
+def _in_lambda() -> bool:
+    """True inside a Lambda execution environment (AWS sets this; so does the local backend)."""
+    return bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
+
+
+def rewrite(
+    dag: DAG,
+    plan: Plan | str | os.PathLike[str],
+    *,
+    suffix: str | None = None,
+    backend: str = "local",
+    aws_conn_id: str | None = None,
+    store: str | None = None,
+    archive: str | bool | None = None,
+    parallelism: Mapping[str, int] | None = None,
+    hook_params: Mapping[str, Any] | None = None,
+) -> DAG:
+    """``dag`` with its Python tasks replaced by the plan's units, or ``dag`` itself (with a warning).
+
+    ``plan``: a :class:`Plan` or the path of a plan JSON (``wisefuse optimize`` writes one).
+    ``suffix``: appended to the dag_id, so the original and the rewritten DAG can run side
+    by side (without it the rewritten DAG replaces the original: assign the result to the
+    variable that held it). ``backend`` / ``aws_conn_id`` / ``store`` / ``hook_params``: where
+    units run (see :class:`~wisefuse_plugins.providers.airflow.hooks.WiseFuseLambdaHook`).
+    ``archive``: where units record their timings (see the operator). ``parallelism``: the
+    same overrides the plan was made with, if any (``from_dag(parallelism=...)``).
+    """
+    if _in_lambda() or loading_original():
+        return dag
+    where = f"DAG {dag.dag_id!r}"
+    try:
+        from wisefuse_plugins.adapters.airflow import from_dag
+        from wisefuse_plugins.optimizer.plan import Plan, load_plan, plan_problems
+
+        workflow = from_dag(dag, parallelism=parallelism)
+        plan_obj = plan if isinstance(plan, Plan) else load_plan(plan)
+    except WiseFuseError as err:
+        hint = f" ({err.hint})" if err.hint else ""
+        log.warning("%s runs unchanged: %s%s; %s", where, err.message, hint, FIX)
+        return dag
+    problems = plan_problems(plan_obj, workflow)
+    if problems:
+        shown = "; ".join(f"{reason} ({path})" for path, reason in problems[:5])
+        more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""
+        source = "" if isinstance(plan, Plan) else f" {os.fspath(plan)}"
+        log.warning(
+            "%s runs unchanged: its plan%s no longer matches it: %s%s; %s",
+            where,
+            source,
+            shown,
+            more,
+            FIX,
+        )
+        return dag
+    try:
+        new = _rewritten(
+            dag,
+            workflow,
+            plan_obj,
+            suffix=suffix,
+            settings={
+                "backend": backend,
+                "aws_conn_id": aws_conn_id,
+                "store": store,
+                "archive": archive,
+                "hook_params": dict(hook_params or {}),
+            },
+        )
+    except Exception as err:  # a DAG file must keep parsing: run the original instead
+        log.warning(
+            "%s runs unchanged: rewriting it failed (%s: %s)",
+            where,
+            type(err).__name__,
+            err,
+            exc_info=True,
+        )
+        return dag
+    _register(dag, new, replace=not suffix)
+    return new
+
+
+# --------------------------------------------------------------------------- building
+
+
+def _rewritten(
+    dag: DAG, workflow: Workflow, plan: Plan, *, suffix: str | None, settings: dict[str, Any]
+) -> DAG:
+    from wisefuse_plugins.providers.airflow.layout import layout
+
+    reads = opaque_reads(dag, workflow)
+    lay = layout(workflow, plan, reads=reads)
+    kept = [workflow.stage(s).name for s in lay.opaque]
+    new = dag.partial_subset(task_ids=kept, include_upstream=False, include_downstream=False)
+    new.partial = False
+    if suffix:
+        new.dag_id = f"{dag.dag_id}{suffix}"
+    stray = [t for t in new.task_dict if t not in kept]  # setup/teardown pulled in: opaque anyway
+    if stray:
+        raise WiseFuseError(f"tasks {stray} were copied although the plan runs them")
+    root = Path(workflow.source.root).resolve()
+    fileloc = getattr(dag, "fileloc", None)
+    here = Path(fileloc).resolve().parent if fileloc else None
+    code_root = None if root == here else str(root)
+    build_tasks(new, lay, dag, code_root=code_root, **settings)
+    by_name = {s.name: s.id for s in workflow.stages}
+    for sid in lay.opaque:  # their XComArgs still point at the original DAG's tasks
+        task = new.task_dict[workflow.stage(sid).name]
+        repoint_task(task, lambda ref, key: _target(ref, key, lay, by_name, new))
+    for up, down in lay.edges:
+        if up not in new.task_dict[down].upstream_task_ids:
+            new.task_dict[down].set_upstream(new.task_dict[up])
+    return new
+
+
+def _target(ref: str, key: str, lay: Layout, by_name: dict[str, str], new: DAG) -> Any:
+    """The XComArg that replaces a reference to original task ``ref`` at ``key``."""
+    from airflow.sdk.definitions.xcom_arg import XComArg
+
+    stage = by_name.get(ref)
+    if stage is None or stage in lay.opaque:
+        return XComArg(new.task_dict[ref], key=key)
+    return XComArg(new.task_dict[lay.xcom_source(stage)], key=key)
+
+
+# --------------------------------------------------------------------------- registration
+
+
+def _register(old: DAG, new: DAG, *, replace: bool) -> None:
+    """Let Airflow's parser collect ``new`` (and, when it replaces ``old``, not ``old``).
+
+    DAGs made in a ``with DAG()`` block or by a ``@dag`` function are collected even when no
+    module variable holds them; a rewritten DAG with the same dag_id must take the
+    original's place there, or the parser would keep whichever it meets last.
+    """
+    with contextlib.suppress(Exception):
+        from airflow.sdk.definitions._internal.contextmanager import DagContext
+
+        registered = DagContext.autoregistered_dags
+        for entry in [e for e in registered if e[0] is old]:
+            if replace:
+                registered.discard(entry)
+            registered.add((new, entry[1]))
