@@ -765,8 +765,10 @@ def test_preload_falls_back_when_a_preload_starts_a_thread(
     (Path(code_dir) / "wf_threaded.py").write_text(
         "import threading, time\nthreading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
     )
-    monkeypatch.setenv("PYTHONPATH", code_dir)  # the fork server inherits our environment
-    with LocalLambda(preload=("wf_threaded", "json")) as backend:
+    # the fork server sees only the configured environment, as the functions do
+    with LocalLambda(
+        preload=("wf_threaded", "json"), environment={"PYTHONPATH": code_dir}
+    ) as backend:
         backend.register(fn(code_dir, "pthr", "noop", memory_mb=512))
         inv = backend.invoke("pthr")
         assert inv.ok and inv.cold and ppid(inv.worker_pid) == os.getpid()  # spawned

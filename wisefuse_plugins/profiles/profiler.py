@@ -144,13 +144,16 @@ class _Deployer:
 
         name = safe_name(f"wfprof-{unit.id}")
         root = str(getattr(self.backend, "code_root", Path.cwd()))
+        env_of = getattr(self.backend, "function_env", None)  # the units' own (LocalUnits)
         config = FunctionConfig(
             name=name,
             handler=COLDSTART_HANDLER,
             memory_mb=unit.memory_mb,
             arch=unit.arch,
             timeout_s=float(getattr(self.backend, "timeout_s", 120.0)),
-            env={
+            env=env_of(spec_path)
+            if env_of is not None
+            else {
                 ENV_SPEC: str(spec_path),
                 ENV_ROOT: root,
                 ENV_STORE: str(getattr(self.backend, "store_url", "")),

@@ -16,6 +16,11 @@ assumption, region and endpoint all come from the connection and are never logge
 The store is ``store=``, else ``$WISEFUSE_STORE``, else ``$WISEFUSE_HOME/store`` (local);
 the aws backend needs an ``s3://bucket/prefix`` store (``store=``, ``$WISEFUSE_STORE`` or
 the connection's extra ``wisefuse_store``).
+
+A unit's function sees only its configured environment, on both backends, as a Lambda
+function does: ``environment=`` (Lambda's ``Environment.Variables``) gives every unit's
+function variables the user's code reads; nothing of the task process's own environment
+is passed on (a task process's Airflow settings broke every unit that imported Airflow).
 """
 
 from __future__ import annotations
@@ -59,7 +64,8 @@ EXTRA_PREFIX = "wisefuse_function_prefix"
 
 _lock = threading.Lock()
 _local_lambda: LocalLambda | None = None
-_local_units: dict[tuple[str, str], LocalUnits] = {}  # (store URL, code root) -> units
+#: (store URL, code root, environment) -> units
+_local_units: dict[tuple[str, str, tuple[tuple[str, str], ...]], LocalUnits] = {}
 _aws_deployed: dict[tuple[str, str, int, str], str] = {}  # (prefix, unit, memory, arch) -> spec
 
 
@@ -108,6 +114,16 @@ def close_local() -> None:
 atexit.register(close_local)
 
 
+def _check_environment(environment: Mapping[str, str] | None) -> dict[str, str]:
+    """The hook's ``environment=`` as a dict of strings, or a clear error naming the variable."""
+    from wisefuse_plugins.runtime.backends.local import check_environment
+
+    try:
+        return check_environment(environment, "WiseFuseLambdaHook")
+    except ValueError as err:
+        raise WiseFuseError(str(err), hint="pass environment={'NAME': 'value', ...}") from None
+
+
 class WiseFuseLambdaHook(BaseHook):
     """Deploy and invoke plan units on the local Lambda or on AWS Lambda.
 
@@ -116,7 +132,8 @@ class WiseFuseLambdaHook(BaseHook):
     ``$WISEFUSE_LOCAL_PRELOAD`` work too: by default it preloads ``airflow.sdk`` in a fork
     server, so that a cold start does not import Airflow again). ``execution_role_arn``, ``function_prefix``, ``layers``: for ``aws`` (the
     first two default to the connection extras ``wisefuse_execution_role_arn`` and
-    ``wisefuse_function_prefix``).
+    ``wisefuse_function_prefix``). ``environment``: variables of every unit's function, on
+    either backend (the task's own environment never reaches a function).
     """
 
     conn_name_attr = "aws_conn_id"
@@ -135,6 +152,7 @@ class WiseFuseLambdaHook(BaseHook):
         function_prefix: str | None = None,
         layers: Sequence[str] | Mapping[str, Sequence[str]] = (),
         local_options: Mapping[str, Any] | None = None,
+        environment: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -149,6 +167,7 @@ class WiseFuseLambdaHook(BaseHook):
         self.function_prefix = function_prefix
         self.layers = layers
         self.local_options = dict(local_options or {})
+        self.environment = _check_environment(environment)
         self._store_arg = store
         self._store: st.Store | None = None
         self._aws: Any = None
@@ -216,7 +235,7 @@ class WiseFuseLambdaHook(BaseHook):
     def invoke(self, deployed: Deployed, event: dict[str, Any]) -> Invoked:
         """Invoke a deployed unit synchronously; task errors come back in the payload."""
         if self.backend == "local":
-            units = _local_units.get((self.store_url, deployed.code_root))
+            units = _local_units.get(self._units_key(deployed.code_root))
             if units is None:
                 raise WiseFuseError(f"unit function {deployed.function!r} is not deployed")
             return units.invoke(deployed.function, event)
@@ -235,20 +254,25 @@ class WiseFuseLambdaHook(BaseHook):
     ) -> Deployed:
         from wisefuse_plugins.runtime.backends.units import LocalUnits
 
-        # one function per (spec, code root, store): the local Lambda's function names are
-        # process-wide, and the same spec under another root is other code
-        ident = hashlib.sha256(f"{sha}\0{root}\0{self.store_url}".encode()).hexdigest()[:10]
+        # one function per (spec, code root, store, environment): the local Lambda's function
+        # names are process-wide, and the same spec under another root is other code
+        key = self._units_key(str(root))
+        ident = hashlib.sha256(repr((sha, *key)).encode()).hexdigest()[:10]
         name = safe_name(f"{workflow}-{spec.unit}-{ident}")
         path = self._spec_file(spec, sha)
         unit = Unit(id=name, stages=[s.id for s in spec.stages], memory_mb=memory_mb, arch=arch)
         with _lock:
             lam = _shared_local_lambda(self.local_options)
-            key = (self.store_url, str(root))
             units = _local_units.get(key)
             if units is None:
-                units = _local_units[key] = LocalUnits(lam, self.store_url, root)
+                units = _local_units[key] = LocalUnits(
+                    lam, self.store_url, root, environment=self.environment
+                )
             units.deploy(unit, path, cast(Workflow, None))  # LocalUnits needs no workflow
         return Deployed(name, sha, str(root))
+
+    def _units_key(self, code_root: str) -> tuple[str, str, tuple[tuple[str, str], ...]]:
+        return (self.store_url, code_root, tuple(sorted(self.environment.items())))
 
     def _deploy_aws(
         self, spec: UnitSpec, sha: str, memory_mb: int, arch: Arch, root: Path, workflow: str
@@ -322,6 +346,7 @@ class WiseFuseLambdaHook(BaseHook):
                 region=self.region_name,
                 layers=self.layers,
                 code_root=root,
+                environment=self.environment,
                 client_factory=factory,
             )
         return self._aws

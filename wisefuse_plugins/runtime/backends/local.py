@@ -80,7 +80,39 @@ RUNTIME_HANDLER_MODULE = "wisefuse_plugins.runtime.handler"
 #: How long the fork server may take to import its preloads before the backend gives up
 #: on preloading (airflow.sdk took 3-40 s here, depending on the load).
 PRELOAD_TIMEOUT_S = 300.0
-_JOIN_CGROUPS = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 97; shift; done; shift; exec "$@"'
+#: The only variables a function gets from the caller's environment: what a process
+#: needs to run at all on this host (Lambda sets its own PATH, LANG and TZ). Nothing else
+#: of the caller's reaches a function: not its credentials, not Airflow's settings (a task
+#: process's ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=airflow-db-not-allowed:///`` broke every
+#: unit that imported Airflow), not ``PYTHONPATH``. Give a function what it needs in its
+#: configuration: ``FunctionConfig.env``, or ``LocalLambda(environment=...)`` for all.
+HOST_VARS = ("PATH", "LANG", "LC_ALL", "TZ")
+#: Set by the backend for every function, as Lambda sets them: a configuration may not.
+RESERVED_VARS = frozenset(
+    {
+        "_HANDLER",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_EXECUTION_ENV",
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_INITIALIZATION_TYPE",
+        "AWS_LAMBDA_LOG_GROUP_NAME",
+        "LAMBDA_TASK_ROOT",
+        "LAMBDA_RUNTIME_DIR",
+        "HOME",
+        "TMPDIR",
+        "WISEFUSE_LOCAL_LAMBDA",
+    }
+)
+#: The folder holding our package: the local runtime's /var/runtime, on every function's
+#: PYTHONPATH so the handler imports however the caller found it.
+RUNTIME_DIR = str(Path(__file__).resolve().parents[3])
+#: The spawning shell joins the worker's cgroups, then becomes it (without the PWD it sets).
+_JOIN_CGROUPS = (
+    'while [ "$1" != -- ]; do echo $$ > "$1" || exit 97; shift; done; shift; unset PWD; exec "$@"'
+)
 _instances = itertools.count(1)
 log = logging.getLogger(__name__)
 
@@ -128,10 +160,71 @@ class FunctionConfig:
         limits.check_memory(self.memory_mb)
         limits.check_arch(self.arch)
         limits.check_timeout(self.timeout_s)
+        object.__setattr__(self, "env", check_environment(self.env, f"function {self.name!r}"))
 
     @property
     def vcpus(self) -> float:
         return limits.vcpus(self.memory_mb)
+
+
+def check_environment(env: Mapping[str, str] | None, owner: str) -> dict[str, str]:
+    """``env`` as a plain dict of strings, or a ValueError naming the bad variable."""
+    if env is None:
+        return {}
+    if not isinstance(env, Mapping):
+        raise ValueError(f"{owner}: environment must be a mapping of names to strings, got {env!r}")
+    out: dict[str, str] = {}
+    for key, value in env.items():
+        if not isinstance(key, str) or not key or "=" in key or "\0" in key:
+            raise ValueError(f"{owner}: not an environment variable name: {key!r}")
+        if not isinstance(value, str) or "\0" in value:
+            raise ValueError(f"{owner}: environment variable {key} must be a string, got {value!r}")
+        if key in RESERVED_VARS:
+            raise ValueError(
+                f"{owner}: environment variable {key} is reserved: the backend sets it, as "
+                "Lambda does (see docs/local-backend.md)"
+            )
+        out[key] = value
+    return out
+
+
+def base_env(
+    home: Path, region: str, environment: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """What every function's environment starts from (and the fork server's, whole).
+
+    The host's :data:`HOST_VARS` when set, ``HOME`` and ``TMPDIR`` at ``home`` (a private
+    writable folder, as Lambda's only writable place is /tmp: a library writing under ``~``
+    does not touch the host's home), the region, the runtime on ``PYTHONPATH``
+    (``environment``'s own ``PYTHONPATH`` comes first), unbuffered output, then
+    ``environment`` (the variables common to every function).
+    """
+    env = {k: os.environ[k] for k in HOST_VARS if k in os.environ}
+    env.setdefault("PATH", os.defpath)
+    py = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    env.update(
+        {
+            "HOME": str(home),
+            "TMPDIR": str(home),
+            "AWS_REGION": region,
+            "AWS_DEFAULT_REGION": region,
+            "AWS_EXECUTION_ENV": f"AWS_Lambda_{py}",
+            "LAMBDA_RUNTIME_DIR": RUNTIME_DIR,
+            "PYTHONUNBUFFERED": "1",
+            "WISEFUSE_LOCAL_LAMBDA": "1",
+        }
+    )
+    return with_config(env, environment or {})
+
+
+def with_config(env: Mapping[str, str], config: Mapping[str, str]) -> dict[str, str]:
+    """``env`` updated with configured variables; a configured ``PYTHONPATH`` goes before the
+    runtime's folder instead of replacing it (the handler must stay importable)."""
+    out = {**env, **config}
+    out["PYTHONPATH"] = os.pathsep.join(
+        p for p in (config.get("PYTHONPATH"), env.get("PYTHONPATH") or RUNTIME_DIR) if p
+    )
+    return out
 
 
 @dataclass(frozen=True)
@@ -389,6 +482,10 @@ class LocalLambda:
       started on the first cold start, that then forks every new worker instead of
       spawning an interpreter. INIT then excludes the preloads' import time (a real
       Lambda cold start would pay it): see :attr:`preload_ms` and docs/local-backend.md.
+    - ``environment``: variables common to every function (and the fork server). A
+      function's environment is exactly :func:`base_env`, this, its ``FunctionConfig.env``
+      and the variables Lambda sets (``AWS_LAMBDA_FUNCTION_NAME``...): nothing else of the
+      caller's environment, as a Lambda function sees only its configuration.
     """
 
     def __init__(
@@ -406,6 +503,7 @@ class LocalLambda:
         python: str = sys.executable,
         sample_interval_s: float = 0.005,
         preload: Sequence[str] = (),
+        environment: Mapping[str, str] | None = None,
     ) -> None:
         if clock not in ("auto", "cgroup", "cpu-clock"):
             raise ValueError(f"clock must be 'auto', 'cgroup' or 'cpu-clock', got {clock!r}")
@@ -440,6 +538,9 @@ class LocalLambda:
         self.python = python
         self.sample_interval_s = sample_interval_s
         self.preload = tuple(preload)
+        #: Variables every function gets (its own ``FunctionConfig.env`` wins), as if
+        #: configured on each: the only way anything of the caller's reaches a function.
+        self.environment = check_environment(environment, "LocalLambda")
         #: Wall ms the (latest) fork server spent importing the runtime handler and the
         #: preloads, once: a cost INIT no longer shows (None before the first cold start).
         self.preload_ms: float | None = None
@@ -812,25 +913,25 @@ class LocalLambda:
         return worker, t_start
 
     def _base_env(self) -> dict[str, str]:
-        """The environment common to all functions (the fork server's)."""
-        env = dict(os.environ)
-        env.setdefault("AWS_REGION", self.pricing.region)
-        env.setdefault("AWS_DEFAULT_REGION", self.pricing.region)
-        env.update({"WISEFUSE_LOCAL_LAMBDA": "1", "PYTHONUNBUFFERED": "1"})
-        return env
+        """The environment common to all functions (the fork server's): see :func:`base_env`."""
+        home = self._state.tmpdir / "tmp"
+        home.mkdir(parents=True, exist_ok=True)  # again, if a tmp cleaner removed it
+        return base_env(home, self.pricing.region, self.environment)
 
     def _env(self, cfg: FunctionConfig) -> dict[str, str]:
-        env = self._base_env()
+        """A function's whole environment: the base, Lambda's variables, its configuration."""
+        env = with_config(self._base_env(), cfg.env)
         env.update(
             {
                 "AWS_LAMBDA_FUNCTION_NAME": cfg.name,
                 "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(cfg.memory_mb),
                 "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
                 "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{cfg.name}",
+                "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
                 "LAMBDA_TASK_ROOT": cfg.code_dir or os.getcwd(),
+                "_HANDLER": cfg.handler,
             }
         )
-        env.update(cfg.env)
         return env
 
     def _await(

@@ -2,7 +2,9 @@
 
 One function per unit, named after it, whose handler is the runtime's
 (``wisefuse_plugins.runtime.handler:handler``) and whose environment points at the unit
-spec, the code root and the store, exactly as a deployed AWS function's does. Deploying
+spec, the code root and the store, exactly as a deployed AWS function's does, plus the
+variables given as ``environment`` (Lambda's ``Environment.Variables``; the AWS backend
+takes the same argument): a function sees nothing else of the caller's environment. Deploying
 the same unit again with the same settings keeps its warm workers; changing memory or
 architecture retires them (new configuration, new execution environments), as on Lambda.
 """
@@ -10,6 +12,7 @@ architecture retires them (new configuration, new execution environments), as on
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,9 @@ from wisefuse_plugins.runtime.handler import ENV_ROOT, ENV_SPEC, ENV_STORE
 
 HANDLER = "wisefuse_plugins.runtime.handler:handler"
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+#: Makes the unit's loader import DAG and flow files with its stand-ins for Airflow and
+#: Prefect even where they are installed, as on Lambda, where they are not.
+FRAMEWORK_SHIM_VAR = "WISEFUSE_FRAMEWORK_SHIM"
 
 
 def thread_env() -> dict[str, str]:
@@ -40,13 +46,22 @@ def thread_env() -> dict[str, str]:
 
 @dataclass
 class LocalUnits:
-    """Deploy and invoke plan units on a :class:`LocalLambda`."""
+    """Deploy and invoke plan units on a :class:`LocalLambda`.
+
+    ``environment``: variables every unit's function gets (e.g. what the user's code reads
+    with ``os.environ``); the runtime's own settings win.
+    """
 
     lam: LocalLambda
     store_url: str
     code_root: Path
     timeout_s: float = MAX_TIMEOUT_S
+    environment: Mapping[str, str] = field(default_factory=dict)
     _deployed: dict[str, FunctionConfig] = field(default_factory=dict)
+
+    def function_env(self, spec_path: Path) -> dict[str, str]:
+        """The configured environment of a unit's function (what Lambda's would hold)."""
+        return unit_env(spec_path, self.code_root, self.store_url, self.environment)
 
     def deploy(self, unit: Unit, spec_path: Path, workflow: Workflow) -> None:
         config = FunctionConfig(
@@ -55,12 +70,7 @@ class LocalUnits:
             memory_mb=unit.memory_mb,
             arch=unit.arch,
             timeout_s=self.timeout_s,
-            env={
-                **thread_env(),
-                ENV_SPEC: str(spec_path),
-                ENV_ROOT: str(self.code_root),
-                ENV_STORE: self.store_url,
-            },
+            env=self.function_env(spec_path),
             code_dir=str(self.code_root),
         )
         if self._deployed.get(unit.id) != config:
@@ -79,6 +89,21 @@ class LocalUnits:
             cost_usd=inv.cost_usd,
             error=runtime_error(unit_id, inv.error),
         )
+
+
+def unit_env(
+    spec_path: Path, code_root: Path, store_url: str, environment: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """A unit function's variables: BLAS pools of one thread (:func:`thread_env`), the
+    framework stand-ins, the user's ``environment``, then the spec, code root and store."""
+    return {
+        **thread_env(),
+        FRAMEWORK_SHIM_VAR: "always",
+        **(environment or {}),
+        ENV_SPEC: str(spec_path),
+        ENV_ROOT: str(code_root),
+        ENV_STORE: store_url,
+    }
 
 
 def runtime_error(unit_id: str, error: dict[str, Any] | None) -> dict[str, Any] | None:
