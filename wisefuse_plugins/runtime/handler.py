@@ -31,7 +31,7 @@ invocation and shared; each exported output is written once, atomically, at
 ``runs/<run>/<stage>/...``. A retried invocation (``resume``) finds its outputs already
 stored, loads them instead of recomputing and leaves the store as it was.
 
-Response: ``{"ok": true, "outputs": [...], "timings": [...], "handler_ms": ...}`` (a
+Response: ``{"ok": true, "outputs": [...], "timings": [...], "logs": [...], "handler_ms": ...}`` (a
 timing per stage instance: ``ms`` in all, ``fn_ms`` in the user's function alone and
 ``fn_t`` its [start, end] on CLOCK_MONOTONIC, which the local backend's CPU-time clock
 turns into the function's Lambda-equivalent ``fn_eq_ms``; the
@@ -40,7 +40,10 @@ JSON outputs also come back inline (within ``WISEFUSE_INLINE_BYTES``, 8 KB by de
 far below Lambda's 6 MB response limit). A failing task gives ``{"ok": false, "error":
 {"stage", "instance", "type", "message", "traceback"}}``. A unit whose spec lists
 ``bundles`` adds ``"chunks": {slot: [[0, 1], [2, 3], ...]}``: the instance chunks of each
-bundled unit downstream, which a Step Functions Map iterates over.
+bundled unit downstream, which a Step Functions Map iterates over. ``logs`` (failures too):
+what the stages' functions printed and logged, a record per line naming the stage and
+instance (``<setup>`` for the cold start's imports), at most :data:`.capture.LOG_BYTES` with
+an explicit last record when cut (:mod:`.capture`); it also goes to the real streams.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ from typing import Any
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir.nodes import Collect, Const, ConstItem, Item, Output
 from wisefuse_plugins.model.limits import bundle_threads
-from wisefuse_plugins.runtime import passing
+from wisefuse_plugins.runtime import capture, passing
 from wisefuse_plugins.runtime import store as st
 from wisefuse_plugins.runtime.loader import load_callable
 from wisefuse_plugins.runtime.spec import StageSpec, UnitSpec, read_spec
@@ -192,6 +195,7 @@ class Invocation:
     dep: Deployment
     req: Request
     threads: int
+    logs: capture.Capture = field(default_factory=capture.Capture)
     store: st.CountingStore = field(init=False)
     values: dict[tuple[str, int | None], Any] = field(default_factory=dict)
     _reads: dict[str, Any] = field(default_factory=dict)
@@ -318,6 +322,10 @@ class Invocation:
     # -- running ------------------------------------------------------------------------
 
     def run_stage(self, spec: StageSpec, instance: int | None) -> None:
+        with self.logs.stage(spec.id, instance):
+            self._run_stage(spec, instance)
+
+    def _run_stage(self, spec: StageSpec, instance: int | None) -> None:
         start = time.perf_counter()
         exported = spec.id in self.spec.exports
         key = st.output_key(self.req.run_id, spec.id, instance)
@@ -490,14 +498,31 @@ def _memory_mb(context: Any) -> float:
         return 1769.0
 
 
-def run_unit(dep: Deployment, event: Any, memory_mb: float) -> dict[str, Any]:
-    """Run one event against a loaded deployment (the handler's body, callable in-process)."""
+def run_unit(
+    dep: Deployment, event: Any, memory_mb: float, logs: capture.Capture | None = None
+) -> dict[str, Any]:
+    """Run one event against a loaded deployment (the handler's body, callable in-process).
+
+    ``logs``: the capture the handler opened (it saw the cold start's imports); without it,
+    one for this call.
+    """
     start = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        if logs is None:
+            logs = stack.enter_context(capture.capturing())
+        response = _run_unit(dep, event, memory_mb, logs, start)
+        response["logs"] = logs.close()
+    return response
+
+
+def _run_unit(
+    dep: Deployment, event: Any, memory_mb: float, logs: capture.Capture, start: float
+) -> dict[str, Any]:
     try:
         req = parse_event(event, dep.spec)
     except Exception as err:
         return {"ok": False, "error": StageFailed("<event>", None, err).info}
-    inv = Invocation(dep, req, threads=bundle_threads(memory_mb))
+    inv = Invocation(dep, req, threads=bundle_threads(memory_mb), logs=logs)
     try:
         inv.run()
         chunks = _chunks(inv) if dep.spec.bundles else None
@@ -536,12 +561,15 @@ def _chunks(inv: Invocation) -> dict[str, list[list[int]]]:
 
 def handler(event: Any, context: Any) -> dict[str, Any]:
     """The Lambda entry point. Reports task errors, or raises them if ``raise_errors``."""
-    try:
-        dep = deployment()
-    except Exception as err:
-        result: dict[str, Any] = {"ok": False, "error": StageFailed("<setup>", None, err).info}
-    else:
-        result = run_unit(dep, event, _memory_mb(context))
+    with capture.capturing(exclusive=True) as logs:  # the environment is the function's
+        try:
+            with logs.stage("<setup>"):  # a cold start imports the user's files
+                dep = deployment()
+        except Exception as err:
+            result: dict[str, Any] = {"ok": False, "error": StageFailed("<setup>", None, err).info}
+            result["logs"] = logs.close()
+        else:
+            result = run_unit(dep, event, _memory_mb(context), logs)
     if not result["ok"] and isinstance(event, dict) and event.get("raise_errors") is True:
         raise WiseFuseUnitFailed(result["error"])
     return result

@@ -1,0 +1,64 @@
+"""Functions that print and log, for the tests of what a unit's log captures."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+
+log = logging.getLogger(__name__)
+
+print("chatty_app imported")  # a cold start's import: the <setup> stage
+
+
+def numbers(n: int) -> list[int]:
+    print(f"making {n} numbers")
+    log.info("made %d numbers", n)
+    return list(range(n))
+
+
+def shout(x: int) -> int:
+    for part in ("instance ", "of ", f"{x}\n"):  # one line in three writes
+        sys.stdout.write(part)
+        time.sleep(0.002)  # other instances write meanwhile
+    print(f"stderr of {x}", file=sys.stderr)
+    log.warning("warning of %d", x)
+    return x
+
+
+def in_thread(x: int) -> int:
+    """Prints from a thread of its own, which carries no context."""
+    t = threading.Thread(target=lambda: print(f"thread of {x}"))
+    t.start()
+    t.join()
+    return x
+
+
+def flood(lines: int) -> int:
+    for i in range(lines):
+        print(f"line {i:06d} " + "x" * 100)
+    return lines
+
+
+def fail_after_print(x: int) -> int:
+    print(f"about to fail on {x}")
+    log.error("failing now")
+    raise RuntimeError("planned failure")
+
+
+def configures_logging(x: int) -> int:
+    """A logger with a StreamHandler of its own, made in the unit: it writes to the captured
+    stderr, and its records propagate to the root logger too."""
+    own = logging.getLogger("chatty.own")
+    if not own.handlers:
+        handler = logging.StreamHandler()  # sys.stderr now: the captured stream
+        handler.setFormatter(logging.Formatter("%(levelname)s:%(name)s:%(message)s"))
+        own.addHandler(handler)
+    own.warning("configured %d", x)
+    return x
+
+
+def no_newline() -> int:
+    sys.stdout.write("no newline at the end")
+    return 1
