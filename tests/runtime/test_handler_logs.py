@@ -26,6 +26,7 @@ from wisefuse_plugins.runtime.spec import read_spec
 from .toy import chatty_app
 
 ROOT = Path(chatty_app.__file__).resolve().parent
+LOGS = {"log_bytes": capture.LOG_BYTES}  # what the Airflow operator asks for
 
 
 def chain(second=chatty_app.shout, n: int = 4, **kw) -> Workflow:
@@ -73,7 +74,7 @@ def lines_of(response, stage=None, stream=None):
 
 def test_lines_are_captured_per_stage_and_instance_and_still_printed(tmp_path, capsys):
     dep, _, _ = deployment(chain(), [["numbers", "each"]], tmp_path, "numbers-each")
-    out = run_unit(dep, {"run_id": "r1"}, 3538)  # two threads run the mapped instances
+    out = run_unit(dep, {"run_id": "r1", **LOGS}, 3538)  # two threads run the mapped instances
     assert out["ok"] and out["threads"] == 2
     assert lines_of(out, "numbers", "stdout") == [(None, "making 4 numbers")]
     logged = [r for r in out["logs"] if r["stream"] == "log"]
@@ -108,8 +109,8 @@ def test_bundle_instances_and_fused_stages_are_attributed(tmp_path):
         wf, [["numbers"], ["each", "again"]], tmp_path, "each-again", bundle={"each": 2}
     )
     first, _, _ = deployment(wf, [["numbers"], ["each", "again"]], tmp_path, "numbers")
-    assert run_unit(first, {"run_id": "r1"}, 1769)["ok"]
-    out = run_unit(dep, {"run_id": "r1", "instances": [2, 3]}, 3538)
+    assert run_unit(first, {"run_id": "r1", **LOGS}, 1769)["ok"]
+    out = run_unit(dep, {"run_id": "r1", "instances": [2, 3], **LOGS}, 3538)
     assert out["ok"] and out["threads"] == 2
     for stage in ("each", "again"):
         assert sorted(lines_of(out, stage, "stdout")) == [
@@ -121,7 +122,7 @@ def test_bundle_instances_and_fused_stages_are_attributed(tmp_path):
 def test_a_failing_stage_returns_what_it_printed_before_raising(tmp_path):
     wf = chain(chatty_app.fail_after_print, n=2)
     dep, _, _ = deployment(wf, [["numbers", "each"]], tmp_path, "numbers-each")
-    out = run_unit(dep, {"run_id": "r1"}, 1769)
+    out = run_unit(dep, {"run_id": "r1", **LOGS}, 1769)
     assert not out["ok"] and out["error"]["stage"] == "each" and out["error"]["instance"] == 0
     assert lines_of(out, "each") == [
         (0, "about to fail on 0"),
@@ -143,7 +144,7 @@ def test_the_cap_keeps_the_first_lines_and_says_how_many_were_cut(tmp_path, caps
         edges=[],
     )
     dep, _, _ = deployment(wf, [["flood"]], tmp_path, "flood")
-    out = run_unit(dep, {"run_id": "r1"}, 1769)
+    out = run_unit(dep, {"run_id": "r1", **LOGS}, 1769)
     assert out["ok"]
     kept, marker = out["logs"][:-1], out["logs"][-1]
     assert len(json.dumps(kept)) <= capture.LOG_BYTES
@@ -172,7 +173,9 @@ def test_outside_a_functions_own_environment_other_threads_are_not_captured(tmp_
     dep, _, _ = deployment(
         chain(chatty_app.in_thread, n=2), [["numbers", "each"]], tmp_path, "numbers-each"
     )
-    out = run_unit(dep, {"run_id": "r1"}, 1769)  # in-process: this process runs other things
+    out = run_unit(
+        dep, {"run_id": "r1", **LOGS}, 1769
+    )  # in-process: this process runs other things
     assert out["ok"] and lines_of(out, "each") == []
     assert "thread of 1\n" in capsys.readouterr().out
 
@@ -190,26 +193,43 @@ def test_the_lambda_entry_point_captures_setup_and_threads(tmp_path, monkeypatch
     monkeypatch.setenv(handler_module.ENV_ROOT, str(root))
     monkeypatch.setenv(handler_module.ENV_STORE, store.url)
     monkeypatch.setattr(handler_module, "_deployment", None)
-    out = handler_module.handler({"run_id": "r1"}, None)  # 1769 MB: one thread
+    out = handler_module.handler({"run_id": "r1", **LOGS}, None)  # 1769 MB: one thread
     assert out["ok"]
     assert lines_of(out, "<setup>") == [(None, "chatty_app imported")]
     # a thread the function started has no context: in the function's own environment its
     # lines go to the only stage instance running
     assert lines_of(out, "each") == [(i, f"thread of {i}") for i in range(3)]
-    warm = handler_module.handler({"run_id": "r2"}, None)
+    warm = handler_module.handler({"run_id": "r2", **LOGS}, None)
     assert lines_of(warm, "<setup>") == []  # warm: nothing imported again
+
+
+def test_without_log_bytes_nothing_is_captured_or_patched(tmp_path, capsys):
+    dep, _, _ = deployment(chain(n=2), [["numbers", "each"]], tmp_path, "numbers-each")
+    stdout = sys.stdout
+    out = run_unit(dep, {"run_id": "r1"}, 1769)  # Step Functions: a state holds 256 KB
+    assert out["ok"] and "logs" not in out and sys.stdout is stdout
+    assert "making 2 numbers" in capsys.readouterr().out
+    for bad in (-1, capture.LOG_BYTES + 1, "256k", True):
+        out = run_unit(dep, {"run_id": "r1", "log_bytes": bad}, 1769)
+        assert (
+            not out["ok"] and "event.log_bytes must be a number of bytes" in out["error"]["message"]
+        )
 
 
 def test_capture_overhead_on_a_warm_invocation_is_small(tmp_path):
     dep, _, _ = deployment(chain(n=2), [["numbers", "each"]], tmp_path, "numbers-each")
-    for _ in range(3):
-        run_unit(dep, {"run_id": "w"}, 1769)
-    start = time.perf_counter()
-    for _ in range(20):
-        out = run_unit(dep, {"run_id": "w"}, 1769)
-    per_call = (time.perf_counter() - start) / 20
-    # the functions sleep 3 x 2 ms per instance: the rest is the handler, capture included
-    assert out["ok"] and per_call < 0.05
+
+    def per_call(event: dict) -> float:
+        for _ in range(3):
+            run_unit(dep, event, 1769)
+        start = time.perf_counter()
+        for _ in range(20):
+            assert run_unit(dep, event, 1769)["ok"]
+        return (time.perf_counter() - start) / 20
+
+    with_logs, without = per_call({"run_id": "w", **LOGS}), per_call({"run_id": "w"})
+    # each instance sleeps 3 x 2 ms; 8 lines and 3 records captured cost well under 5 ms
+    assert with_logs - without < 0.005, (with_logs, without)
 
 
 @pytest.fixture(scope="module")
@@ -225,7 +245,7 @@ def test_on_a_real_worker_lines_are_in_the_response_and_the_functions_log(lam, t
     )
     units = LocalUnits(lam, store.url, ROOT, timeout_s=30)
     units.deploy(Unit(id="chatty-logs", stages=["numbers", "each"]), spec_path, wf)
-    inv = lam.invoke("chatty-logs", {"run_id": "r1"})
+    inv = lam.invoke("chatty-logs", {"run_id": "r1", **LOGS})
     assert inv.error is None and inv.payload["ok"]
     records = inv.payload["logs"]
     assert ("<setup>", "chatty_app imported") in [(r["stage"], r["line"]) for r in records]
@@ -237,7 +257,7 @@ def test_on_a_real_worker_lines_are_in_the_response_and_the_functions_log(lam, t
     assert name in records_module(records)
     # a StreamHandler on the captured stderr and the capture's own handler on the root logger
     # both see each record: it is captured once, and written to the real log once
-    for invocation in (inv, lam.invoke("chatty-logs", {"run_id": "r2"})):  # cold, then warm
+    for invocation in (inv, lam.invoke("chatty-logs", {"run_id": "r2", **LOGS})):  # cold, then warm
         records = invocation.payload["logs"]
         each = [(r["instance"], r["stream"], r["line"]) for r in records if r["stage"] == "each"]
         assert sorted(each) == [(i, "log", f"WARNING:chatty.own:configured {i}") for i in (0, 1)]

@@ -325,10 +325,13 @@ def capturing(limit: int = LOG_BYTES, *, exclusive: bool = False) -> Iterator[Ca
     ``exclusive``: this process runs nothing but the function (a Lambda execution
     environment, a local worker), so lines of threads without context count too.
     Re-entrant and thread-safe: the streams and the root logger are patched while at least
-    one capture is open.
+    one capture is open. ``limit`` 0 captures nothing and patches nothing.
     """
     global _captures
     cap = Capture(limit, exclusive=exclusive)
+    if not limit:
+        yield cap
+        return
     with _install_lock:
         if not _captures:
             _install()

@@ -20,6 +20,10 @@ overwritten: writes are create-if-absent).
 :mod:`.passing`): outputs whose pickle is at most ``by_value`` bytes come back in the
 response instead of going to the store; ``values`` holds upstream values by store key,
 read before the store.
+``log_bytes`` (optional, set by orchestrators that show a unit's output in their task logs,
+at most :data:`.capture.LOG_BYTES`): capture what the functions print and log, and return
+up to that many bytes of it (:mod:`.capture`); without it nothing is captured (a Step
+Functions state carries 256 KB at most).
 ``raise_errors`` (optional, Step Functions sets it): a failure raises
 :class:`WiseFuseUnitFailed` instead of returning ``ok: false``, so that Lambda reports a
 ``FunctionError`` and the state machine's ``Retry`` / ``Catch`` see it.
@@ -40,10 +44,10 @@ JSON outputs also come back inline (within ``WISEFUSE_INLINE_BYTES``, 8 KB by de
 far below Lambda's 6 MB response limit). A failing task gives ``{"ok": false, "error":
 {"stage", "instance", "type", "message", "traceback"}}``. A unit whose spec lists
 ``bundles`` adds ``"chunks": {slot: [[0, 1], [2, 3], ...]}``: the instance chunks of each
-bundled unit downstream, which a Step Functions Map iterates over. ``logs`` (failures too):
-what the stages' functions printed and logged, a record per line naming the stage and
-instance (``<setup>`` for the cold start's imports), at most :data:`.capture.LOG_BYTES` with
-an explicit last record when cut (:mod:`.capture`); it also goes to the real streams.
+bundled unit downstream, which a Step Functions Map iterates over. ``logs`` (with
+``log_bytes``, failures too): what the stages' functions printed and logged, a record per
+line naming the stage and instance (``<setup>`` for the cold start's imports), within
+``log_bytes`` and with an explicit last record when cut; it also goes to the real streams.
 """
 
 from __future__ import annotations
@@ -134,6 +138,7 @@ class Request:
     resume: bool = False  # a retry: reuse outputs a previous attempt stored
     by_value: int = 0  # outputs whose pickle is at most this come back, not stored
     values: dict[str, str] = field(default_factory=dict)  # store key -> base64 pickle
+    log_bytes: int = 0  # what the functions print, returned up to this many bytes
 
 
 def parse_event(event: Any, spec: UnitSpec) -> Request:
@@ -172,7 +177,20 @@ def parse_event(event: Any, spec: UnitSpec) -> Request:
         isinstance(k, str) and isinstance(v, str) for k, v in values.items()
     ):
         raise EventError("event.values must map store keys to base64 pickles")
-    return Request(run_id, instances, counts, resume, by_value, values)
+    log_bytes = event.get("log_bytes", 0)
+    if log_budget(event) != log_bytes:
+        raise EventError(
+            f"event.log_bytes must be a number of bytes from 0 to {capture.LOG_BYTES}"
+            " (what a response carries of the unit's log lines)"
+        )
+    return Request(run_id, instances, counts, resume, by_value, values, log_bytes)
+
+
+def log_budget(event: Any) -> int:
+    """The event's ``log_bytes`` when it is valid, else 0 (:func:`parse_event` says why)."""
+    n = event.get("log_bytes", 0) if isinstance(event, dict) else 0
+    ok = isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= capture.LOG_BYTES
+    return n if ok else 0
 
 
 class StageFailed(Exception):
@@ -504,14 +522,15 @@ def run_unit(
     """Run one event against a loaded deployment (the handler's body, callable in-process).
 
     ``logs``: the capture the handler opened (it saw the cold start's imports); without it,
-    one for this call.
+    one for this call, as the event's ``log_bytes`` asks.
     """
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
         if logs is None:
-            logs = stack.enter_context(capture.capturing())
+            logs = stack.enter_context(capture.capturing(log_budget(event)))
         response = _run_unit(dep, event, memory_mb, logs, start)
-        response["logs"] = logs.close()
+        if logs.limit:
+            response["logs"] = logs.close()
     return response
 
 
@@ -561,13 +580,15 @@ def _chunks(inv: Invocation) -> dict[str, list[list[int]]]:
 
 def handler(event: Any, context: Any) -> dict[str, Any]:
     """The Lambda entry point. Reports task errors, or raises them if ``raise_errors``."""
-    with capture.capturing(exclusive=True) as logs:  # the environment is the function's
+    # the execution environment is the function's: lines of its threads count too
+    with capture.capturing(log_budget(event), exclusive=True) as logs:
         try:
             with logs.stage("<setup>"):  # a cold start imports the user's files
                 dep = deployment()
         except Exception as err:
             result: dict[str, Any] = {"ok": False, "error": StageFailed("<setup>", None, err).info}
-            result["logs"] = logs.close()
+            if logs.limit:
+                result["logs"] = logs.close()
         else:
             result = run_unit(dep, event, _memory_mb(context), logs)
     if not result["ok"] and isinstance(event, dict) and event.get("raise_errors") is True:
