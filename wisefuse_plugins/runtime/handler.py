@@ -69,7 +69,7 @@ from wisefuse_plugins.ir.nodes import Collect, Const, ConstItem, Item, Output
 from wisefuse_plugins.model.limits import bundle_threads
 from wisefuse_plugins.runtime import capture, passing
 from wisefuse_plugins.runtime import store as st
-from wisefuse_plugins.runtime.loader import load_callable
+from wisefuse_plugins.runtime.loader import load_callable, use_framework_shim
 from wisefuse_plugins.runtime.spec import StageSpec, UnitSpec, read_spec
 
 ENV_SPEC = "WISEFUSE_UNIT_SPEC"
@@ -113,6 +113,7 @@ class Deployment:
         spec = read_spec(spec_path)
         root = Path(os.environ.get(ENV_ROOT) or os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd())
         store = st.open_store(os.environ.get(ENV_STORE))
+        use_framework_shim()  # WISEFUSE_FRAMEWORK_SHIM: DAG/flow files without Airflow/Prefect
         functions = {s.id: load_callable(s.callable, root) for s in spec.stages}
         return cls(spec, root, store, functions)
 

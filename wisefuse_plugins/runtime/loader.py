@@ -5,6 +5,12 @@ a reference must resolve to a ``.py`` file inside it: an event cannot make the r
 import an arbitrary module. Framework wrappers are unwrapped (Airflow's ``@task`` keeps
 the function in ``.function``, Prefect's in ``.fn``), and the code hash is checked so a
 unit never runs code other than the code it was planned for.
+
+A Lambda unit has neither Airflow nor Prefect: the unit handler calls
+:func:`use_framework_shim` before it imports user files, and their framework imports then
+resolve to stand-ins (:mod:`wisefuse_plugins.runtime.shim`, ``WISEFUSE_FRAMEWORK_SHIM``).
+A file that fails to import names its line; one that does what a unit cannot do without
+the framework says so and how to fix it (docs/units.md).
 """
 
 from __future__ import annotations
@@ -15,13 +21,16 @@ import inspect
 import os
 import sys
 import threading
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FunctionType, ModuleType
 from typing import Any
 
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir import CallableRef, code_hash
+from wisefuse_plugins.runtime import shim
 
 USER_MODULE_PREFIX = "wisefuse_user_"
 _lock = threading.RLock()
@@ -46,12 +55,81 @@ def _import_file(path: Path, root: Path) -> ModuleType:
         sys.path.insert(0, str(root))
     sys.modules[name] = module
     try:
-        spec.loader.exec_module(module)
+        with shim.import_phase():  # stand-ins are inert while the file imports
+            spec.loader.exec_module(module)
     except BaseException as err:
         del sys.modules[name]
-        raise CodeLoadError(f"importing {path} failed: {type(err).__name__}: {err}") from err
+        raise _import_error(path, root, err) from err
     _modules[path] = module
     return module
+
+
+def _import_error(path: Path, root: Path, err: BaseException) -> CodeLoadError:
+    """The failed import, at the line of ``path`` where it failed, with the fix if known."""
+    rel = path.relative_to(root) if path.is_relative_to(root) else path
+    where = str(rel)
+    for frame in reversed(traceback.extract_tb(err.__traceback__)):
+        if frame.filename and Path(frame.filename).resolve() == path:
+            where = f"{rel}:{frame.lineno}" + (f" (`{frame.line}`)" if frame.line else "")
+            break
+    else:
+        if isinstance(err, SyntaxError) and err.lineno:
+            where = f"{rel}:{err.lineno}"
+    finder = shim.active()
+    if isinstance(err, shim.UnsupportedOnLambda):
+        return CodeLoadError(f"importing {where} failed: {err.what} {err.reason}", hint=err.hint)
+    hint = None
+    if (
+        isinstance(err, ModuleNotFoundError)
+        and err.name
+        and finder is None
+        and (err.name.partition(".")[0] in shim.FRAMEWORKS)
+    ):
+        hint = (
+            f"{err.name.partition('.')[0]} is not installed here: let the framework shim "
+            f"stand in for it ({shim.ENV}=auto or always, not never)"
+        )
+    elif isinstance(err, ModuleNotFoundError) and err.name:
+        hint = (
+            f"{err.name!r} is not installed where this unit runs: on AWS, put it in the "
+            "unit's deployment package or a layer"
+        )
+    elif finder is not None:
+        hint = (
+            f"this file was imported with stand-ins for Airflow/Prefect ({shim.ENV}="
+            f"{finder.mode}); docs/units.md lists what a DAG or flow file may do at import "
+            "time on Lambda"
+        )
+    return CodeLoadError(f"importing {where} failed: {type(err).__name__}: {err}", hint=hint)
+
+
+def use_framework_shim(mode: str | None = None) -> shim.FrameworkFinder | None:
+    """Install the framework shim for this process (``mode`` or ``WISEFUSE_FRAMEWORK_SHIM``).
+
+    For the unit handler's process only: never call it in an Airflow or Prefect process.
+    """
+    return shim.install(mode)
+
+
+@contextmanager
+def framework_shim(mode: str = "always") -> Iterator[shim.FrameworkFinder | None]:
+    """The framework shim for this block only (in-process use: tests, tools).
+
+    User files imported in the block are forgotten at its end, so that a later import of
+    the same file outside it gets the real framework again.
+    """
+    with _lock:
+        before = set(_modules)
+    try:
+        with shim.shimmed(mode) as finder:
+            yield finder
+    finally:
+        with _lock:
+            for path in set(_modules) - before:
+                module = _modules.pop(path)
+                sys.modules.pop(module.__name__, None)
+            for key in [k for k in _functions if k[0] not in _modules]:
+                del _functions[key]
 
 
 def unwrap(obj: object) -> Callable:
@@ -87,6 +165,13 @@ def load_callable(ref: CallableRef, root: str | Path, *, verify_hash: bool = Tru
                 obj = getattr(obj, part)
             except AttributeError:
                 raise CodeLoadError(f"{ref.path} has no attribute {ref.qualname!r}") from None
+        if shim.is_stand_in(obj):
+            raise CodeLoadError(
+                f"{ref.path}:{ref.qualname} is {obj!r}, a stand-in the framework shim made "
+                "(Airflow/Prefect is not installed here), not a task function",
+                hint="the shim keeps functions decorated with @task, @dag, @task_group, "
+                "@flow (docs/units.md); reference the plain function instead",
+            )
         fn = unwrap(obj)
         if not _defined_in(fn, path):  # e.g. "os.system" reached through the module's imports
             raise CodeLoadError(
