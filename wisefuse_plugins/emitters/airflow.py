@@ -38,8 +38,10 @@ from typing import TYPE_CHECKING, Any
 
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir import Workflow, dump
-from wisefuse_plugins.optimizer.plan import Plan, check_plan, dump_plan
+from wisefuse_plugins.ir.serde import to_json as dump_workflow_json
+from wisefuse_plugins.optimizer.plan import Plan, check_plan, dump_plan, plan_to_json
 from wisefuse_plugins.providers.airflow.layout import Layout, UnitTask, layout
+from wisefuse_plugins.providers.airflow.planfiles import sha_of
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
@@ -181,7 +183,7 @@ def _dag_settings(dag: DAG | None, imports: _Imports) -> tuple[list[str], bool]:
 def _variables(task_ids: list[str]) -> dict[str, str]:
     """A distinct Python identifier per task id."""
     names: dict[str, str] = {}
-    taken = {"dag", "ORIGINAL", "HERE", "UNITS", "Path", "DAG"}
+    taken = {"dag", "ORIGINAL", "HERE", "UNITS", "PLAN_FILES", "PlanFiles", "Path", "DAG"}
     for tid in task_ids:
         base = re.sub(r"\W", "_", tid)
         if not base or base[0].isdigit() or keyword.iskeyword(base):
@@ -428,13 +430,20 @@ def _source(
         head += [f"    {o}," for o in ops]
         head.append(")")
     root = "str(HERE)" if code_root is None else _q(str(code_root))
+    head.append("from wisefuse_plugins.providers.airflow.planfiles import PlanFiles")
     head += [
         "",
         "HERE = Path(__file__).resolve().parent",
+        "# The plan and workflow files, and the SHA-256 of those this file was written for.",
+        "PLAN_FILES = PlanFiles(",
+        f"    plan=HERE / {_q(plan_file)},",
+        f"    plan_sha={_q(sha_of(plan_to_json(lay.plan).encode()))},",
+        f"    workflow=HERE / {_q(workflow_file)},",
+        f"    workflow_sha={_q(sha_of(dump_workflow_json(wf).encode()))},",
+        ")",
         "# For every unit task: its plan and workflow, where its functions live, where it runs.",
         "UNITS = {",
-        f'    "plan": str(HERE / {_q(plan_file)}),',
-        f'    "workflow": str(HERE / {_q(workflow_file)}),',
+        "    **PLAN_FILES.units,",
         f'    "code_root": {root},',
         f'    "backend": {_q(backend)},',
     ]
@@ -449,7 +458,8 @@ def _source(
     head.append(") as dag:")
     if not body:
         body = [f"{ind}pass"]
-    return "\n".join(head + body) + "\n"
+    tail = ["", "PLAN_FILES.check(dag)  # a missing or replaced file: a warning in the DAG's docs"]
+    return "\n".join(head + body + tail) + "\n"
 
 
 def _xcom_sources(lay: Layout, sid: str, reads: Mapping[str, set[str]] | None) -> dict[str, str]:

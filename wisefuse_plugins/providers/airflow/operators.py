@@ -40,6 +40,12 @@ from airflow.sdk.exceptions import AirflowException
 from wisefuse_plugins.optimizer.plan import Arch
 from wisefuse_plugins.providers.airflow.hooks import Backend, WiseFuseLambdaHook
 from wisefuse_plugins.providers.airflow.layout import OpaqueInput, chunk_list, count_key
+from wisefuse_plugins.providers.airflow.planfiles import (
+    EMITTED_FIX,
+    PlanFileError,
+    beside,
+    pinned_bytes,
+)
 from wisefuse_plugins.runtime import passing
 from wisefuse_plugins.runtime import store as st
 from wisefuse_plugins.runtime.spec import UnitSpec, read_spec
@@ -92,14 +98,22 @@ class ResolvedUnit:
 
 
 @functools.lru_cache(maxsize=64)
-def _from_files(plan: str, workflow: str, unit_id: str, stamp: tuple[float, float]) -> Any:
-    """Build a unit's layout from an IR file and a plan file (cached while they do not change)."""
-    from wisefuse_plugins.ir import load
-    from wisefuse_plugins.optimizer.plan import load_plan
+def _from_files(plan: bytes, workflow: bytes, unit_id: str, names: tuple[str, str]) -> Any:
+    """Build a unit's layout from the bytes of an IR file and a plan file (``names``: how
+    errors name them); cached by content, so a replaced file is never served from the cache."""
+    from wisefuse_plugins.ir.serde import from_json
+    from wisefuse_plugins.optimizer.plan import plan_from_json
     from wisefuse_plugins.providers.airflow.layout import layout
 
-    wf = load(workflow)
-    return wf, layout(wf, load_plan(plan, wf)).unit_task(unit_id)
+    wf = from_json(workflow, what=names[1])
+    lay = layout(wf, plan_from_json(plan, wf, what=names[0]))
+    try:
+        return wf, lay.unit_task(unit_id)
+    except KeyError:
+        raise PlanFileError(
+            f"{names[0]} has no unit {unit_id!r}",
+            hint="the DAG file and its plan do not belong together: " + EMITTED_FIX,
+        ) from None
 
 
 class WiseFuseLambdaOperator(BaseOperator):
@@ -108,7 +122,9 @@ class WiseFuseLambdaOperator(BaseOperator):
     Give the unit as ``unit_spec`` (a :class:`UnitSpec`, its JSON dict, or the path of a spec
     file, also accepted as ``unit_spec_path``; then ``stage_tasks`` maps stage ids to original task ids for XCom keys and
     ``opaque_inputs`` says which opaque tasks' XComs to copy into the store), or as
-    ``plan`` + ``workflow`` (paths of a plan JSON and an IR JSON, relative to the DAG file).
+    ``plan`` + ``workflow`` (paths of a plan JSON and an IR JSON, relative to the DAG file;
+    with ``plan_sha`` / ``workflow_sha``, the SHA-256 of the files the DAG was emitted for,
+    a replaced file is not used: the snapshot of the emitted one is, see :mod:`.planfiles`).
     ``memory_mb`` / ``arch`` default to the plan's. ``instances``: the instance numbers this
     task runs, for a bundled unit (map it with ``.expand(instances=...)``). ``code_root``:
     the folder the workflow's callables are relative to (default: the IR's root, else the
@@ -129,6 +145,8 @@ class WiseFuseLambdaOperator(BaseOperator):
         unit_spec_path: str | os.PathLike[str] | None = None,
         plan: str | os.PathLike[str] | None = None,
         workflow: str | os.PathLike[str] | None = None,
+        plan_sha: str | None = None,
+        workflow_sha: str | None = None,
         memory_mb: int | None = None,
         arch: Arch | None = None,
         instances: Sequence[int] | None = None,
@@ -156,6 +174,8 @@ class WiseFuseLambdaOperator(BaseOperator):
         self.unit_spec = unit_spec
         self.plan = os.fspath(plan) if plan is not None else None
         self.workflow = os.fspath(workflow) if workflow is not None else None
+        self.plan_sha = plan_sha
+        self.workflow_sha = workflow_sha
         self.memory_mb = memory_mb
         self.arch = arch
         self.instances = list(instances) if instances is not None else None
@@ -171,12 +191,13 @@ class WiseFuseLambdaOperator(BaseOperator):
     # -- what to run ------------------------------------------------------------------
 
     def _dag_folder(self) -> Path:
-        fileloc = getattr(self.dag, "fileloc", None) if self.has_dag() else None
-        return Path(fileloc).resolve().parent if fileloc else Path.cwd()
+        return beside(".", self._fileloc())
+
+    def _fileloc(self) -> str | None:
+        return getattr(self.dag, "fileloc", None) if self.has_dag() else None
 
     def _path(self, value: str) -> Path:
-        path = Path(value)
-        return path if path.is_absolute() else self._dag_folder() / path
+        return beside(value, self._fileloc())
 
     def resolve(self) -> ResolvedUnit:
         """The unit spec and its settings, from the inline spec or from the plan files."""
@@ -195,8 +216,13 @@ class WiseFuseLambdaOperator(BaseOperator):
             )
         assert self.plan is not None and self.workflow is not None
         plan, workflow = self._path(self.plan), self._path(self.workflow)
-        stamp = (plan.stat().st_mtime, workflow.stat().st_mtime)
-        wf, task = _from_files(str(plan), str(workflow), self.unit_id, stamp)
+        plan_text, plan_note = pinned_bytes(plan, self.plan_sha, "plan file")
+        wf_text, wf_note = pinned_bytes(workflow, self.workflow_sha, "IR file")
+        for note in (plan_note, wf_note):
+            if note:
+                self.log.warning("%s", note)
+        names = (f"plan file {str(plan)!r}", f"IR file {str(workflow)!r}")
+        wf, task = _from_files(plan_text, wf_text, self.unit_id, names)
         return ResolvedUnit(
             spec=task.spec,
             memory_mb=self.memory_mb or task.unit.memory_mb,

@@ -36,6 +36,20 @@ from typing import TYPE_CHECKING, Any
 
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.providers.airflow.original import loading_original
+from wisefuse_plugins.providers.airflow.planfiles import (
+    TAG_NOT_USED,
+    TAG_WAITING,
+    Choice,
+    PlanState,
+    ReleasePin,
+    airflow_run,
+    annotate,
+    beside,
+    choose_plan,
+    pin_ttl,
+    pinning_enabled,
+    with_release,
+)
 from wisefuse_plugins.providers.airflow.tasks import build_tasks
 from wisefuse_plugins.providers.airflow.xcomrefs import opaque_reads, repoint_task
 
@@ -84,30 +98,40 @@ def rewrite(
     if _in_lambda() or loading_original():
         return dag
     where = f"DAG {dag.dag_id!r}"
+    dag_id = f"{dag.dag_id}{suffix or ''}"
+    chosen = None
     try:
         from wisefuse_plugins.adapters.airflow import from_dag
-        from wisefuse_plugins.optimizer.plan import Plan, load_plan, plan_problems
+        from wisefuse_plugins.optimizer.plan import Plan, plan_from_json, plan_problems
 
+        if isinstance(plan, Plan):
+            plan_obj, source = plan, ""
+        else:
+            path = beside(plan, getattr(dag, "fileloc", None))
+            chosen = choose_plan(dag_id, path, ttl=pin_ttl(dag), run=airflow_run())
+            source = _source_of(path, chosen)
+            if chosen.text is None:
+                reason = chosen.problem or f"it is pinned to run without its plan {source}"
+                fix = MISSING_FIX if chosen.problem and "does not exist" in reason else FIX
+                return _unchanged(dag, dag_id, suffix, f"{where} runs unchanged: {reason}; {fix}")
+            plan_obj = plan_from_json(chosen.text, what=f"plan file {source}")
         workflow = from_dag(dag, parallelism=parallelism)
-        plan_obj = plan if isinstance(plan, Plan) else load_plan(plan)
     except WiseFuseError as err:
         hint = f" ({err.hint})" if err.hint else ""
-        log.warning("%s runs unchanged: %s%s; %s", where, err.message, hint, FIX)
-        return dag
+        return _unchanged(
+            dag, dag_id, suffix, f"{where} runs unchanged: {err.message}{hint}; {FIX}"
+        )
     problems = plan_problems(plan_obj, workflow)
     if problems:
         shown = "; ".join(f"{reason} ({path})" for path, reason in problems[:5])
         more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""
-        source = "" if isinstance(plan, Plan) else f" {os.fspath(plan)}"
-        log.warning(
-            "%s runs unchanged: its plan%s no longer matches it: %s%s; %s",
-            where,
-            source,
-            shown,
-            more,
-            FIX,
+        its = f"its plan {source}" if source else "its plan"
+        return _unchanged(
+            dag,
+            dag_id,
+            suffix,
+            f"{where} runs unchanged: {its} no longer matches it: {shown}{more}; {FIX}",
         )
-        return dag
     try:
         new = _rewritten(
             dag,
@@ -132,7 +156,64 @@ def rewrite(
         )
         return dag
     _register(dag, new, replace=not suffix)
+    if chosen is not None:
+        _follow_pins(new, chosen, source)
     return new
+
+
+# --------------------------------------------------------------------------- plan files
+
+MISSING_FIX = (
+    "write the plan there (`wisefuse optimize DAG_FILE -o PLAN_FILE`); a relative plan path "
+    "is relative to the DAG file's folder"
+)
+
+
+def _source_of(path: Path, chosen: Choice) -> str:
+    """How warnings name the plan a parse used: its file, and the snapshot when not the file."""
+    if chosen.origin in ("kept", "pinned") and chosen.sha and chosen.problem is not None:
+        return f"{os.fspath(path)} (snapshot {chosen.sha[:12]})"
+    if chosen.origin in ("kept", "pinned") and chosen.sha:
+        return f"{os.fspath(path)} (as pinned, {chosen.sha[:12]})"
+    return os.fspath(path)
+
+
+def _unchanged(dag: DAG, dag_id: str, suffix: str | None, message: str) -> DAG:
+    """``dag`` as it is, with ``message`` logged and shown in the UI (see :func:`annotate`);
+    when it keeps its dag_id, it releases its runs' pins like a rewritten DAG does."""
+    log.warning("%s", message)
+    with contextlib.suppress(Exception):  # a note must never break the DAG file
+        annotate(dag, message, TAG_NOT_USED)
+        if not suffix and pinning_enabled():
+            _add_release(dag, ReleasePin(dag_id, str(PlanState().root)))
+    return dag
+
+
+def _follow_pins(new: DAG, chosen: Choice, source: str) -> None:
+    """A rewritten DAG releases its run's pin when the run ends; a plan kept for runs in
+    flight while its file holds another says so (log, docs and a tag)."""
+    if not pinning_enabled():
+        return
+    _add_release(new, ReleasePin(new.dag_id, str(PlanState().root)))
+    if chosen.origin == "kept":
+        runs = ", ".join(repr(r) for r in chosen.waiting[:5])
+        more = f" and {len(chosen.waiting) - 5} more" if len(chosen.waiting) > 5 else ""
+        what = chosen.problem or "its plan file changed"
+        message = (
+            f"DAG {new.dag_id!r} keeps its plan {source} while runs {runs}{more} are in "
+            f"flight: {what}; the plan file is used from the next run that starts after "
+            "they end"
+        )
+        log.warning("%s", message)
+        annotate(new, message, TAG_WAITING)
+
+
+def _add_release(dag: DAG, release: ReleasePin) -> None:
+    """Add ``release`` to the DAG's success and failure callbacks, keeping the user's."""
+    dag.on_success_callback = with_release(dag.on_success_callback, release)
+    dag.on_failure_callback = with_release(dag.on_failure_callback, release)
+    dag.has_on_success_callback = True
+    dag.has_on_failure_callback = True
 
 
 # --------------------------------------------------------------------------- building
