@@ -36,12 +36,15 @@ import contextlib
 import json
 import logging
 import os
+import re
 import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TextIO
+
+from wisefuse_plugins.runtime.loader import USER_MODULE_PREFIX
 
 LOG_BYTES = 256 * 1024
 """Log record bytes (JSON) one response carries at most: beside :data:`.passing.RESPONSE_BYTES`
@@ -238,12 +241,26 @@ def _log_from_stream(where: _Where, record: Any, text: str) -> None:
 # --------------------------------------------------------------------------- logging
 
 
+#: the loader's module name for a user's file, ``wisefuse_user_<hash>_<stem>``: shown as
+#: ``<stem>``, the name the user knows
+_USER_MODULE = re.compile(rf"^{re.escape(USER_MODULE_PREFIX)}[0-9a-f]+_")
+
+
+class _Formatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(levelname)s %(logger)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        logger = _USER_MODULE.sub("", record.name)
+        return self._fmt % {**record.__dict__, "logger": logger}  # type: ignore[operator]
+
+
 class _Handler(logging.Handler):
     """On the root logger while units run: captures the records that reach it."""
 
     def __init__(self) -> None:
         super().__init__(logging.NOTSET)
-        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        self.setFormatter(_Formatter())
 
     def handle(self, record: logging.LogRecord) -> bool:  # no handler lock: captures lock
         where = _current()

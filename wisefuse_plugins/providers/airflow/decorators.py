@@ -35,7 +35,7 @@ from wisefuse_plugins.optimizer.plan import Arch
 from wisefuse_plugins.providers.airflow.hooks import Backend, WiseFuseLambdaHook
 from wisefuse_plugins.providers.airflow.operators import (
     DEFAULT_MEMORY_MB,
-    failure_message_for,
+    invoke_logged,
     output_values,
     record_timings,
     store_run_id,
@@ -172,23 +172,17 @@ class WiseFuseLambdaDecoratedOperator(DecoratedOperator):
         deployed = hook.deploy(
             spec, memory_mb=self.memory_mb, arch=self.arch, code_root=self._root()
         )
-        invoked = hook.invoke(deployed, {"run_id": run_id})
-        self.log.info(
-            "%s on %s: %s, %.0f ms (billed %.0f ms, %d MB), $%.8f",
-            ref.qualname,
-            self.backend,
-            "cold" if invoked.cold else "warm",
-            invoked.duration_ms,
-            invoked.billed_ms,
-            self.memory_mb,
-            invoked.cost_usd,
+        invoked = invoke_logged(
+            self.log,
+            hook,
+            deployed,
+            {"run_id": run_id},
+            unit_id=self.task_id,
+            label=f"{ref.qualname} on {self.backend}",
+            memory_mb=self.memory_mb,
+            stage_tasks={},
         )
-        payload = invoked.payload
-        if invoked.error is not None or not payload.get("ok"):
-            raise AirflowException(
-                failure_message_for(self.task_id, invoked.error or payload.get("error"), {})
-            )
-        value = output_values(payload, store, [stage]).get(stage)
+        value = output_values(invoked.payload, store, [stage]).get(stage)
         record_timings(
             self.log,
             context,

@@ -38,7 +38,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
 from wisefuse_plugins.optimizer.plan import Arch
-from wisefuse_plugins.providers.airflow.hooks import Backend, WiseFuseLambdaHook
+from wisefuse_plugins.providers.airflow.hooks import Backend, Deployed, WiseFuseLambdaHook
 from wisefuse_plugins.providers.airflow.layout import OpaqueInput, chunk_list, count_key
 from wisefuse_plugins.providers.airflow.planfiles import (
     EMITTED_FIX,
@@ -46,7 +46,7 @@ from wisefuse_plugins.providers.airflow.planfiles import (
     beside,
     pinned_bytes,
 )
-from wisefuse_plugins.runtime import passing
+from wisefuse_plugins.runtime import capture, passing
 from wisefuse_plugins.runtime import store as st
 from wisefuse_plugins.runtime.spec import UnitSpec, read_spec
 
@@ -273,24 +273,18 @@ class WiseFuseLambdaOperator(BaseOperator):
             event["values"] = values
         if instances is not None:
             event["instances"] = instances
-        invoked = hook.invoke(deployed, event)
-        self.log.info(
-            "unit %s%s: %s, %.0f ms (billed %.0f ms, %d MB), $%.8f",
-            self.unit_id,
-            f" instances {self.instances}" if self.instances is not None else "",
-            "cold" if invoked.cold else "warm",
-            invoked.duration_ms,
-            invoked.billed_ms,
-            unit.memory_mb,
-            invoked.cost_usd,
+        invoked = invoke_logged(
+            self.log,
+            hook,
+            deployed,
+            event,
+            unit_id=self.unit_id,
+            label=f"unit {self.unit_id}"
+            + (f" instances {self.instances}" if self.instances is not None else ""),
+            memory_mb=unit.memory_mb,
+            stage_tasks=unit.stage_tasks,
         )
         payload = invoked.payload
-        if invoked.error is not None or not payload.get("ok"):
-            raise AirflowException(
-                failure_message_for(
-                    self.unit_id, invoked.error or payload.get("error"), unit.stage_tasks
-                )
-            )
         passed = passed_on(payload)
         if passed["outputs"] or passed["counts"]:
             ti.xcom_push(key=VALUES_KEY, value=passed)
@@ -430,6 +424,45 @@ def output_values(payload: Mapping[str, Any], store: st.Store, stages: Sequence[
     for stage, found in per_instance.items():
         whole[stage] = [found[i] for i in sorted(found)]
     return whole
+
+
+def invoke_logged(
+    log: Any,
+    hook: WiseFuseLambdaHook,
+    deployed: Deployed,
+    event: dict[str, Any],
+    *,
+    unit_id: str,
+    label: str,
+    memory_mb: int,
+    stage_tasks: Mapping[str, str],
+) -> Invoked:
+    """Invoke a unit and write its run into the task log; raise if it failed.
+
+    The task log gets every line the unit's functions printed or logged (the response's
+    ``logs``, :mod:`wisefuse_plugins.runtime.capture`: prefixed with the stage, its original
+    task and the instance, at the record's level), then the invocation's REPORT line
+    (``label``: cold/warm, duration, billed duration, memory, cost), then, for a failed
+    stage, the :class:`AirflowException` naming it, so what it printed comes before its error.
+    """
+    invoked = hook.invoke(deployed, {**event, "log_bytes": capture.LOG_BYTES})
+    payload = invoked.payload or {}
+    for level, text in capture.log_lines(payload, stage_tasks):
+        log.log(level, "%s", text)
+    log.info(
+        "%s: %s, %.0f ms (billed %.0f ms, %d MB), $%.8f",
+        label,
+        "cold" if invoked.cold else "warm",
+        invoked.duration_ms,
+        invoked.billed_ms,
+        memory_mb,
+        invoked.cost_usd,
+    )
+    if invoked.error is not None or not payload.get("ok"):
+        raise AirflowException(
+            failure_message_for(unit_id, invoked.error or payload.get("error"), stage_tasks)
+        )
+    return invoked
 
 
 def failure_message_for(

@@ -13,18 +13,18 @@ import hashlib
 import importlib.util
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wisefuse_plugins.errors import WiseFuseError
-from wisefuse_plugins.providers.airflow.xcomrefs import repoint_task
+from wisefuse_plugins.providers.airflow.xcomrefs import repoint_task, walk_xcoms
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
 
-__all__ = ["OriginalDag", "copy_task", "loading_original"]
+__all__ = ["OriginalDag", "copy_task", "empty_copy", "loading_original"]
 
 _loading_original: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "wisefuse_loading_original", default=False
@@ -36,12 +36,21 @@ def loading_original() -> bool:
     return _loading_original.get()
 
 
-def copy_task(task: Any, dag: DAG | None = None, xcom: Mapping[str, Any] | None = None) -> Any:
+def copy_task(
+    task: Any,
+    dag: DAG | None = None,
+    xcom: Mapping[str, Any] | Callable[[str, str], Any] | None = None,
+) -> Any:
     """A copy of ``task`` (from another DAG) in ``dag`` (default: the DAG being defined).
 
-    The copy keeps its task id, arguments, trigger rule and callbacks, but no dependencies
-    (set them on the copy). ``xcom`` maps the task ids its XComArgs read to the tasks of
-    ``dag`` that stand for them now (same key).
+    The copy keeps its task id, arguments, trigger rule, callbacks and task group (the
+    group is made in ``dag`` on first use, a mapped task group with its expansion), but no
+    dependencies (set them on the copy). ``xcom`` maps the task ids its XComArgs (and its
+    mapped group's expansion) read to the tasks of ``dag`` that stand for them now (same
+    key), or is a function ``(task_id, key) -> XComArg``.
+
+    Airflow's sentinels (``EXPAND_INPUT_EMPTY``, ``NOTSET``) are kept as themselves: Airflow
+    tests them by identity, and a deep copy of an unexpanded mapped task breaks without.
     """
     from airflow.sdk.definitions._internal.contextmanager import DagContext
     from airflow.sdk.definitions.xcom_arg import XComArg
@@ -51,33 +60,97 @@ def copy_task(task: Any, dag: DAG | None = None, xcom: Mapping[str, Any] | None 
         raise WiseFuseError(
             f"copy_task({task.task_id!r}) needs a DAG", hint="call it in `with DAG(...)`"
         )
+    if callable(xcom):
+        repoint = xcom
+    else:
+        mapping = dict(xcom or {})
+
+        def repoint(task_id: str, key: str) -> Any:
+            if task_id not in mapping:
+                raise WiseFuseError(
+                    f"task {task.task_id!r} reads the XCom of {task_id!r}, which copy_task was not given",
+                    hint=f"pass xcom={{{task_id!r}: <the task that stands for it>}}",
+                )
+            return XComArg(mapping[task_id], key=key)
+
     source = task.dag
-    memo: dict[int, Any] = {id(source): None}
+    group = _group_in(target, task.task_group, repoint)
+    memo: dict[int, Any] = {id(source): None, **_sentinels()}
     for other in source.task_dict.values():  # referenced tasks stay references
         if other is not task:
             memo[id(other)] = other
-    for group in source.task_group.get_task_group_dict().values():
-        memo[id(group)] = None
-    memo[id(source.task_group)] = None
+    for old in source.task_group.get_task_group_dict().values():
+        memo[id(old)] = None
     if task.task_group is not None:  # a weakref proxy: its own id, not the group's
         memo[id(task.task_group)] = None
+    old, new = task.task_group, group
+    while old is not None and new is not None:  # mapped arguments read the copied expansion
+        if hasattr(old, "_expand_input"):
+            memo[id(old._expand_input)] = new._expand_input
+        old, new = old.parent_group, new.parent_group
     copied = copy.deepcopy(task, memo)  # the memo leaves its DAG and task group behind
-    copied.task_group = None  # add_task puts it in the target DAG's current group
+    copied.task_group = None
     copied.upstream_task_ids = set()
     copied.downstream_task_ids = set()
+    group.add(copied)
     target.add_task(copied)
-    mapping = dict(xcom or {})
-
-    def repoint(task_id: str, key: str) -> Any:
-        if task_id not in mapping:
-            raise WiseFuseError(
-                f"task {copied.task_id!r} reads the XCom of {task_id!r}, which copy_task was not given",
-                hint=f"pass xcom={{{task_id!r}: <the task that stands for it>}}",
-            )
-        return XComArg(mapping[task_id], key=key)
-
     repoint_task(copied, repoint)
     return copied
+
+
+def _sentinels() -> dict[int, Any]:
+    """Memo entries that keep Airflow's identity-tested sentinels through a deep copy."""
+    from airflow.sdk.definitions._internal.expandinput import EXPAND_INPUT_EMPTY
+    from airflow.sdk.definitions._internal.types import NOTSET
+
+    return {id(EXPAND_INPUT_EMPTY): EXPAND_INPUT_EMPTY, id(NOTSET): NOTSET}
+
+
+def _group_in(target: DAG, group: Any, repoint: Callable[[str, str], Any]) -> Any:
+    """The task group of ``target`` standing for ``group`` of another DAG, made on first use.
+
+    It has the original's id, label, tooltip, colours and default_args; a mapped task
+    group gets a copy of the original's expansion, its XCom inputs re-pointed by ``repoint``
+    (in place: the tasks in the group read that very object through their mapped arguments).
+    """
+    import attrs
+
+    if group is None or group.group_id is None:
+        return target.task_group
+    found = target.task_group.get_task_group_dict().get(group.group_id)
+    if found is not None:
+        return found
+    parent = _group_in(target, group.parent_group, repoint)
+    skip = {"parent_group", "dag", "children", "used_group_ids"}
+    kwargs = {
+        f.alias or f.name: copy.deepcopy(getattr(group, f.name), _sentinels())
+        for f in attrs.fields(type(group))
+        if f.init and f.name not in skip
+    }
+    made = type(group)(parent_group=parent, dag=target, **kwargs)
+    expansion = getattr(made, "_expand_input", None)
+    if expansion is not None:
+        object.__setattr__(expansion, "value", walk_xcoms(expansion.value, repoint))
+        for op in made.iter_mapped_dependencies():  # Airflow counts instances from these
+            made.upstream_task_ids.add(op.task_id)
+    return made
+
+
+def empty_copy(dag: DAG) -> DAG:
+    """A copy of ``dag`` with every DAG setting and no tasks or task groups.
+
+    ``DAG.partial_subset`` is not used for this: it copies a mapped task group only
+    through its ``__slots__``, so the copy would share (and change) the original's children,
+    dependencies and used ids.
+    """
+    from airflow.sdk.definitions.taskgroup import TaskGroup
+
+    memo: dict[int, Any] = {id(dag.task_dict): {}, id(dag.task_group): None, **_sentinels()}
+    new = copy.deepcopy(dag, memo)
+    new.__dict__.pop("task_group_dict", None)  # a cached view of the original's groups
+    object.__setattr__(new, "task_group", TaskGroup.create_root(new))
+    new.partial = False
+    return new
 
 
 class OriginalDag:

@@ -51,7 +51,7 @@ from wisefuse_plugins.providers.airflow.planfiles import (
     with_release,
 )
 from wisefuse_plugins.providers.airflow.tasks import build_tasks
-from wisefuse_plugins.providers.airflow.xcomrefs import opaque_reads, repoint_task
+from wisefuse_plugins.providers.airflow.xcomrefs import opaque_reads
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
@@ -223,26 +223,25 @@ def _rewritten(
     dag: DAG, workflow: Workflow, plan: Plan, *, suffix: str | None, settings: dict[str, Any]
 ) -> DAG:
     from wisefuse_plugins.providers.airflow.layout import layout
+    from wisefuse_plugins.providers.airflow.original import copy_task, empty_copy
 
     reads = opaque_reads(dag, workflow)
     lay = layout(workflow, plan, reads=reads)
-    kept = [workflow.stage(s).name for s in lay.opaque]
-    new = dag.partial_subset(task_ids=kept, include_upstream=False, include_downstream=False)
-    new.partial = False
+    new = empty_copy(dag)  # every DAG setting, no task (partial_subset would share groups)
     if suffix:
         new.dag_id = f"{dag.dag_id}{suffix}"
-    stray = [t for t in new.task_dict if t not in kept]  # setup/teardown pulled in: opaque anyway
-    if stray:
-        raise WiseFuseError(f"tasks {stray} were copied although the plan runs them")
     root = Path(workflow.source.root).resolve()
     fileloc = getattr(dag, "fileloc", None)
     here = Path(fileloc).resolve().parent if fileloc else None
     code_root = None if root == here else str(root)
     build_tasks(new, lay, dag, code_root=code_root, **settings)
     by_name = {s.name: s.id for s in workflow.stages}
-    for sid in lay.opaque:  # their XComArgs still point at the original DAG's tasks
-        task = new.task_dict[workflow.stage(sid).name]
-        repoint_task(task, lambda ref, key: _target(ref, key, lay, by_name, new))
+    for sid in lay.opaque:  # in workflow order: what an opaque task reads is there already
+        copy_task(
+            dag.task_dict[workflow.stage(sid).name],
+            new,
+            lambda ref, key: _target(ref, key, lay, by_name, new),
+        )
     for up, down in lay.edges:
         if up not in new.task_dict[down].upstream_task_ids:
             new.task_dict[down].set_upstream(new.task_dict[up])

@@ -67,10 +67,16 @@ def xcom_fields(task: Any) -> Iterator[str]:
 
 
 def references(task: Any) -> set[str]:
-    """Task ids whose XCom ``task`` reads through XComArgs."""
+    """Task ids whose XCom ``task`` reads through XComArgs (its mapped task groups' too)."""
     found: set[str] = set()
     for attr in xcom_fields(task):
         walk_xcoms(getattr(task, attr), lambda t, k: found.add(t))
+    group = task.task_group
+    while group is not None:  # a task in a mapped group reads the group's expansion
+        expansion = getattr(group, "_expand_input", None)
+        if expansion is not None:
+            walk_xcoms(expansion.value, lambda t, k: found.add(t))
+        group = group.parent_group
     return found
 
 
