@@ -143,15 +143,30 @@ def unwrap(obj: object) -> Callable:
     return obj  # type: ignore[return-value]
 
 
+def _user_file(rel: str | Path, root: Path) -> Path:
+    path = (root / rel).resolve()
+    if not path.is_relative_to(root) or path.suffix != ".py":
+        raise CodeLoadError(
+            f"callable path {str(rel)!r} is not a Python file inside the code root {root}",
+            hint="plans may only reference the user's own source files",
+        )
+    return path
+
+
+def load_module(rel: str | Path, root: str | Path) -> ModuleType:
+    """The user file ``root / rel``, imported once, as :func:`load_callable` imports it."""
+    root = Path(root).resolve()
+    path = _user_file(rel, root)
+    if not path.is_file():
+        raise CodeLoadError(f"{rel} does not exist under the code root {root}")
+    with _lock:
+        return _import_file(path, root)
+
+
 def load_callable(ref: CallableRef, root: str | Path, *, verify_hash: bool = True) -> Callable:
     """Import ``ref.qualname`` from ``root / ref.path``."""
     root = Path(root).resolve()
-    path = (root / ref.path).resolve()
-    if not path.is_relative_to(root) or path.suffix != ".py":
-        raise CodeLoadError(
-            f"callable path {ref.path!r} is not a Python file inside the code root {root}",
-            hint="plans may only reference the user's own source files",
-        )
+    path = _user_file(ref.path, root)
     key = (path, ref.qualname, ref.code_hash)
     with _lock:
         fn = _functions.get(key)

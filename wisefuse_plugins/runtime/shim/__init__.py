@@ -73,19 +73,27 @@ def active() -> FrameworkFinder | None:
     return next((f for f in sys.meta_path if isinstance(f, FrameworkFinder)), None)
 
 
+def _is_real(module: ModuleType) -> bool:
+    """A framework module that was really imported (not a stand-in, not a namespace package:
+    a code root's ``airflow/`` folder of DAG files)."""
+    return not is_stand_in(module) and getattr(module, "__file__", None) is not None
+
+
 def _real_framework_loaded() -> bool:
     return any(
-        is_framework_module(name) and not is_stand_in(module)
+        is_framework_module(name) and module is not None and _is_real(module)
         for name, module in list(sys.modules.items())
-        if module is not None
     )
 
 
 def _evict(finder: FrameworkFinder) -> dict[str, ModuleType]:
-    """Take the real framework modules the finder serves out of ``sys.modules``."""
+    """Take what would shadow the stand-ins out of ``sys.modules``: namespace packages, and
+    in ``always`` mode the real framework modules too."""
     evicted = {}
     for name, module in list(sys.modules.items()):
-        if is_framework_module(name) and not is_stand_in(module) and finder.serves(name):
+        if not is_framework_module(name) or module is None or is_stand_in(module):
+            continue
+        if (finder.mode == "always" or not _is_real(module)) and finder.serves(name):
             evicted[name] = sys.modules.pop(name)
     return evicted
 
@@ -105,8 +113,7 @@ def install(mode: str | None = None) -> FrameworkFinder | None:
     finder = FrameworkFinder(mode)
     if not any(finder.serves(name) for name in ("airflow", "prefect")):
         return None
-    if mode == "always":
-        _evict(finder)  # e.g. preloaded by a fork server: the user's imports must not see them
+    _evict(finder)  # e.g. preloaded by a fork server: the user's imports must not see them
     sys.meta_path.insert(0, finder)
     return finder
 
@@ -136,7 +143,7 @@ def shimmed(mode: str = "always") -> Iterator[FrameworkFinder | None]:
     if finder is None or not any(finder.serves(name) for name in ("airflow", "prefect")):
         yield None
         return
-    evicted = _evict(finder) if mode == "always" else {}
+    evicted = _evict(finder)
     sys.meta_path.insert(0, finder)
     try:
         yield finder

@@ -19,6 +19,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from wisefuse_plugins.runtime.shim.inert import (
+    UNWRAP_ATTRS,
     StandInModule,
     UnsupportedOnLambda,
     child_module,
@@ -106,7 +107,7 @@ class _TaskNamespace:
         return _decorator("python")(python_callable, **kwargs)
 
     def __getattr__(self, kind: str) -> Any:
-        if kind.startswith("_"):
+        if kind.startswith("_") or kind in UNWRAP_ATTRS:
             raise AttributeError(kind)
         if kind in ("run_if", "skip_if"):
             return _condition

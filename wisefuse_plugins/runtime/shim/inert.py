@@ -24,6 +24,10 @@ from wisefuse_plugins.errors import WiseFuseError
 _HERE = os.path.dirname(os.path.abspath(__file__))
 DOCS = "docs/units.md"
 
+#: Attributes the loader reads to unwrap a task (``loader.unwrap``): only exact stand-ins
+#: have them, so that a generic one (or a user class built on one) is never mistaken for a task.
+UNWRAP_ATTRS = frozenset({"function", "fn"})
+
 _phase_lock = threading.Lock()
 _phase_depth = 0
 
@@ -91,7 +95,7 @@ class InertMeta(type):
     _shim_name: str
 
     def __getattr__(cls, name: str) -> Any:
-        if name.startswith("_"):
+        if name.startswith("_") or name in UNWRAP_ATTRS:
             raise AttributeError(name)
         return member(f"{cls._shim_name}.{name}", name)
 
@@ -119,7 +123,7 @@ class Inert(metaclass=InertMeta):
             object.__setattr__(self, "_shim_name", f"{type(self)._shim_name}(...)")
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
+        if name.startswith("_") or name in UNWRAP_ATTRS:
             raise AttributeError(name)
         _refuse_at_run_time(f"{self._shim_name}.{name}")
         return Inert(_Name(f"{self._shim_name}.{name}"))
@@ -317,7 +321,7 @@ class _Refusing(type):
     _fix: str
 
     def __getattr__(cls, name: str) -> Any:
-        if name.startswith("_"):
+        if name.startswith("_") or name in UNWRAP_ATTRS:
             raise AttributeError(name)
         return refusing(f"{cls._what}.{name}()", cls._reason, cls._fix)
 

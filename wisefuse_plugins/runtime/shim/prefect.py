@@ -281,6 +281,13 @@ def _refusal(what: str, reason: str, fix: str) -> Exception:
     return UnsupportedOnLambda(what, reason, fix)
 
 
+_SERVING = frozenset(
+    f"{a}{name}"
+    for a in ("", "a")
+    for name in ("serve", "deploy", "to_deployment", "from_source", "visualize")
+)
+
+
 class FlowStandIn:
     """What ``@flow`` returns: the function in ``.fn``; a call runs it as plain Python."""
 
@@ -304,8 +311,8 @@ class FlowStandIn:
     def with_options(self, **options: Any) -> FlowStandIn:
         return FlowStandIn(self.fn, **{**self.options, **options})
 
-    def __getattr__(self, name: str) -> Any:  # serve, deploy, to_deployment, from_source, ...
-        if name.startswith("_"):
+    def __getattr__(self, name: str) -> Any:
+        if name not in _SERVING:
             raise AttributeError(name)
         return refusing(
             f"{self.name}.{name}()",
