@@ -432,21 +432,38 @@ def pin_ttl(dag: Any) -> dt.timedelta:
 @dataclass(frozen=True)
 class ReleasePin:
     """A DAG callback that releases the run's pin (added to both of a rewritten DAG's
-    ``on_success_callback`` and ``on_failure_callback``, after the user's own)."""
+    ``on_success_callback`` and ``on_failure_callback``, after the user's own).
+
+    When the last pin goes and the plan file no longer holds the served plan, it touches
+    the DAG file (``fileloc``) so that the dag-processor parses it again at once (it sorts
+    files by modification time) rather than at its next ``min_file_process_interval``.
+    """
 
     dag_id: str
     root: str
+    plan: str | None = None
+    fileloc: str | None = None
 
     def __call__(self, context: Mapping[str, Any]) -> None:
         run_id = context.get("run_id") or getattr(context.get("dag_run"), "run_id", None)
         if not run_id:
             return
+        state = PlanState(Path(self.root))
         try:
-            PlanState(Path(self.root)).release(self.dag_id, str(run_id))
+            with state.locked(self.dag_id):
+                state.release(self.dag_id, str(run_id))
+                if self.plan and self.fileloc and self._switch_due(state):
+                    os.utime(self.fileloc)
         except OSError as err:  # a callback must not fail the others
             log.warning(
                 "DAG %r: could not release the plan pin of %r: %s", self.dag_id, run_id, err
             )
+
+    def _switch_due(self, state: PlanState) -> bool:
+        if any((state._dag(self.dag_id) / "pins").glob("*.json")):
+            return False
+        current, _ = _read_current(Path(str(self.plan)))
+        return state.served(self.dag_id)[1] != (sha_of(current) if current is not None else None)
 
 
 def with_release(callbacks: Any, release: ReleasePin) -> list[Any]:

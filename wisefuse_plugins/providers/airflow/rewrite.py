@@ -99,7 +99,7 @@ def rewrite(
         return dag
     where = f"DAG {dag.dag_id!r}"
     dag_id = f"{dag.dag_id}{suffix or ''}"
-    chosen = None
+    chosen, release = None, None
     try:
         from wisefuse_plugins.adapters.airflow import from_dag
         from wisefuse_plugins.optimizer.plan import Plan, plan_from_json, plan_problems
@@ -110,28 +110,26 @@ def rewrite(
             path = beside(plan, getattr(dag, "fileloc", None))
             chosen = choose_plan(dag_id, path, ttl=pin_ttl(dag), run=airflow_run())
             source = _source_of(path, chosen)
+            if pinning_enabled():
+                release = ReleasePin(dag_id, str(PlanState().root), str(path), dag.fileloc)
             if chosen.text is None:
                 reason = chosen.problem or f"it is pinned to run without its plan {source}"
-                fix = MISSING_FIX if chosen.problem and "does not exist" in reason else FIX
-                return _unchanged(dag, dag_id, suffix, f"{where} runs unchanged: {reason}; {fix}")
+                fix = MISSING_FIX if "does not exist" in reason else FIX
+                kept = None if suffix else release  # the original serves its runs
+                return _unchanged(dag, f"{where} runs unchanged: {reason}; {fix}", kept)
             plan_obj = plan_from_json(chosen.text, what=f"plan file {source}")
         workflow = from_dag(dag, parallelism=parallelism)
     except WiseFuseError as err:
         hint = f" ({err.hint})" if err.hint else ""
-        return _unchanged(
-            dag, dag_id, suffix, f"{where} runs unchanged: {err.message}{hint}; {FIX}"
-        )
+        message = f"{where} runs unchanged: {err.message}{hint}; {FIX}"
+        return _unchanged(dag, message, None if suffix else release)
     problems = plan_problems(plan_obj, workflow)
     if problems:
         shown = "; ".join(f"{reason} ({path})" for path, reason in problems[:5])
         more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""
         its = f"its plan {source}" if source else "its plan"
-        return _unchanged(
-            dag,
-            dag_id,
-            suffix,
-            f"{where} runs unchanged: {its} no longer matches it: {shown}{more}; {FIX}",
-        )
+        message = f"{where} runs unchanged: {its} no longer matches it: {shown}{more}; {FIX}"
+        return _unchanged(dag, message, None if suffix else release)
     try:
         new = _rewritten(
             dag,
@@ -147,17 +145,11 @@ def rewrite(
             },
         )
     except Exception as err:  # a DAG file must keep parsing: run the original instead
-        log.warning(
-            "%s runs unchanged: rewriting it failed (%s: %s)",
-            where,
-            type(err).__name__,
-            err,
-            exc_info=True,
-        )
-        return dag
+        message = f"{where} runs unchanged: rewriting it failed ({type(err).__name__}: {err})"
+        return _unchanged(dag, message, None if suffix else release, exc_info=True)
     _register(dag, new, replace=not suffix)
-    if chosen is not None:
-        _follow_pins(new, chosen, source)
+    if chosen is not None and release is not None:
+        _follow_pins(new, chosen, source, release)
     return new
 
 
@@ -178,23 +170,23 @@ def _source_of(path: Path, chosen: Choice) -> str:
     return os.fspath(path)
 
 
-def _unchanged(dag: DAG, dag_id: str, suffix: str | None, message: str) -> DAG:
+def _unchanged(
+    dag: DAG, message: str, release: ReleasePin | None, *, exc_info: bool = False
+) -> DAG:
     """``dag`` as it is, with ``message`` logged and shown in the UI (see :func:`annotate`);
-    when it keeps its dag_id, it releases its runs' pins like a rewritten DAG does."""
-    log.warning("%s", message)
+    with ``release`` (it serves the dag_id's runs) it releases their pins when they end."""
+    log.warning("%s", message, exc_info=exc_info)
     with contextlib.suppress(Exception):  # a note must never break the DAG file
         annotate(dag, message, TAG_NOT_USED)
-        if not suffix and pinning_enabled():
-            _add_release(dag, ReleasePin(dag_id, str(PlanState().root)))
+        if release is not None:
+            _add_release(dag, release)
     return dag
 
 
-def _follow_pins(new: DAG, chosen: Choice, source: str) -> None:
+def _follow_pins(new: DAG, chosen: Choice, source: str, release: ReleasePin) -> None:
     """A rewritten DAG releases its run's pin when the run ends; a plan kept for runs in
     flight while its file holds another says so (log, docs and a tag)."""
-    if not pinning_enabled():
-        return
-    _add_release(new, ReleasePin(new.dag_id, str(PlanState().root)))
+    _add_release(new, release)
     if chosen.origin == "kept":
         runs = ", ".join(repr(r) for r in chosen.waiting[:5])
         more = f" and {len(chosen.waiting) - 5} more" if len(chosen.waiting) > 5 else ""
