@@ -209,3 +209,89 @@ def test_the_decorator_logs_its_functions_lines(airflow_home, wisefuse_env, tmp_
     assert any(line.startswith("hello on local: ") for line in lines)
     printed = out.index("sulk stdout | sulking on 2")
     assert printed < out.index("sulk on local: ", printed) < out.index("RuntimeError: not today")
+
+
+TIMED_OUT_TAIL = (
+    "START RequestId: 6f1c Version: 3\n"
+    "processing chunk 7 of 9\n"
+    "2026-12-07T03:00:00.000Z 6f1c Task timed out after 900.00 seconds\n"
+    "END RequestId: 6f1c\n"
+    "REPORT RequestId: 6f1c\tDuration: 900000.00 ms\tBilled Duration: 900000 ms\t"
+    "Memory Size: 1769 MB\tMax Memory Used: 312 MB\tStatus: timeout\n"
+)
+
+
+class TaskLog:
+    """Where invoke_logged writes (an operator's ``self.log``): the lines, formatted."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def log(self, level: int, msg: str, *args: object) -> None:
+        self.lines.append(msg % args)
+
+    def info(self, msg: str, *args: object) -> None:
+        self.lines.append(msg % args)
+
+    warning = info
+
+
+def test_a_unit_that_died_leaves_the_end_of_its_log_in_the_task_log(monkeypatch):
+    """On AWS, a function killed by a timeout answers no handler response, so no lines: the
+    task log gets the 4 KB tail of the function's log that Lambda returns (``LogType=Tail``),
+    before the error. The cloud's answer is stubbed; the rest is the real code path."""
+    import base64
+    import io
+    import json
+
+    import boto3
+    from airflow.sdk.exceptions import AirflowException
+    from botocore.response import StreamingBody
+    from botocore.stub import ANY, Stubber
+
+    from wisefuse_plugins.providers.airflow.hooks import Deployed, WiseFuseLambdaHook
+    from wisefuse_plugins.providers.airflow.operators import invoke_logged
+    from wisefuse_plugins.runtime.backends.aws import AwsLambdaBackend
+
+    client = boto3.client("lambda", region_name="us-east-1")
+    backend = AwsLambdaBackend(
+        role_arn="arn:aws:iam::123456789012:role/r",
+        store_url="s3://b/p",
+        client_factory=lambda service: client,
+    )
+    body = json.dumps({"errorType": "Sandbox.Timedout", "errorMessage": "timed out"}).encode()
+    stubber = Stubber(client)
+    stubber.add_response(
+        "invoke",
+        {
+            "StatusCode": 200,
+            "FunctionError": "Unhandled",
+            "LogResult": base64.b64encode(TIMED_OUT_TAIL.encode()).decode(),
+            "Payload": StreamingBody(io.BytesIO(body), len(body)),
+        },
+        {
+            "FunctionName": ANY,
+            "InvocationType": "RequestResponse",
+            "LogType": "Tail",
+            "Payload": ANY,
+        },
+    )
+    monkeypatch.setattr(WiseFuseLambdaHook, "_aws_backend", lambda self, root=None: backend)
+    hook = WiseFuseLambdaHook(backend="aws", store="s3://b/p")
+    log = TaskLog()
+    with stubber, pytest.raises(AirflowException, match=r"Sandbox\.Timedout: timed out"):
+        invoke_logged(
+            log,
+            hook,
+            Deployed("make", "sha", "/code"),
+            {"run_id": "r1"},
+            unit_id="make",
+            label="unit make",
+            memory_mb=1769,
+            stage_tasks={},
+        )
+    lines = log.lines
+    assert "function log | processing chunk 7 of 9" in lines
+    timeout = "function log | 2026-12-07T03:00:00.000Z 6f1c Task timed out after 900.00 seconds"
+    assert lines.index("function log | processing chunk 7 of 9") < lines.index(timeout)
+    assert lines[-1].startswith("unit make: warm, 900000 ms (billed 900000 ms, 1769 MB)")

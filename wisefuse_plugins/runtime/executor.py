@@ -53,6 +53,7 @@ class Invoked:
     max_memory_mb: float = 0.0
     cost_usd: float = 0.0
     error: dict[str, Any] | None = None  # a runtime-level failure (OOM, timeout, crash)
+    log_tail: str = ""  # the end of the function's own log (LogType=Tail), when known
 
 
 class Invoker(Protocol):

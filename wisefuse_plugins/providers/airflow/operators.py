@@ -444,11 +444,18 @@ def invoke_logged(
     task and the instance, at the record's level), then the invocation's REPORT line
     (``label``: cold/warm, duration, billed duration, memory, cost), then, for a failed
     stage, the :class:`AirflowException` naming it, so what it printed comes before its error.
+    A unit that died before answering (timeout, out of memory) has no lines to give: the
+    end of the function's own log (Lambda's 4 KB ``LogType=Tail``) is written instead.
     """
     invoked = hook.invoke(deployed, {**event, "log_bytes": capture.LOG_BYTES})
     payload = invoked.payload or {}
     for level, text in capture.log_lines(payload, stage_tasks):
         log.log(level, "%s", text)
+    if invoked.error is not None and invoked.log_tail and "logs" not in payload:
+        # the runtime died (timeout, out of memory): the platform's log tail is all there is
+        log.warning("the unit returned no log lines; the end of the function's own log:")
+        for line in invoked.log_tail.splitlines():
+            log.warning("function log | %s", line)
     log.info(
         "%s: %s, %.0f ms (billed %.0f ms, %d MB), $%.8f",
         label,

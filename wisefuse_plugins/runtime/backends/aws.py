@@ -460,7 +460,7 @@ def read_invoke_response(response: Mapping[str, Any], *, function: str, arch: st
         error = {"stage": "<lambda>", "instance": None, "type": f"Lambda.{report.status}"}
         error["message"] = f"{function} ended with status {report.status}"
     result = payload if error is None else {"ok": False, "error": error}
-    invoked = Invoked(payload=result, error=error)
+    invoked = Invoked(payload=result, error=error, log_tail=log)
     if report is not None:
         from wisefuse_plugins.model.pricing import lambda_cost
 
