@@ -9,10 +9,14 @@ caller-side latency of a warm invocation of a no-op handler (median of 50), and 
 start. The benchmarked functions are defined in this file, which the workers import.
 Last, cold starts with and without ``preload`` (the fork server): INIT of a handler whose
 module imports a heavy framework (``airflow.sdk`` by default; ``--cold-modules
-airflow.sdk,prefect``), and of this light module, spawned vs forked.
+airflow.sdk,prefect``), and of this light module, spawned vs forked. And the cold start of
+a unit importing a DAG or flow file (fresh interpreters): the unit's own imports alone
+(the handler and the app code the file imports), the file under the framework shim (no
+Airflow or Prefect imported, as on Lambda), and the file with the real framework.
 
     .venv/bin/python benchmarks/local_backend.py [--json out.json] [--reps 5]
     .venv/bin/python benchmarks/local_backend.py --cold-only [--cold-modules airflow.sdk,prefect]
+    .venv/bin/python benchmarks/local_backend.py --shim-only [--shim-reps 7]
 """
 
 from __future__ import annotations
@@ -223,6 +227,118 @@ def _cold_starts(modules: list[str], reps: int) -> list[dict[str, Any]]:
     return rows
 
 
+#: (framework, code root, DAG or flow file, the module it imports besides the framework)
+SHIM_CASES = (
+    ("airflow", "airflow", "ml_pipeline.py", "examples.apps.ml_pipeline"),
+    ("prefect", "prefect", "ml_pipeline.py", "examples.apps.ml_pipeline"),
+)
+_SHIM_SCRIPT = """
+import json, sys, time
+t0, c0 = time.perf_counter(), time.process_time()
+import wisefuse_plugins.runtime.handler
+from wisefuse_plugins.runtime import loader
+case, root, rel, own = sys.argv[1:5]
+if case == "own":
+    __import__(own)
+else:
+    loader.use_framework_shim(case)
+    loader.load_module(rel, root)
+ms, cpu = (time.perf_counter() - t0) * 1000, (time.process_time() - c0) * 1000
+real = sorted(
+    {n.split(".")[0] for n, m in sys.modules.items()
+     if n.split(".")[0] in ("airflow", "prefect") and getattr(m, "__file__", None)}
+)
+print(json.dumps({"ms": ms, "cpu_ms": cpu, "real": real}))
+"""
+SHIM_GOAL_MS = 50.0
+
+
+def _shim_cold_starts(reps: int) -> list[dict[str, Any]]:
+    """A unit's cold start importing a DAG or flow file, in fresh interpreters.
+
+    Per case, the median of ``reps`` runs (the three variants take turns, so that load on
+    the host affects them alike) of: the imports alone (``wisefuse_plugins.runtime.handler``
+    plus the file's own non-framework import), the file under the shim
+    (``WISEFUSE_FRAMEWORK_SHIM=always``: stand-ins, nothing of the framework imported), and
+    the file with the real framework (``never``). ``ms`` is measured inside the interpreter
+    from before the handler's import to after the file's, ``wall_ms`` the whole process.
+    """
+    import subprocess
+    import tempfile
+
+    repo = Path(__file__).resolve().parents[1]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="wisefuse-bench-shim-") as tmp:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WISEFUSE_")}
+        env.update(AIRFLOW_HOME=f"{tmp}/airflow", PREFECT_HOME=f"{tmp}/prefect")
+        for framework, folder, rel, own in SHIM_CASES:
+            runs: dict[str, list[dict[str, Any]]] = {"own": [], "always": [], "never": []}
+            for _ in range(reps):
+                for variant, got in runs.items():
+                    argv = [sys.executable, "-c", _SHIM_SCRIPT, variant, str(repo / folder)]
+                    t0 = time.perf_counter()
+                    out = subprocess.run(
+                        [*argv, rel, own], env=env, cwd=repo, capture_output=True, text=True
+                    )
+                    wall = (time.perf_counter() - t0) * 1000
+                    if out.returncode != 0:
+                        raise RuntimeError(f"{framework} {variant}: {out.stderr[-2000:]}")
+                    got.append({**json.loads(out.stdout.strip().splitlines()[-1]), "wall": wall})
+            row: dict[str, Any] = {
+                "framework": framework,
+                "file": f"{folder}/{rel}",
+                "imports": own,
+            }
+            for variant, got in runs.items():
+                row[variant] = {
+                    "ms": statistics.median(r["ms"] for r in got),
+                    "cpu_ms": statistics.median(r["cpu_ms"] for r in got),
+                    "wall_ms": statistics.median(r["wall"] for r in got),
+                    "framework_imported": sorted({n for r in got for n in r["real"]}),
+                }
+            row["shim_overhead_ms"] = row["always"]["ms"] - row["own"]["ms"]
+            row["shim_overhead_cpu_ms"] = row["always"]["cpu_ms"] - row["own"]["cpu_ms"]
+            rows.append(row)
+    return rows
+
+
+def _print_shim(console: Any, rows: list[dict[str, Any]], reps: int) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"Cold start of a unit importing a DAG/flow file, median of {reps} (ms)")
+    for col in (
+        "file",
+        "own imports\nms (CPU)",
+        "with the shim\nms (CPU)",
+        "real framework\nms (CPU)",
+        "shim - own\nms (CPU)",
+        "process wall\nown / shim / real",
+    ):
+        table.add_column(col, justify="left" if col == "file" else "right")
+    for r in rows:
+        own, shimmed, real = r["own"], r["always"], r["never"]
+        table.add_row(
+            r["file"],
+            f"{own['ms']:.0f} ({own['cpu_ms']:.0f})",
+            f"{shimmed['ms']:.0f} ({shimmed['cpu_ms']:.0f})",
+            f"{real['ms']:.0f} ({real['cpu_ms']:.0f})",
+            f"{r['shim_overhead_ms']:+.0f} ({r['shim_overhead_cpu_ms']:+.0f})",
+            f"{own['wall_ms']:.0f} / {shimmed['wall_ms']:.0f} / {real['wall_ms']:.0f}",
+        )
+    console.print(table)
+    console.print(
+        "own imports: wisefuse_plugins.runtime.handler and the module the file imports "
+        f"besides its framework ({', '.join(sorted({r['imports'] for r in rows}))}); with the "
+        "shim: WISEFUSE_FRAMEWORK_SHIM=always, the handler's shim and the file itself; real: "
+        f"the file with its framework. Goal: shim - own <= {SHIM_GOAL_MS:.0f} ms."
+    )
+    for r in rows:
+        if r["always"]["framework_imported"]:
+            console.print(
+                f"[red]{r['file']}: the shim run imported {r['always']['framework_imported']}[/]"
+            )
+
+
 def _print_cold(console: Any, rows: list[dict[str, Any]], reps: int) -> None:
     from rich.table import Table
 
@@ -268,6 +384,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cold-only", action="store_true", help="only the cold starts with and without preload"
     )
+    parser.add_argument(
+        "--shim-reps", type=int, default=5, help="fresh interpreters per shim case (median)"
+    )
+    parser.add_argument(
+        "--shim-only",
+        action="store_true",
+        help="only the cold starts of a unit importing a DAG/flow file, with and without the shim",
+    )
     args = parser.parse_args(argv)
 
     from rich.console import Console
@@ -292,6 +416,13 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[yellow]cgroup mode unavailable: {host.cpu_reason}[/]")
     started = time.perf_counter()
     modules = [m for m in args.cold_modules.split(",") if m]
+    if args.shim_only:
+        shim_rows = _shim_cold_starts(args.shim_reps)
+        _print_shim(console, shim_rows, args.shim_reps)
+        console.print(f"Ran in {time.perf_counter() - started:.0f} s.")
+        if args.json:
+            args.json.write_text(json.dumps({"shim_cold_starts": shim_rows}, indent=2))
+        return 0
     if args.cold_only:
         cold = _cold_starts(modules, args.cold_reps)
         _print_cold(console, cold, args.cold_reps)
@@ -352,6 +483,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     cold = _cold_starts(modules, args.cold_reps)
     _print_cold(console, cold, args.cold_reps)
+    shim_rows = _shim_cold_starts(args.shim_reps)
+    _print_shim(console, shim_rows, args.shim_reps)
     runtime = _runtime_overhead(args.reps)
     console.print(
         f"wisefuse unit handler, warm one-stage no-op unit (median of {args.reps}): "
@@ -371,6 +504,7 @@ def main(argv: list[str] | None = None) -> int:
             "runtime_invocation_ms": runtime["invocation_ms"],
             "by_mode": by_mode,
             "cold_starts": cold,
+            "shim_cold_starts": shim_rows,
             "params": {
                 "sizes_mb": SIZES,
                 "cpu_loop": CPU_LOOP,
