@@ -65,7 +65,10 @@ def fused_groups(wf: Workflow) -> list[list[str]]:
 def make_plan(wf: Workflow, groups: list[list[str]], bundle: int = 1) -> Plan:
     units = []
     for g in groups:
-        unit = Unit(id="-".join(g), stages=g)
+        uid = "-".join(g)
+        if len(uid) > 64:  # a Lambda name
+            uid = f"{g[0][:50]}-and-{len(g) - 1}"
+        unit = Unit(id=uid, stages=g)
         if bundle > 1 and is_bundled_unit(unit, wf):
             unit = unit.model_copy(update={"bundle_size": bundle})
         units.append(unit)

@@ -517,6 +517,9 @@ def _why_not_python(task: Any, ctx: _Ctx) -> str | None:
     rule = _trigger_rule(task)
     if rule != "all_success":
         return f"trigger rule {rule}: it also runs when upstream tasks fail or skip, which a fused unit does not express"
+    for up in getattr(task, "upstream_list", ()):
+        if "BaseBranchOperator" in {c.__name__ for c in _operator_class(up).__mro__}:
+            return f"the branch task {up.task_id!r} chooses it by task id, which a fused unit would not keep"
     return None
 
 

@@ -262,7 +262,9 @@ def emit_dag(
     dag_id = dag_id or f"{workflow.name}{DEFAULT_SUFFIX}"
     imports = _Imports()
     settings, needs_original = _dag_settings(dag, imports)
+    unit_args = {u.task_id: _unit_settings(dag, u, imports) for u in lay.units}
     needs_original = needs_original or bool(lay.opaque)
+    needs_original = needs_original or any("ORIGINAL" in a for v in unit_args.values() for a in v)
     original = original_file or Path(workflow.source.path or f"{workflow.name}.py").name
     plan_file = plan_file or f"{workflow.name}.plan.json"
     workflow_file = workflow_file or f"{workflow.name}.ir.json"
@@ -279,7 +281,29 @@ def emit_dag(
         backend=backend,
         aws_conn_id=aws_conn_id,
         reads=reads,
+        unit_args=unit_args,
     )
+
+
+def _unit_settings(dag: DAG | None, u: UnitTask, imports: _Imports) -> list[str]:
+    """Arguments for the unit task's settings (the rule: ``tasks.unit_settings``): literals
+    when plain, the rest read from the original DAG when the emitted file is parsed."""
+    from wisefuse_plugins.providers.airflow.tasks import unit_settings
+
+    task_ids = [u.stage_tasks[s.id] for s in u.spec.stages]
+    args, rest = [], []
+    for name, value in unit_settings(dag, task_ids).items():
+        if name == "retries" and value == u.retries:
+            continue  # written with the unit's other arguments
+        lit = _literal(value, imports)
+        if lit is None:
+            rest.append(name)
+        else:
+            args.append(f"{name}={lit}")
+    if rest:
+        ids = ", ".join(map(_q, task_ids))
+        args.append(f"**ORIGINAL.settings([{ids}], {', '.join(map(_q, rest))})")
+    return args
 
 
 def _load_original(workflow: Workflow) -> DAG | None:
@@ -308,6 +332,7 @@ def _source(
     backend: str,
     aws_conn_id: str | None,
     reads: Mapping[str, set[str]] | None,
+    unit_args: Mapping[str, list[str]],
 ) -> str:
     wf = lay.workflow
     order = _task_order(lay)
@@ -339,6 +364,7 @@ def _source(
                 args.append(f"retries={u.retries}")
             if u.multiple_outputs:
                 args.append("multiple_outputs=True")
+            args += unit_args.get(tid, [])
             args.append("**UNITS")
             if not u.bundled:
                 body.append(_call(f"{v} = WiseFuseLambdaOperator", args, ind))

@@ -203,3 +203,11 @@ class OriginalDag:
     def copy(self, task_id: str, *, xcom: Mapping[str, Any] | None = None) -> Any:
         """Copy task ``task_id`` into the DAG being defined (see :func:`copy_task`)."""
         return copy_task(self.dag.task_dict[task_id], xcom=xcom)
+
+    def settings(self, task_ids: list[str], *names: str) -> dict[str, Any]:
+        """Settings ``names`` of the unit task that stands for ``task_ids`` (in stage order),
+        by the rule of :func:`~.tasks.unit_settings`: for values a DAG file cannot spell."""
+        from wisefuse_plugins.providers.airflow.tasks import unit_settings
+
+        found = unit_settings(self.dag, task_ids)
+        return {name: found[name] for name in names if name in found}

@@ -8,6 +8,8 @@ emitter (:mod:`wisefuse_plugins.emitters.airflow`) writes the same tasks as Pyth
 from __future__ import annotations
 
 import contextlib
+import functools
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -15,7 +17,7 @@ if TYPE_CHECKING:
 
     from wisefuse_plugins.providers.airflow.layout import Layout
 
-__all__ = ["build_tasks"]
+__all__ = ["SCHEDULING", "SETTINGS", "build_tasks", "conflicting_settings", "unit_settings"]
 
 
 def build_tasks(
@@ -56,7 +58,7 @@ def build_tasks(
         }
         if u.retries:
             common["retries"] = u.retries
-        common.update(_kept_settings(original, u.stage_tasks[u.last_stage]))
+        common.update(unit_settings(original, [u.stage_tasks[s.id] for s in u.spec.stages]))
         if not u.bundled:
             made[u.task_id] = WiseFuseLambdaOperator(
                 task_id=u.task_id, multiple_outputs=u.multiple_outputs, **common
@@ -94,18 +96,138 @@ def build_tasks(
     return made
 
 
-_KEPT = ("owner", "pool", "queue")
+#: The original tasks' settings a unit task carries (docs/airflow.md, "What a unit task
+#: keeps"). A unit task stands for its stages' tasks, in stage order: outlets and inlets
+#: are the union of theirs (every asset event still happens), retries the largest,
+#: execution_timeout the sum (when every stage has one), each callback every distinct one
+#: of theirs; every other setting is the last stage's (the task whose id the unit takes).
+SETTINGS = (
+    "owner",
+    "email",
+    "email_on_failure",
+    "email_on_retry",
+    "retries",
+    "retry_delay",
+    "retry_exponential_backoff",
+    "max_retry_delay",
+    "execution_timeout",
+    "depends_on_past",
+    "ignore_first_depends_on_past",
+    "wait_for_past_depends_before_skipping",
+    "wait_for_downstream",
+    "priority_weight",
+    "weight_rule",
+    "queue",
+    "pool",
+    "pool_slots",
+    "max_active_tis_per_dag",
+    "max_active_tis_per_dagrun",
+    "executor",
+    "executor_config",
+    "run_as_user",
+    "on_execute_callback",
+    "on_failure_callback",
+    "on_success_callback",
+    "on_retry_callback",
+    "on_skipped_callback",
+    "inlets",
+    "outlets",
+    "doc",
+    "doc_md",
+    "doc_json",
+    "doc_yaml",
+    "doc_rst",
+    "task_display_name",
+)
+_UNION = ("inlets", "outlets")
+_CALLBACKS = tuple(a for a in SETTINGS if a.startswith("on_") and a.endswith("_callback"))
+#: Settings that decide where and when a task runs: stages whose values differ should not
+#: be fused (see :func:`conflicting_settings`), as one task can have only one of each.
+SCHEDULING = (
+    "owner",
+    "queue",
+    "pool",
+    "pool_slots",
+    "priority_weight",
+    "weight_rule",
+    "executor",
+    "executor_config",
+    "run_as_user",
+    "max_active_tis_per_dag",
+    "max_active_tis_per_dagrun",
+    "depends_on_past",
+    "wait_for_downstream",
+)
 
 
-def _kept_settings(original: DAG | None, task_id: str) -> dict[str, Any]:
-    """Scheduling settings of the original task that the unit's task keeps."""
-    if original is None or task_id not in original.task_dict:
+def unit_settings(original: DAG | None, task_ids: Sequence[str]) -> dict[str, Any]:
+    """The settings (of :data:`SETTINGS`) a unit task takes from its stages' original tasks.
+
+    ``task_ids``: the unit's stages' task ids, in stage order. Only the settings a unit task
+    would not get anyway are returned: those that differ from an operator's default or are
+    in the DAG's ``default_args``. Both renderers use this: :func:`build_tasks` passes them
+    to the operator, the source emitter writes them (as literals, or read from the original).
+    """
+    if original is None:
         return {}
-    task = original.task_dict[task_id]
+    tasks = [original.task_dict[t] for t in task_ids if t in original.task_dict]
+    if not tasks:
+        return {}
+    given = set(original.default_args or {})
+    defaults = _defaults()
     found: dict[str, Any] = {}
-    for attr in _KEPT:
+    for attr in SETTINGS:
+        try:
+            values = [getattr(t, attr) for t in tasks]
+        except Exception:
+            continue
+        value = _merged(attr, values)
+        if attr in given or attr not in defaults or value != defaults[attr]:
+            found[attr] = value
+    return found
+
+
+def conflicting_settings(original: DAG, task_ids: Sequence[str]) -> list[str]:
+    """The :data:`SCHEDULING` settings on which the tasks ``task_ids`` differ (not to be fused)."""
+    tasks = [original.task_dict[t] for t in task_ids if t in original.task_dict]
+    differ = []
+    for attr in SCHEDULING:
+        values = [getattr(t, attr, None) for t in tasks]
+        if any(v != values[0] for v in values[1:]):
+            differ.append(attr)
+    return differ
+
+
+def _merged(attr: str, values: list[Any]) -> Any:
+    if attr in _UNION:
+        out: list[Any] = []
+        for v in values:
+            out += [x for x in v or () if x not in out]
+        return out
+    if attr == "retries":
+        return max(int(v or 0) for v in values)
+    if attr == "execution_timeout":
+        return None if any(v is None for v in values) else sum(values[1:], values[0])
+    if attr in _CALLBACKS:
+        found: list[Any] = []
+        for v in values:
+            for fn in v if isinstance(v, list | tuple) else [v] if v is not None else []:
+                if all(fn is not f for f in found):
+                    found.append(fn)
+        if len(found) <= 1 and all(v is values[-1] for v in values):
+            return values[-1]  # the stages agree: keep the value as the user gave it
+        return found or None
+    return values[-1]
+
+
+@functools.cache
+def _defaults() -> dict[str, Any]:
+    """What an operator gets for each setting when nothing is given (resolved, as tasks hold them)."""
+    from airflow.sdk import BaseOperator
+
+    bare = BaseOperator(task_id="wisefuse_defaults")
+    found: dict[str, Any] = {}
+    for attr in SETTINGS:
         with contextlib.suppress(Exception):
-            value = getattr(task, attr)
-            if isinstance(value, str) and value:
-                found[attr] = value
+            found[attr] = getattr(bare, attr)
     return found
