@@ -33,8 +33,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Literal
 
-import networkx as nx
-
 from wisefuse_plugins.errors import MissingExtraError, WiseFuseError
 from wisefuse_plugins.ir import (
     Binding,
@@ -53,6 +51,7 @@ from wisefuse_plugins.ir import (
     derive_edges,
     safe_name,
 )
+from wisefuse_plugins.ir.graphs import adjacency, topological_order
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
@@ -280,10 +279,8 @@ def from_dag(
 def _topological(dag: DAG) -> list[Any]:
     """The tasks, producers before consumers; ties keep the DAG's own task order."""
     order = {tid: i for i, tid in enumerate(dag.task_dict)}
-    g = nx.DiGraph()
-    g.add_nodes_from(order)
-    g.add_edges_from((u, t.task_id) for t in dag.tasks for u in t.upstream_task_ids if u in order)
-    return [dag.task_dict[tid] for tid in nx.lexicographical_topological_sort(g, key=order.get)]
+    edges = [(u, t.task_id) for t in dag.tasks for u in t.upstream_task_ids if u in order]
+    return [dag.task_dict[tid] for tid in topological_order(adjacency(order, edges), order.get)]
 
 
 def _stage_ids(tasks: list[Any]) -> dict[str, str]:

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
+from wisefuse_plugins.ir.graphs import adjacency, topological_order
+
 if TYPE_CHECKING:
     import networkx as nx
 
@@ -262,21 +264,32 @@ class Workflow(_Node):
         except KeyError:
             raise KeyError(f"workflow {self.name!r} has no stage {stage_id!r}") from None
 
+    # Plain dicts for what a DAG file's parse asks (the drop-in rewrite): the same answers
+    # as ``graph``, without importing networkx (see wisefuse_plugins.ir.graphs).
+    @cached_property
+    def _succ(self) -> dict[str, list[str]]:
+        return adjacency([s.id for s in self.stages], [(e.src, e.dst) for e in self.edges])
+
+    @cached_property
+    def _pred(self) -> dict[str, list[str]]:
+        return adjacency([s.id for s in self.stages], [(e.dst, e.src) for e in self.edges])
+
+    @cached_property
+    def _edge_by_ends(self) -> dict[tuple[str, str], Edge]:
+        return {(e.src, e.dst): e for e in self.edges}  # the last one wins, as in ``graph``
+
     def edge(self, src: str, dst: str) -> Edge:
-        return self.graph.edges[src, dst]["edge"]
+        return self._edge_by_ends[src, dst]
 
     def topological_order(self) -> list[str]:
         """Stage ids in a deterministic topological order (ties broken by declaration order)."""
-        import networkx as nx
-
-        rank = {s.id: i for i, s in enumerate(self.stages)}
-        return list(nx.lexicographical_topological_sort(self.graph, key=rank.__getitem__))
+        return topological_order(self._succ)
 
     def predecessors(self, stage_id: str) -> list[str]:
-        return list(self.graph.predecessors(stage_id))
+        return list(self._pred[stage_id])
 
     def successors(self, stage_id: str) -> list[str]:
-        return list(self.graph.successors(stage_id))
+        return list(self._succ[stage_id])
 
     @property
     def python_stages(self) -> list[Stage]:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from wisefuse_plugins.ir.errors import IRError
+from wisefuse_plugins.ir.graphs import adjacency, find_cycle
 from wisefuse_plugins.ir.names import is_safe_name
 from wisefuse_plugins.ir.nodes import (
     ConstItem,
@@ -137,16 +138,9 @@ def _edges(wf: Workflow) -> Problems:
 
 
 def _acyclic(wf: Workflow) -> Problems:
-    import networkx as nx
-
-    g = nx.DiGraph()
-    g.add_edges_from((e.src, e.dst) for e in wf.edges)
-    try:
-        cycle = nx.find_cycle(g)
-    except nx.NetworkXNoCycle:
-        return
-    loop = " -> ".join([u for u, _ in cycle] + [cycle[0][0]])
-    yield "$.edges", f"the graph has a cycle: {loop}"
+    cycle = find_cycle(adjacency([], [(e.src, e.dst) for e in wf.edges]))
+    if cycle:
+        yield "$.edges", f"the graph has a cycle: {' -> '.join([*cycle, cycle[0]])}"
 
 
 RULES: tuple[Callable[[Workflow], Problems], ...] = (

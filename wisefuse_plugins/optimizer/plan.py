@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from wisefuse_plugins.ir import IRError, Workflow
+from wisefuse_plugins.ir.graphs import adjacency, find_cycle, is_connected, topological_order
 from wisefuse_plugins.ir.names import is_safe_name
 from wisefuse_plugins.ir.nodes import EdgePattern
 from wisefuse_plugins.ir.serde import dump_document, load_document, read_text, write_atomic
@@ -135,21 +136,19 @@ def _coverage(plan: Plan, wf: Workflow) -> Problems:
 
 
 def _shape(plan: Plan, wf: Workflow) -> Problems:
-    import networkx as nx  # lazily: the Lambda handler imports this module for is_bundled_unit
-
     ids = {s.id for s in wf.stages}
     for i, u in enumerate(plan.units):
         members = [s for s in u.stages if s in ids]
         if len(members) != len(u.stages):
             continue  # reported by _coverage
-        sub = wf.graph.subgraph(members)
-        if not nx.is_weakly_connected(sub):
+        inside = set(members)
+        if not is_connected(members, {s: wf.successors(s) for s in members}):
             yield (
                 f"$.units[{i}].stages",
                 f"unit {u.id!r} joins stages that are not connected: {members}",
             )
         if is_bundled_unit(u, wf):
-            inner = [wf.edge(a, b) for a, b in sub.edges]
+            inner = [wf.edge(a, b) for a in members for b in wf.successors(a) if b in inside]
             if any(e.pattern != EdgePattern.ONE_TO_ONE for e in inner):
                 yield (
                     f"$.units[{i}].stages",
@@ -170,20 +169,10 @@ def _shape(plan: Plan, wf: Workflow) -> Problems:
 
 
 def _acyclic_units(plan: Plan, wf: Workflow) -> Problems:
-    import networkx as nx
-
-    owner = {s: u.id for u in plan.units for s in u.stages}
-    g = nx.DiGraph()
-    g.add_nodes_from(u.id for u in plan.units)
-    for e in wf.edges:
-        a, b = owner.get(e.src, e.src), owner.get(e.dst, e.dst)
-        if a != b:
-            g.add_edge(a, b)
-    try:
-        cycle = nx.find_cycle(g)
-    except nx.NetworkXNoCycle:
+    cycle = find_cycle(adjacency([u.id for u in plan.units], _unit_edges(plan, wf)))
+    if not cycle:
         return
-    loop = " -> ".join([a for a, _ in cycle] + [cycle[0][0]])
+    loop = " -> ".join([*cycle, cycle[0]])
     yield (
         "$.units",
         f"units depend on each other in a cycle ({loop}): a unit may not contain both ends of a path that leaves it",
@@ -226,19 +215,32 @@ def check_plan(plan: Plan, workflow: Workflow) -> Plan:
     return plan
 
 
+def _unit_edges(plan: Plan, workflow: Workflow) -> list[tuple[str, str]]:
+    """The dependencies between units and opaque stages (an edge per workflow edge)."""
+    owner = {s: u.id for u in plan.units for s in u.stages}
+    ends = ((owner.get(e.src, e.src), owner.get(e.dst, e.dst)) for e in workflow.edges)
+    return [(a, b) for a, b in ends if a != b]
+
+
+def _unit_nodes(plan: Plan, workflow: Workflow) -> list[str]:
+    owned = {s for u in plan.units for s in u.stages}
+    return [u.id for u in plan.units] + [s.id for s in workflow.stages if s.id not in owned]
+
+
 def unit_graph(plan: Plan, workflow: Workflow) -> nx.DiGraph:
     """Units and opaque stages as nodes, their dependencies as edges (for orchestration)."""
     import networkx as nx
 
-    owner = {s: u.id for u in plan.units for s in u.stages}
     g = nx.DiGraph()
-    g.add_nodes_from(u.id for u in plan.units)
-    g.add_nodes_from(s.id for s in workflow.stages if s.id not in owner)
-    for e in workflow.edges:
-        a, b = owner.get(e.src, e.src), owner.get(e.dst, e.dst)
-        if a != b:
-            g.add_edge(a, b)
+    g.add_nodes_from(_unit_nodes(plan, workflow))
+    g.add_edges_from(_unit_edges(plan, workflow))
     return g
+
+
+def unit_order(plan: Plan, workflow: Workflow) -> list[str]:
+    """The nodes of :func:`unit_graph` in topological order, ties in the graph's node order
+    (without networkx: the drop-in rewrite calls this at every parse of a DAG file)."""
+    return topological_order(adjacency(_unit_nodes(plan, workflow), _unit_edges(plan, workflow)))
 
 
 # --------------------------------------------------------------------------- JSON

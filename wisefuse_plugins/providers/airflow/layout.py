@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from wisefuse_plugins.ir import Collect, Item, Output, Workflow
-from wisefuse_plugins.optimizer.plan import Plan, Unit, is_bundled_unit, unit_graph
+from wisefuse_plugins.optimizer.plan import Plan, Unit, is_bundled_unit, unit_order
 from wisefuse_plugins.runtime.spec import UnitSpec, count_source, unit_spec
 
 RETURN_KEY = "return_value"
@@ -261,11 +261,7 @@ def layout(
     inputs as ordering edges); without it every Python stage directly upstream of an opaque
     one counts as read.
     """
-    import networkx as nx
-
-    graph = unit_graph(plan, workflow)
-    rank = {n: i for i, n in enumerate(graph.nodes)}
-    order = list(nx.lexicographical_topological_sort(graph, key=rank.__getitem__))
+    order = unit_order(plan, workflow)
     units_by_id = {u.id: u for u in plan.units}
     taken = {s.name for s in workflow.stages}
     task_of: dict[str, str] = {s.id: s.name for s in workflow.stages if not s.is_python}
