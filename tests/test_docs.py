@@ -528,11 +528,11 @@ def _(sc: Scene) -> str:
     return sc.error("optimize", str(sc.toy()), "--db", db)
 
 
-def _etl_dag(sc: Scene, version: int) -> Path:
+def _etl_dag(sc: Scene, version: int, relpath: str = "dags/etl.py") -> Path:
     """``dags/etl.py``, ending with the drop-in line; version 2 changes ``total``."""
     body = "sum(values)" if version == 1 else "sum(values) + 0  # changed"
     return sc.write(
-        "dags/etl.py",
+        relpath,
         f"""
         from pathlib import Path
 
@@ -670,6 +670,77 @@ def _(sc: Scene) -> str:
 @trigger("airflow-plan-stale")
 def _(sc: Scene) -> str:
     return _etl_stale(sc)["stale"]
+
+
+def _etl_copy(sc: Scene, folder: str) -> Path:
+    """The drop-in ``dags/etl.py`` (version 1) as ``<folder>/dags/etl.py``."""
+    return _etl_dag(sc, 1, f"{folder}/dags/etl.py")
+
+
+def _warnings_of(path: Path, name: str) -> str:
+    with _logged("wisefuse_plugins.airflow") as records:
+        _load_module(path, name)
+    return "\n".join(r.getMessage() for r in records if r.levelno >= logging.WARNING)
+
+
+@trigger("airflow-plan-waiting")
+def _(sc: Scene) -> str:
+    """The plan file replaced after a task of run ``manual__1`` parsed the DAG file."""
+    from airflow.sdk.definitions._internal.dag_parsing_context import (
+        _airflow_parsing_context_manager,
+    )
+    from structlog.contextvars import bound_contextvars
+
+    from wisefuse_plugins.adapters.airflow import workflow_from_file
+    from wisefuse_plugins.optimizer.plan import dump_plan, single_stage_plan
+
+    path = _etl_copy(sc, "waiting")
+    wf = workflow_from_file(path)
+    dump_plan(single_stage_plan(wf), path.with_name("etl.plan.json"))
+    _load_module(path, "_wisefuse_docs_waiting_1")  # the dag-processor
+    with (  # a task process of run manual__1, as Airflow's task runner parses
+        bound_contextvars(run_id="manual__1"),
+        _airflow_parsing_context_manager(dag_id="etl", task_id="total"),
+    ):
+        _load_module(path, "_wisefuse_docs_waiting_2")
+    dump_plan(single_stage_plan(wf, memory_mb=1024), path.with_name("etl.plan.json"))
+    return _warnings_of(path, "_wisefuse_docs_waiting_3")
+
+
+def _etl_emitted(sc: Scene, folder: str) -> tuple[Path, Any]:
+    """``etl_wisefuse.py`` with its plan and IR files, emitted beside a copy of ``etl.py``."""
+    from wisefuse_plugins.adapters.airflow import from_dag, load_dag_file
+    from wisefuse_plugins.emitters.airflow import write_dag
+    from wisefuse_plugins.optimizer.plan import single_stage_plan
+
+    path = _etl_copy(sc, folder)
+    original = load_dag_file(path, "etl")
+    wf = from_dag(original)
+    return write_dag(wf, single_stage_plan(wf), path.parent, dag=original), wf
+
+
+@trigger("airflow-emitted-plan-missing")
+def _(sc: Scene) -> str:
+    """A unit task of an emitted DAG deployed without its plan file."""
+    from wisefuse_plugins.providers.airflow.planfiles import PlanFileError
+
+    emitted, _ = _etl_emitted(sc, "emitted-missing")
+    emitted.with_name("etl_wisefuse.plan.json").unlink()
+    dag = _load_module(emitted, "_wisefuse_docs_emitted_missing").dag
+    with pytest.raises(PlanFileError) as err:
+        dag.task_dict["total"].resolve()
+    return f"PlanFileError: {err.value}\nhint: {err.value.hint}"
+
+
+@trigger("airflow-emitted-plan-replaced")
+def _(sc: Scene) -> str:
+    """An emitted DAG's plan file replaced by another plan, after a parse kept a snapshot."""
+    from wisefuse_plugins.optimizer.plan import dump_plan, single_stage_plan
+
+    emitted, wf = _etl_emitted(sc, "emitted-replaced")
+    _load_module(emitted, "_wisefuse_docs_emitted_replaced_1")
+    dump_plan(single_stage_plan(wf, memory_mb=1024), emitted.with_name("etl_wisefuse.plan.json"))
+    return _warnings_of(emitted, "_wisefuse_docs_emitted_replaced_2")
 
 
 @trigger("airflow-task-uses-context")

@@ -318,8 +318,14 @@ TASKS = {
 }
 
 
-def write_squares(folder: Path, dag_id: str, *, gate: str | None = None) -> tuple[Path, dict]:
-    """The DAG file (its plan path relative: ``<dag_id>.plan.json``) and its two plans' JSON."""
+def write_squares(
+    folder: Path, dag_id: str, *, gate: str | None = None, plain: Path | None = None
+) -> tuple[Path, dict]:
+    """The DAG file (its plan path relative: ``<dag_id>.plan.json``) and its two plans' JSON.
+
+    ``plain``: the folder for a copy without the drop-in line (default ``folder/.plain``),
+    which the plans are made from; outside a dags folder, or Airflow would parse it too.
+    """
     from wisefuse_plugins.adapters.airflow import from_dag, load_dag_file
     from wisefuse_plugins.optimizer.plan import (
         Plan,
@@ -333,8 +339,8 @@ def write_squares(folder: Path, dag_id: str, *, gate: str | None = None) -> tupl
     folder.mkdir(parents=True, exist_ok=True)
     source = DAG_SOURCE.format(gate=gate, dag_id=dag_id, plan=f"{dag_id}.plan.json")
     path = folder / f"{dag_id}.py"
-    plain = folder / ".plain" / path.name  # the same functions, without the drop-in line
-    plain.parent.mkdir(exist_ok=True)
+    plain = (plain or folder / ".plain") / path.name  # the functions, without the drop-in
+    plain.parent.mkdir(parents=True, exist_ok=True)
     plain.write_text(source.replace("dag = rewrite(squares(),", "dag = (squares(),"))
     wf = from_dag(load_dag_file(plain, dag_id))
     ids = {s.name: s.id for s in wf.stages}

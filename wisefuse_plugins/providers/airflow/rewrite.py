@@ -162,11 +162,9 @@ MISSING_FIX = (
 
 
 def _source_of(path: Path, chosen: Choice) -> str:
-    """How warnings name the plan a parse used: its file, and the snapshot when not the file."""
-    if chosen.origin in ("kept", "pinned") and chosen.sha and chosen.problem is not None:
-        return f"{os.fspath(path)} (snapshot {chosen.sha[:12]})"
+    """How messages name the plan a parse used: its file, and its snapshot when pinned."""
     if chosen.origin in ("kept", "pinned") and chosen.sha:
-        return f"{os.fspath(path)} (as pinned, {chosen.sha[:12]})"
+        return f"{os.fspath(path)} (snapshot {chosen.sha[:12]})"
     return os.fspath(path)
 
 
