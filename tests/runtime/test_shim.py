@@ -137,9 +137,10 @@ def layer(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def absent(layer: Path, **env: str) -> Interpreter:
-    """An interpreter where Airflow and Prefect are not installed."""
+    """An interpreter where Airflow and Prefect are not installed (and, as in every Lambda
+    execution environment, ``AWS_LAMBDA_FUNCTION_NAME`` is set)."""
     argv = [sys.executable, "-I", "-S", str(WORKER), str(layer), str(REPO)]
-    return Interpreter(argv, _env(**env))
+    return Interpreter(argv, _env(AWS_LAMBDA_FUNCTION_NAME="wisefuse-test-unit", **env))
 
 
 def installed(**env: str) -> Interpreter:
@@ -211,6 +212,59 @@ def test_every_dag_and_flow_file_imports_without_the_frameworks(
     assert not mismatches, json.dumps(mismatches, indent=1)[:4000]
     decorated = sum(len(r["functions"]) for r in shimmed.values() if "functions" in r)
     assert decorated >= 60
+
+
+INTEGRATED = {
+    # a flow file decorated for the Prefect integration, a DAG file rewritten for Airflow's
+    "wisefuse_flow.py": """
+        from prefect import flow, task
+
+        from wisefuse_plugins.prefect import wisefuse
+
+
+        @task
+        def double(x: int) -> int:
+            return 2 * x
+
+
+        @wisefuse(slo="1.5x")
+        @flow
+        def numbers(n: int = 4) -> int:
+            return double(n)
+        """,
+    "rewritten_dag.py": """
+        from pathlib import Path
+
+        from airflow.sdk import dag, task
+
+        from wisefuse_plugins.airflow import rewrite
+
+
+        @task
+        def double(x: int) -> int:
+            return 2 * x
+
+
+        @dag(schedule=None)
+        def numbers():
+            double(4)
+
+
+        dag = rewrite(numbers(), Path(__file__).with_name("numbers.plan.json"))
+        """,
+}
+
+
+def test_files_using_the_wisefuse_integrations_import_in_a_unit(
+    lambda_env: Interpreter, tmp_path: Path
+) -> None:
+    """``@wisefuse`` and ``rewrite(...)`` import with the stand-ins and leave the tasks be."""
+    for name, source in INTEGRATED.items():
+        (tmp_path / name).write_text(textwrap.dedent(source).lstrip())
+    got = lambda_env.ask(op="functions", files=[[str(tmp_path), name] for name in INTEGRATED])
+    assert set(got["wisefuse_flow.py"]["functions"]) == {"double", "numbers"}, got
+    assert set(got["rewritten_dag.py"]["functions"]) >= {"double"}, got
+    assert lambda_env.ask(op="status")["real"] == []
 
 
 # --------------------------------------------------------------------------- units
