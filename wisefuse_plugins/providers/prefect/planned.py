@@ -36,7 +36,7 @@ from wisefuse_plugins.ir import Workflow
 from wisefuse_plugins.ir.names import safe_name
 from wisefuse_plugins.optimizer.plan import Plan, Unit, check_plan, is_bundled_unit, unit_graph
 from wisefuse_plugins.providers.prefect.returns import rebuild, stages_read
-from wisefuse_plugins.runtime import passing
+from wisefuse_plugins.runtime import capture, passing
 from wisefuse_plugins.runtime import store as st
 from wisefuse_plugins.runtime.spec import UnitSpec, count_source, unit_spec, write_spec
 
@@ -201,7 +201,11 @@ class PlannedRun:
         store requests the unit reported (``store``: gets, puts) and the PUTs made here of
         values too large together for the event (``values_stored``): S3 bills both.
         """
-        event: dict[str, Any] = {"run_id": self.run_id, "counts": self._counts()}
+        event: dict[str, Any] = {
+            "run_id": self.run_id,
+            "counts": self._counts(),
+            "log_bytes": capture.LOG_BYTES,  # what the unit prints goes into the task run's log
+        }
         if instances is not None:
             event["instances"] = list(instances)
         stored = 0
@@ -218,6 +222,7 @@ class PlannedRun:
         with self._slots:
             invoked = self.invoker.invoke(unit_id, event)
         payload = invoked.payload or {}
+        forward_logs(payload)
         record = {
             "unit": unit_id,
             "instances": instances,
@@ -330,6 +335,23 @@ def invoke_unit(
 ) -> dict[str, Any]:
     """The body of every unit task: invoke the unit (``chunk`` only names the task run)."""
     return PlannedRun.get(run_id).invoke(unit, instances)
+
+
+def forward_logs(payload: dict[str, Any]) -> None:
+    """Write the lines a unit's functions printed and logged (the response's ``logs``) into
+    the log of the Prefect task run that invoked it, as a plain task's output would be; the
+    stage and instance come first on each line. Outside a task run: nowhere."""
+    lines = capture.log_lines(payload)
+    if not lines:
+        return
+    from prefect.context import TaskRunContext
+    from prefect.logging import get_run_logger
+
+    if TaskRunContext.get() is None:
+        return
+    logger = get_run_logger()
+    for level, text in lines:
+        logger.log(level, "%s", text)
 
 
 def unit_label(unit: Unit) -> str:
