@@ -576,3 +576,25 @@ def test_modes() -> None:
     finder = shim.FrameworkFinder("auto")
     assert not finder.serves("airflow.sdk") and not finder.serves("prefect")
     assert shim.install("never") is None and shim.active() is None
+
+
+CASES = Path(__file__).resolve().parent / "shim_cases"
+
+
+@pytest.mark.parametrize(
+    ("name", "functions"),
+    [
+        (
+            "long_tail_dag.py",
+            {"extract", "stats", "echo", "in_venv", "pick", "go", "conditional", "plain"},
+        ),
+        ("long_tail_flow.py", {"square", "add", "total", "fail", "slow", "inner", "tail"}),
+    ],
+)
+def test_the_long_tail_of_module_level_code_imports(name: str, functions: set[str]) -> None:
+    """Every import style, decorator flavour, operator and constant (see the files)."""
+    with loader.framework_shim("always"):
+        module = loader.load_module(name, CASES)
+        for fn_name in functions:
+            fn = loader.unwrap(getattr(module, fn_name))
+            assert fn.__qualname__ == fn_name and loader._defined_in(fn, CASES / name)
