@@ -18,7 +18,10 @@ Parsing stays fast and deterministic: the plan is read from a file, the workflow
 from the DAG itself (the adapter), and nothing is deployed or started until a task runs.
 When the plan no longer fits the DAG (a function changed, a task was added or removed) or
 cannot be read, the original DAG is returned unchanged with a warning that names the
-reason and the fix (``wisefuse optimize``): a stale plan never breaks a DAG.
+reason and the fix (``wisefuse optimize``), logged and shown in the DAG (a tag and a note
+in its docs): a stale plan never breaks a DAG. A relative plan path is relative to the DAG
+file's folder. A plan file replaced while runs are in flight waits for them: each run is
+pinned to the plan it started with (:mod:`.planfiles`).
 
 Inside a Lambda execution environment (local or AWS) the DAG file is imported only for its
 functions, so there :func:`rewrite` returns its argument at once; so it does while an
