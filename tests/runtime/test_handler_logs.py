@@ -4,6 +4,7 @@ attributed to the stage and instance that wrote it, bounded, and still on the re
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import sys
 import time
@@ -159,8 +160,9 @@ def test_the_cap_keeps_the_first_lines_and_says_how_many_were_cut(tmp_path, caps
 
 
 def test_a_long_line_is_split_and_a_last_partial_line_is_kept(tmp_path):
-    cap_parts = []
+    root, level = logging.getLogger(), logging.getLogger().level
     with capture.capturing() as cap:
+        assert root.level == min(level, logging.INFO)  # records from INFO reach the capture
         with cap.stage("s", 1):
             sys.stdout.write("y" * (capture.SPLIT_CHARS * 2 + 5) + "\nend")
             sys.stdout.write(" of it")
@@ -168,6 +170,7 @@ def test_a_long_line_is_split_and_a_last_partial_line_is_kept(tmp_path):
     assert [len(r["line"]) for r in cap_parts] == [capture.SPLIT_CHARS] * 2 + [5, 9]
     assert cap_parts[-1] == {"stage": "s", "instance": 1, "stream": "stdout", "line": "end of it"}
     assert not isinstance(sys.stdout, capture._Tee)  # the streams are given back
+    assert capture._HANDLER not in root.handlers and root.level == level  # and the root logger
 
 
 def test_outside_a_functions_own_environment_other_threads_are_not_captured(tmp_path, capsys):

@@ -317,7 +317,7 @@ def _install() -> None:
     if _HANDLER not in root.handlers:
         root.addHandler(_HANDLER)
     level = capture_level()
-    if root.level > level or root.level == logging.NOTSET:
+    if root.level > level:  # NOTSET (0) passes everything already
         _saved_level = (root.level, level)
         root.setLevel(level)
 
