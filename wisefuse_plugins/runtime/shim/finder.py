@@ -64,7 +64,7 @@ class FrameworkFinder:
                 continue
             try:
                 spec = find(top, None)
-            except (ImportError, ValueError):
+            except Exception:  # a broken third-party finder must not break the unit
                 continue
             if spec is not None and spec.origin not in (None, "namespace"):
                 return spec
