@@ -510,61 +510,82 @@ def test_what_a_task_may_not_do_on_lambda_is_refused_with_its_line(tmp_path: Pat
     assert not [n for n, m in sys.modules.items() if m is not None and shim.is_stand_in(m)]
 
 
+UNIT_FILES = {
+    # needs_context refuses while it runs; at_import refuses when a unit imports the file
+    # (AWS_LAMBDA_FUNCTION_NAME is set there, not in this process that plans it)
+    "ctx_dag.py": """
+        from airflow.sdk import dag, get_current_context, task
+
+
+        @task
+        def needs_context(x: int) -> int:
+            return get_current_context()["params"]["n"] + x
+
+
+        @dag(schedule=None)
+        def ctx_dag():
+            needs_context(1)
+
+
+        ctx_dag()
+        """,
+    "var_dag.py": """
+        import os
+
+        from airflow.sdk import Variable, task
+
+        if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+            BUCKET = Variable.get("bucket")
+
+
+        @task
+        def at_import(x: int) -> int:
+            return x
+        """,
+}
+
+
+@pytest.mark.parametrize(
+    ("file", "stage", "error_stage", "message"),
+    [
+        (
+            "ctx_dag.py",
+            "needs_context",
+            "needs_context",
+            "ctx_dag.py:6: get_current_context() needs a running Airflow task instance",
+        ),
+        (
+            "var_dag.py",
+            "at_import",
+            "<setup>",
+            'importing var_dag.py:6 (`BUCKET = Variable.get("bucket")`) failed: '
+            "Variable.get() needs Airflow's metadata database",
+        ),
+    ],
+)
 def test_a_refusal_in_a_unit_reaches_the_response_with_its_line(
-    lambda_env: Interpreter, tmp_path: Path
+    lambda_env: Interpreter, tmp_path: Path, file: str, stage: str, error_stage: str, message: str
 ) -> None:
-    """Through the handler where Airflow is absent: the stage's error names the line."""
+    """Through the handler where Airflow is absent: the unit's error names the line."""
+    from tests.conftest import load_module_from_path
     from wisefuse_plugins.ir import Const, Stage
 
     root = tmp_path / "code"
     root.mkdir()
-    (root / "ctx_dag.py").write_text(
-        textwrap.dedent(
-            """
-            from airflow.sdk import dag, get_current_context, task
-
-
-            @task
-            def needs_context(x: int) -> int:
-                return get_current_context()["params"]["n"] + x
-
-
-            @dag(schedule=None)
-            def ctx_dag():
-                needs_context(1)
-
-
-            ctx_dag()
-            """
-        ).lstrip()
-    )
-    sys.path.insert(0, str(root))
-    try:
-        from tests.conftest import load_module_from_path
-
-        module = load_module_from_path(root / "ctx_dag.py", "_shim_test_ctx_dag")
-        fn = module.needs_context.function
-    finally:
-        sys.path.remove(str(root))
-    stage = Stage(
-        id="needs_context", callable=callable_ref(fn, root), bindings={"x": Const(value=1)}
-    )
-    wf = Workflow(name="ctx", stages=[stage], source=Source(framework="airflow", root=str(root)))
+    (root / file).write_text(textwrap.dedent(UNIT_FILES[file]).lstrip())
+    module = load_module_from_path(root / file, f"_shim_test_{file[:-3]}")  # real Airflow
+    fn = getattr(module, stage).function
+    st_ = Stage(id=stage, callable=callable_ref(fn, root), bindings={"x": Const(value=1)})
+    wf = Workflow(name="refused", stages=[st_], source=Source(framework="airflow", root=str(root)))
     store = st.LocalStore(tmp_path / "store")
+    units = WorkerUnits(lambda_env, store, root)
     with pytest.raises(RunFailed) as info:
-        execute(
-            wf,
-            single_stage_plan(wf),
-            WorkerUnits(lambda_env, store, root),
-            store,
-            workdir=tmp_path / "u",
-        )
+        execute(wf, single_stage_plan(wf), units, store, workdir=tmp_path / "u")
     error = info.value.error
-    assert error["type"] == "UnsupportedOnLambda", error
-    assert (
-        "ctx_dag.py:6: get_current_context() needs a running Airflow task instance"
-        in error["message"]
-    )
+    assert error["stage"] == error_stage, error
+    assert error["type"] in ("UnsupportedOnLambda", "CodeLoadError"), error
+    assert message in error["message"], error["message"]
+    assert "docs/units.md" in error["traceback"]  # the hint, as a note of the exception
 
 
 def test_modes() -> None:
