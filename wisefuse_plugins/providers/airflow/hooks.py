@@ -2,8 +2,10 @@
 
 ``WiseFuseLambdaHook(backend="local")`` (the default) shares one :class:`LocalLambda` per
 process and one :class:`LocalUnits` per (store, code root): every task of every DAG run in
-the process reuses warm workers, as Lambda reuses execution environments, and new workers
-fork from a server that imported ``airflow.sdk`` once (DAG files import it). They are
+the process reuses warm workers, as Lambda reuses execution environments. Workers are
+spawned, not forked from a preloaded server: units import DAG files with the framework
+shim, never Airflow itself, so there is nothing heavy to preload (``$WISEFUSE_LOCAL_PRELOAD``
+names modules to preload anyway), and INIT is measured as Lambda's. They are
 closed when the process exits. ``dag.test()`` runs every task in one process, so a whole test run
 shares them; a real Airflow executor starts one process per task instance, so there each
 task starts its own (use ``backend="aws"`` in production).
@@ -56,7 +58,7 @@ BACKENDS: tuple[str, ...] = ("local", "aws")
 ENV_LOCAL_CONCURRENCY = "WISEFUSE_LOCAL_CONCURRENCY"
 ENV_LOCAL_KEEP_ALIVE = "WISEFUSE_LOCAL_KEEP_ALIVE_S"
 ENV_LOCAL_PRELOAD = "WISEFUSE_LOCAL_PRELOAD"
-DEFAULT_PRELOAD = "airflow.sdk"
+DEFAULT_PRELOAD = ""
 #: Connection extras the aws backend reads (besides the AwsBaseHook's own).
 EXTRA_ROLE = "wisefuse_execution_role_arn"
 EXTRA_STORE = "wisefuse_store"
@@ -88,8 +90,9 @@ def _shared_local_lambda(options: Mapping[str, Any] | None) -> LocalLambda:
     if _local_lambda is None:
         from wisefuse_plugins.runtime.backends.local import LocalLambda
 
-        # DAG files import airflow.sdk: a fork server that imported it once makes local cold
-        # starts a fork instead of seconds of imports ("" in the variable turns it off)
+        # units import DAG files through the framework shim (no Airflow in the worker, as on
+        # Lambda): preloading airflow.sdk in a fork server cost every task process of a real
+        # executor 1.5 s of CPU for modules each worker then hides; modules may be named here
         preload = os.environ.get(ENV_LOCAL_PRELOAD, DEFAULT_PRELOAD)
         kwargs: dict[str, Any] = {"preload": tuple(m for m in preload.split(",") if m.strip())}
         if os.environ.get(ENV_LOCAL_CONCURRENCY):
@@ -129,8 +132,9 @@ class WiseFuseLambdaHook(BaseHook):
 
     ``local_options``: keyword arguments of :class:`LocalLambda` (the first hook of the
     process creates it; ``$WISEFUSE_LOCAL_CONCURRENCY``, ``$WISEFUSE_LOCAL_KEEP_ALIVE_S`` and
-    ``$WISEFUSE_LOCAL_PRELOAD`` work too: by default it preloads ``airflow.sdk`` in a fork
-    server, so that a cold start does not import Airflow again). ``execution_role_arn``, ``function_prefix``, ``layers``: for ``aws`` (the
+    ``$WISEFUSE_LOCAL_PRELOAD``, comma-separated modules for a fork server to import once,
+    work too; by default nothing is preloaded). ``execution_role_arn``, ``function_prefix``,
+    ``layers``: for ``aws`` (the
     first two default to the connection extras ``wisefuse_execution_role_arn`` and
     ``wisefuse_function_prefix``). ``environment``: variables of every unit's function, on
     either backend (the task's own environment never reaches a function).
