@@ -138,12 +138,17 @@ def test_a_unit_importing_a_dag_file_runs_under_a_task_processs_environment(
     # what the task process of a real scheduler has (after this process imported Airflow)
     monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "airflow-db-not-allowed:///")
     store = st.LocalStore(tmp_path / "store")
+    # the worker imports the real Airflow, as units did before the framework shim
+    real = {"WISEFUSE_FRAMEWORK_SHIM": "never"}
     with LocalLambda(preload=preload_for(wf), concurrency_limit=4) as lam:
         assert lam.preload == ("airflow.sdk",)
         root = Path(wf.source.root)
-        units = LocalUnits(lam, store.url, root, timeout_s=120, environment={"APP": "video"})
+        units = LocalUnits(lam, store.url, root, timeout_s=120, environment=real)
         result = execute(wf, single_stage_plan(wf), units, store, workdir=tmp_path / "units")
         assert lam.preload_fallback is None  # the fork server imported airflow.sdk too
-    assert result.outputs["aggregate"] == expected["aggregate"]
-    assert units.function_env(Path("x.json"))["APP"] == "video"
-    assert units.function_env(Path("x.json"))["WISEFUSE_FRAMEWORK_SHIM"] == "always"
+        assert result.outputs["aggregate"] == expected["aggregate"]
+        # with the shim (the default), the same
+        units = LocalUnits(lam, store.url, root, timeout_s=120)
+        assert units.function_env(Path("x.json"))["WISEFUSE_FRAMEWORK_SHIM"] == "always"
+        result = execute(wf, single_stage_plan(wf), units, store, workdir=tmp_path / "shim")
+        assert result.outputs["aggregate"] == expected["aggregate"]
