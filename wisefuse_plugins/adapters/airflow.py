@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import re
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -87,10 +88,23 @@ def _require_airflow() -> None:
         raise MissingExtraError("apache-airflow", "airflow", FEATURE) from None
 
 
+def _imported_airflow() -> Any:
+    """The real ``airflow`` package when it is imported (not a unit's stand-in), else None."""
+    module = sys.modules.get("airflow")
+    return module if getattr(module, "__file__", None) else None
+
+
+def _airflow_version() -> str:
+    """The running Airflow's version: its ``__version__`` (free, unlike the metadata)."""
+    found = getattr(_imported_airflow(), "__version__", None)
+    return str(found) if found else version("apache-airflow")
+
+
 @functools.cache
 def _airflow() -> SimpleNamespace:
     """The few Airflow names the adapter needs, imported once (and only when used)."""
-    _require_airflow()
+    if _imported_airflow() is None:  # at a DAG file's parse it is: metadata costs ~10 ms
+        _require_airflow()
     from airflow.sdk import BaseSensorOperator
     from airflow.sdk.definitions.context import KNOWN_CONTEXT_KEYS
     from airflow.sdk.definitions.mappedoperator import MappedOperator
@@ -270,7 +284,7 @@ def from_dag(
         path=_relative(fileloc, root_path),
         entry=dag.dag_id,
     )
-    meta: dict[str, Any] = {"airflow_version": version("apache-airflow")}
+    meta: dict[str, Any] = {"airflow_version": _airflow_version()}
     if run_id is not None:
         meta["observed_run_id"] = run_id
     return _build(dag.dag_id, stages, control, source, meta)
