@@ -273,3 +273,28 @@ def records_module(records) -> str:
     """The user module's name in the worker (the loader mangles it)."""
     line = next(r["line"] for r in records if r["line"].endswith(": made 2 numbers"))
     return line.split(" ", 1)[1].rsplit(":", 1)[0]
+
+
+def test_a_runtime_handler_writing_records_to_stdout_is_captured_once(lam, tmp_path):
+    """The Lambda runtime's own root handler writes records to ``sys.stdout``: each record is
+    captured once (as the record), and reaches the function's log once."""
+    wf = chain(chatty_app.under_runtime_logging, n=2)
+    _, spec_path, store = deployment(
+        wf, [["numbers", "each"]], tmp_path, "numbers-each", load=False
+    )
+    units = LocalUnits(lam, store.url, ROOT, timeout_s=30)
+    units.deploy(Unit(id="chatty-runtime", stages=["numbers", "each"]), spec_path, wf)
+    lines = []
+    for run_id in ("r1", "r2"):  # the runtime's handler after the capture's, then before it
+        inv = lam.invoke("chatty-runtime", {"run_id": run_id, **LOGS})
+        each = [r for r in inv.payload["logs"] if r["stage"] == "each"]
+        assert [(r["instance"], r["stream"], r["level"]) for r in each] == [
+            (0, "log", "WARNING"),
+            (1, "log", "WARNING"),
+        ]
+        assert inv.logs.count("runtime 1") == 1
+        lines.append([r["line"] for r in each])
+    assert lines == [
+        ["WARNING chatty_app: runtime 0", "WARNING chatty_app: runtime 1"],
+        ["[WARNING]\truntime 0", "[WARNING]\truntime 1"],
+    ]

@@ -21,8 +21,8 @@ and every orchestrator writes them into the log of the task that ran the unit
   (``INFO`` unless the unit's environment says otherwise: the level of Airflow's task log)
   and a handler on it captures them. A record no other handler emits is written to the
   real ``stderr`` (``LEVEL logger: message``), as Python's last-resort handler would.
-  A ``StreamHandler`` writing to the captured streams (``logging.basicConfig()`` in the
-  user's code) is captured once, as the log record it writes.
+  A handler that writes records to the captured streams (a ``StreamHandler`` the user's
+  code adds, the Lambda runtime's own) is captured once, as the record it writes.
 - Bounds: at most :data:`LOG_BYTES` of records (their JSON) per response, which Lambda caps
   at 6 MB with the values passed by value (:mod:`.passing`); the first lines are kept and
   the last record says how many more were cut and where they all are. Never silently.
@@ -197,7 +197,23 @@ def _current() -> _Where | None:
     return None
 
 
-_STREAM_EMIT = logging.StreamHandler.emit.__code__
+_HANDLE = logging.Handler.handle.__code__
+#: how far up a stream write looks for a logging handler at work (Handler.handle is 2
+#: frames above a StreamHandler's write, 3 above the Lambda runtime's)
+_HANDLER_DEPTH = 6
+
+
+def _record_being_handled() -> logging.LogRecord | None:
+    """The log record a handler is emitting, when a stream write comes from one."""
+    frame = sys._getframe(2)  # what called Tee.write
+    for _ in range(_HANDLER_DEPTH):
+        if frame is None:
+            return None
+        if frame.f_code is _HANDLE:
+            record = frame.f_locals.get("record")
+            return record if isinstance(record, logging.LogRecord) else None
+        frame = frame.f_back
+    return None
 
 
 class _Tee:
@@ -212,11 +228,14 @@ class _Tee:
         if text and _captures:
             where = _current()
             if where is not None:
-                caller = sys._getframe(1)
-                if caller.f_code is _STREAM_EMIT:  # a logging handler writing a record
-                    _log_from_stream(where, caller.f_locals.get("record"), text)
-                else:
+                record = None if text == "\n" else _record_being_handled()  # print's end
+                if record is None:
                     where.capture.write(where, self._name, text)
+                elif not getattr(record, "_wisefuse_captured", False):
+                    # another handler writing a record to this stream (basicConfig's, the
+                    # Lambda runtime's): captured once, as that record
+                    record._wisefuse_captured = True
+                    where.capture.log(where, record.levelname, text.rstrip("\n"))
         return written
 
     def writelines(self, lines: Sequence[str]) -> None:
@@ -225,17 +244,6 @@ class _Tee:
 
     def __getattr__(self, name: str) -> Any:  # flush, fileno, encoding, buffer, isatty...
         return getattr(self._stream, name)
-
-
-def _log_from_stream(where: _Where, record: Any, text: str) -> None:
-    """A StreamHandler's write of a record: captured once, as that record."""
-    if isinstance(record, logging.LogRecord):
-        if getattr(record, "_wisefuse_captured", False):
-            return
-        record._wisefuse_captured = True
-        where.capture.log(where, record.levelname, text.rstrip("\n"))
-    else:
-        where.capture.write(where, "stderr", text)
 
 
 # --------------------------------------------------------------------------- logging

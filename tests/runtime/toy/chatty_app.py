@@ -62,3 +62,22 @@ def configures_logging(x: int) -> int:
 def no_newline() -> int:
     sys.stdout.write("no newline at the end")
     return 1
+
+
+class RuntimeLikeHandler(logging.Handler):
+    """Like the AWS Lambda runtime's handler on the root logger (its standard log sink):
+    writes each record to ``sys.stdout`` as it is at that moment, from ``emit``."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._sink(f"[{record.levelname}]\t{record.getMessage()}\n")
+
+    def _sink(self, text: str) -> None:
+        sys.stdout.write(text)
+
+
+def under_runtime_logging(x: int) -> int:
+    root = logging.getLogger()
+    if not any(isinstance(h, RuntimeLikeHandler) for h in root.handlers):
+        root.addHandler(RuntimeLikeHandler())
+    log.warning("runtime %d", x)
+    return x
