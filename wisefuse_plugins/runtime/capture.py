@@ -110,10 +110,16 @@ class Capture:
         key = (where.stage, where.instance, stream)
         with self._lock:
             text = self._partial.pop(key, "") + text
+            if "\n" not in text and len(text) <= SPLIT_CHARS:  # print() writes its text first
+                self._partial[key] = text
+                return
             *lines, rest = text.split("\n")
             for line in lines:
                 line = line.removesuffix("\r")
-                for start in range(0, max(len(line), 1), SPLIT_CHARS):
+                if len(line) <= SPLIT_CHARS:
+                    self._keep(where.stage, where.instance, stream, line, None)
+                    continue
+                for start in range(0, len(line), SPLIT_CHARS):
                     self._keep(
                         where.stage, where.instance, stream, line[start : start + SPLIT_CHARS], None
                     )
@@ -133,7 +139,9 @@ class Capture:
     ) -> None:
         if self._closed:
             return
-        size = len(json.dumps(line)) + len(stage or "") + _RECORD_OVERHEAD
+        plain = line.isascii() and line.isprintable() and '"' not in line and "\\" not in line
+        size = (len(line) + 2 if plain else len(json.dumps(line))) + len(stage or "")
+        size += _RECORD_OVERHEAD
         if self.cut_lines or size > self._left:  # full: keep the head, count the rest
             self.cut_lines += 1
             self.cut_chars += len(line)
