@@ -105,7 +105,6 @@ def _airflow() -> SimpleNamespace:
     """The few Airflow names the adapter needs, imported once (and only when used)."""
     if _imported_airflow() is None:  # at a DAG file's parse it is: metadata costs ~10 ms
         _require_airflow()
-    from airflow.sdk import BaseSensorOperator
     from airflow.sdk.definitions.context import KNOWN_CONTEXT_KEYS
     from airflow.sdk.definitions.mappedoperator import MappedOperator
     from airflow.sdk.definitions.xcom_arg import PlainXComArg, XComArg
@@ -119,7 +118,6 @@ def _airflow() -> SimpleNamespace:
         MappedOperator=MappedOperator,
         XComArg=XComArg,
         PlainXComArg=PlainXComArg,
-        BaseSensorOperator=BaseSensorOperator,
         PythonOperator=PythonOperator,
         Decorated=_PythonDecoratedOperator,
         context_keys=frozenset(KNOWN_CONTEXT_KEYS),

@@ -46,7 +46,7 @@ from wisefuse_plugins.providers.airflow.planfiles import (
     beside,
     pinned_bytes,
 )
-from wisefuse_plugins.runtime import capture, passing
+from wisefuse_plugins.runtime import passing
 from wisefuse_plugins.runtime import store as st
 from wisefuse_plugins.runtime.spec import UnitSpec, read_spec
 
@@ -447,6 +447,8 @@ def invoke_logged(
     A unit that died before answering (timeout, out of memory) has no lines to give: the
     end of the function's own log (Lambda's 4 KB ``LogType=Tail``) is written instead.
     """
+    from wisefuse_plugins.runtime import capture  # run time only: it imports the loader
+
     invoked = hook.invoke(deployed, {**event, "log_bytes": capture.LOG_BYTES})
     payload = invoked.payload or {}
     for level, text in capture.log_lines(payload, stage_tasks):
