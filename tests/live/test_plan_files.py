@@ -77,9 +77,9 @@ def _results(live: AirflowLive, dag_id: str, run: str, tasks: set[str]) -> dict[
 
 def test_a_plan_replaced_mid_run(airflow_live: AirflowLive, tmp_path: Path) -> None:
     live, dag_id = airflow_live, "planfiles_replaced"
-    gate = tmp_path / "gate"
+    gate, marks = tmp_path / "gate", tmp_path / "callbacks"
     path, plans = write_squares(
-        live.dags / "plan_files", dag_id, gate=str(gate), plain=tmp_path / "plain"
+        live.dags / "plan_files", dag_id, gate=str(gate), marks=str(marks), plain=tmp_path / "plain"
     )
     plan = path.with_name(f"{dag_id}.plan.json")  # the DAG file names it relatively
     plan.write_text(plans["p1"])
@@ -109,6 +109,9 @@ def test_a_plan_replaced_mid_run(airflow_live: AirflowLive, tmp_path: Path) -> N
     run2 = live.trigger(dag_id)
     assert live.wait_runs([(dag_id, run2)], timeout_s=240) == {(dag_id, run2): "success"}
     assert _results(live, dag_id, run2, TASKS["p2"]) == {"half": EXPECTED["half"]}
+    # the user's own DAG callback ran for both runs, beside the one that releases pins
+    _until("the user's callback of run 2", lambda: run2 in marks.read_text().split(), 60)
+    assert marks.read_text().split() == [run1, run2]
 
 
 @pytest.mark.parametrize("problem", ["stale", "missing"])

@@ -270,6 +270,7 @@ from airflow.sdk import dag, task
 from wisefuse_plugins.airflow import rewrite
 
 GATE = {gate!r}  # a file the first task waits for (None: it does not wait)
+MARKS = {marks!r}  # a file the user's DAG callback appends each run id to (None: it does not)
 
 
 @task
@@ -296,7 +297,9 @@ def half(value: int) -> float:
 
 
 def on_success(context):
-    print("the user's own callback")
+    if MARKS:
+        with open(MARKS, "a") as f:
+            f.write(context["run_id"] + "\\n")
 
 
 @dag(dag_id={dag_id!r}, schedule=None, on_success_callback=on_success, tags=["squares"])
@@ -319,7 +322,12 @@ TASKS = {
 
 
 def write_squares(
-    folder: Path, dag_id: str, *, gate: str | None = None, plain: Path | None = None
+    folder: Path,
+    dag_id: str,
+    *,
+    gate: str | None = None,
+    marks: str | None = None,
+    plain: Path | None = None,
 ) -> tuple[Path, dict]:
     """The DAG file (its plan path relative: ``<dag_id>.plan.json``) and its two plans' JSON.
 
@@ -337,7 +345,7 @@ def write_squares(
     )
 
     folder.mkdir(parents=True, exist_ok=True)
-    source = DAG_SOURCE.format(gate=gate, dag_id=dag_id, plan=f"{dag_id}.plan.json")
+    source = DAG_SOURCE.format(gate=gate, marks=marks, dag_id=dag_id, plan=f"{dag_id}.plan.json")
     path = folder / f"{dag_id}.py"
     plain = (plain or folder / ".plain") / path.name  # the functions, without the drop-in
     plain.parent.mkdir(parents=True, exist_ok=True)
