@@ -185,6 +185,47 @@ def test_an_unwritable_state_folder_falls_back_to_the_file(
     assert "plan pins unavailable" in caplog.text
 
 
+def _serve_new_plan(root: str, path: str, go: Any) -> None:
+    go.wait()
+    Path(path).write_bytes(P2)
+    choose_plan("etl", Path(path), state=PlanState(Path(root)))
+
+
+def _start_run(root: str, path: str, go: Any) -> None:
+    go.wait()
+    choose_plan("etl", Path(path), run=("etl", "run1"), state=PlanState(Path(root)))
+
+
+def test_a_run_starting_while_the_plan_switches_gets_the_plan_that_is_served(
+    tmp_path: Path,
+) -> None:
+    """A task process pinning its run and the dag-processor switching plans at the same
+    moment, in real processes: whichever goes first, the run's pin is the served plan."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    outcomes = set()
+    for trial in range(12):
+        state = PlanState(tmp_path / f"state{trial}")
+        path = tmp_path / f"etl{trial}.plan.json"
+        path.write_bytes(P1)
+        choose_plan("etl", path, state=state)
+        go = ctx.Barrier(2)
+        procs = [
+            ctx.Process(target=fn, args=(str(state.root), str(path), go))
+            for fn in (_serve_new_plan, _start_run)
+        ]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(30)
+            assert p.exitcode == 0
+        pin = state.pin_of("etl", "run1")
+        assert pin is not None and pin.sha == state.served("etl")[1]
+        outcomes.add(pin.sha)
+    assert outcomes <= {sha_of(P1), sha_of(P2)}
+
+
 def test_pin_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
     class Dag:
         dagrun_timeout: dt.timedelta | None = None
