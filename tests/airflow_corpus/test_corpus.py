@@ -24,6 +24,9 @@ import datetime as dt
 import enum
 import json
 import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,11 +176,13 @@ class Run:
     state: str
     states: dict[str, set[str]]  # task id -> the states of its instances
     values: dict[str, Any]  # task id -> return_value (a list by map index when mapped)
+    assets: list[tuple[str, str]]  # (task id, asset uri) of every asset event of the run
 
 
 def run(case: Case, dag_id: str) -> Run:
     if dag_id in case.runs:
         return case.runs[dag_id]
+    from airflow.models.asset import AssetEvent, AssetModel
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
     from sqlalchemy import select
@@ -197,6 +202,11 @@ def run(case: Case, dag_id: str) -> Run:
             )
         ).all()
         pushed = {(r.task_id, r.map_index): XComModel.deserialize_value(r) for r in rows}
+        events = session.execute(
+            select(AssetEvent.source_task_id, AssetModel.uri)
+            .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+            .where(AssetEvent.source_dag_id == dag_id, AssetEvent.source_run_id == dag_run.run_id)
+        ).all()
     values: dict[str, Any] = {}
     for (task_id, index), value in sorted(pushed.items(), key=lambda kv: kv[0][1]):
         if index < 0:
@@ -205,7 +215,8 @@ def run(case: Case, dag_id: str) -> Run:
             values.setdefault(task_id, []).extend(value)
         else:
             values.setdefault(task_id, []).append(value)
-    case.runs[dag_id] = Run(str(dag_run.state), states, values)
+    assets = sorted((str(t), str(uri)) for t, uri in events)
+    case.runs[dag_id] = Run(str(dag_run.state), states, values, assets)
     return case.runs[dag_id]
 
 
@@ -222,6 +233,8 @@ CASES = [(n, k) for n in NAMES for k in ("rewritten", "emitted")]
 def test_rewritten_dag_ends_as_the_original(cases: dict[str, Case], name: str, kind: str) -> None:
     case = cases[name]
     original = run(case, name)
+    if name.startswith("asset"):  # what the asset check below stands on
+        assert original.assets, "the original run emitted no asset event"
     for key in case.plans:
         dag_id = f"{name}__{key}" if kind == "rewritten" else f"{name}__emitted_{key}"
         got = run(case, dag_id)
@@ -230,7 +243,13 @@ def test_rewritten_dag_ends_as_the_original(cases: dict[str, Case], name: str, k
             if task_id in original.states:
                 assert got.states[task_id] == original.states[task_id], (dag_id, task_id)
                 assert got.values.get(task_id) == original.values.get(task_id), (dag_id, task_id)
-        unit_ids = {u.task_id for u in _layout(case, key).units}
+        lay = _layout(case, key)
+        stands_for = {  # the asset events of a fused stage come from its unit's task
+            t: u.task_id for u in lay.units for t in u.stage_tasks.values()
+        }
+        want = sorted({(stands_for.get(t, t), uri) for t, uri in original.assets})
+        assert sorted(set(got.assets)) == want, dag_id
+        unit_ids = {u.task_id for u in lay.units}
         for task_id, value in original.values.items():  # nothing the original kept is lost
             if task_id in unit_ids or task_id not in case.bag.dags[dag_id].task_dict:
                 continue
@@ -314,13 +333,16 @@ def attributes(task: Any, names: tuple[str, ...], stands_for: dict[str, str]) ->
         for attr in ("expand_input", "op_kwargs_expand_input"):
             if hasattr(task, attr):
                 found[attr] = _plain(getattr(task, attr), stands_for)
-        found["group"] = _group_ids(task)
+    found["group"] = _group_ids(task)
     return found
 
 
-def _group_ids(task: Any) -> list[str]:
+def _group_ids(task: Any) -> list[Any]:
+    """The task's groups, innermost first, with what a user sees of them."""
     ids, group = [], task.task_group
     while group is not None and group.group_id is not None:
+        shown = [group.tooltip, group.prefix_group_id, group.ui_color, group.default_args]
+        ids.append(_plain(shown, {}))
         kind = "mapped" if hasattr(group, "_expand_input") else "group"
         ids.append(f"{kind}:{group.group_id}")
         group = group.parent_group
@@ -415,8 +437,36 @@ def test_tasks_keep_their_attributes(cases: dict[str, Case], name: str, kind: st
             stages = [
                 attributes(original.task_dict[t], SETTINGS, {}) for t in u.stage_tasks.values()
             ]
-            want = {a: _merged([s[a] for s in stages], a) for a in SETTINGS}
+            want = {a: _merged([s[a] for s in stages], a) for a in got}
             assert got == want, (dag_id, u.task_id)
+
+
+def _dag_settings(dag: Any) -> dict[str, Any]:
+    """The DAG's serialized settings, but for its tasks and what says which DAG it is."""
+    found = dict(serialized(dag)["dag"])
+    for key in ("tasks", "task_group", "dag_id", "_dag_id", "tags", "fileloc", "relative_fileloc"):
+        found.pop(key, None)
+    text = json.dumps(found, sort_keys=True, default=str)
+    found = json.loads(text.replace(json.dumps(dag.dag_id), '"<dag>"'))
+    if found.get("dag_display_name") == "<dag>":  # the default: its dag_id
+        del found["dag_display_name"]
+    return found
+
+
+@pytest.mark.parametrize(("name", "kind"), CASES, ids=["-".join(c) for c in CASES])
+def test_dags_keep_their_settings(cases: dict[str, Case], name: str, kind: str) -> None:
+    """Schedule (an asset schedule too), params, default_args, callbacks...: all kept."""
+    case = cases[name]
+    want = _dag_settings(case.bag.dags[name])
+    for key in case.plans:
+        dag_id = f"{name}__{key}" if kind == "rewritten" else f"{name}__emitted_{key}"
+        dag = case.bag.dags[dag_id]
+        got = _dag_settings(dag)
+        for flag in ("has_on_success_callback", "has_on_failure_callback"):
+            # the drop-in adds its own (it releases the run's plan pin, see docs/airflow.md)
+            assert got.pop(flag, False) or not want.get(flag), (dag_id, flag)
+        assert got == {k: v for k, v in want.items() if not k.startswith("has_on_")}, dag_id
+        assert set(case.bag.dags[name].tags or ()) <= set(dag.tags or ()), dag_id
 
 
 # --------------------------------------------------------------------------- the original
@@ -440,3 +490,20 @@ def test_the_original_dag_is_unchanged(cases: dict[str, Case], name: str) -> Non
             assert rewrite(fresh, plan, suffix=f"__again_{key}") is not fresh
             emit_dag(case.workflow, plan, dag=fresh)
     assert serialized(fresh) == case.before
+
+
+def test_emitted_files_are_ruff_clean(cases: dict[str, Case]) -> None:
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent))
+    assert ruff is not None, "ruff comes with the dev extra"
+    files = [str(p) for name in NAMES for p in sorted(cases[name].folder.glob("emitted_*.py"))]
+    assert len(files) >= len(NAMES)
+    check = subprocess.run(
+        [ruff, "check", "--isolated", "--select", "E,F,W,I,B,UP,SIM", *files],
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stdout
+    fmt = subprocess.run(
+        [ruff, "format", "--isolated", "--check", "--diff", *files], capture_output=True, text=True
+    )
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr

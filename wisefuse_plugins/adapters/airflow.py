@@ -486,7 +486,41 @@ def _facts(task: Any) -> dict[str, Any]:
         "pool": str(getattr(task, "pool", "") or ""),
         "multiple_outputs": bool(getattr(task, "multiple_outputs", False)),
         **{attr: names for attr in ("inlets", "outlets") if (names := _assets(task, attr))},
+        **({"scheduling": found} if (found := _scheduling(task)) else {}),
     }
+
+
+#: Settings that decide where and when a task runs, with Airflow's defaults: one task can
+#: have one of each, so stages whose values differ should not share a unit (the
+#: ``scheduling`` of their meta differs; ``pool`` is in the meta as it is).
+_SCHEDULING_DEFAULTS: dict[str, Any] = {
+    "queue": "default",
+    "pool_slots": 1,
+    "priority_weight": 1,
+    "weight_rule": "downstream",
+    "executor": None,
+    "executor_config": {},
+    "run_as_user": None,
+    "max_active_tis_per_dag": None,
+    "max_active_tis_per_dagrun": None,
+    "depends_on_past": False,
+    "wait_for_downstream": False,
+}
+
+
+def _scheduling(task: Any) -> dict[str, Any]:
+    """The task's scheduling settings that differ from Airflow's defaults, as JSON."""
+    found: dict[str, Any] = {}
+    for attr, default in _SCHEDULING_DEFAULTS.items():
+        value = default
+        try:
+            value = getattr(task, attr, default)
+            value = getattr(value, "value", value)  # enums (weight_rule)
+            if value != default:
+                found[attr] = _literal(value, attr)
+        except Exception:  # not JSON, or a mapped operator that cannot say: show its text
+            found[attr] = str(value)
+    return found
 
 
 def _assets(task: Any, attr: str) -> list[str]:

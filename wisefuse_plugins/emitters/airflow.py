@@ -32,7 +32,8 @@ import keyword
 import math
 import re
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -88,8 +89,11 @@ class _Imports:
 
 
 def _q(text: str) -> str:
-    """A double-quoted string literal (what ruff format writes)."""
-    return json.dumps(text, ensure_ascii=False)
+    """A string literal as ruff format writes it: double quotes, unless that needs more escapes."""
+    quoted = json.dumps(text, ensure_ascii=False)
+    if '"' in text and "'" not in text:
+        return "'" + quoted[1:-1].replace('\\"', '"') + "'"
+    return quoted
 
 
 def _literal(value: Any, imports: _Imports) -> str | None:
@@ -180,10 +184,11 @@ def _dag_settings(dag: DAG | None, imports: _Imports) -> tuple[list[str], bool]:
 # --------------------------------------------------------------------------- names
 
 
-def _variables(task_ids: list[str]) -> dict[str, str]:
-    """A distinct Python identifier per task id."""
+def _variables(task_ids: list[str], reserved: Collection[str] = ()) -> dict[str, str]:
+    """A distinct Python identifier per task id (none of ``reserved``)."""
     names: dict[str, str] = {}
     taken = {"dag", "ORIGINAL", "HERE", "UNITS", "PLAN_FILES", "PlanFiles", "Path", "DAG"}
+    taken |= {"TaskGroup", *reserved}
     for tid in task_ids:
         base = re.sub(r"\W", "_", tid)
         if not base or base[0].isdigit() or keyword.iskeyword(base):
@@ -263,6 +268,8 @@ def emit_dag(
     imports = _Imports()
     settings, needs_original = _dag_settings(dag, imports)
     unit_args = {u.task_id: _unit_settings(dag, u, imports) for u in lay.units}
+    groups = _unit_groups(dag, lay, imports)
+    needs_original = needs_original or any("ORIGINAL" in line for line in groups.lines)
     needs_original = needs_original or bool(lay.opaque)
     needs_original = needs_original or any("ORIGINAL" in a for v in unit_args.values() for a in v)
     original = original_file or Path(workflow.source.path or f"{workflow.name}.py").name
@@ -282,6 +289,7 @@ def emit_dag(
         aws_conn_id=aws_conn_id,
         reads=reads,
         unit_args=unit_args,
+        groups=groups,
     )
 
 
@@ -298,12 +306,99 @@ def _unit_settings(dag: DAG | None, u: UnitTask, imports: _Imports) -> list[str]
         lit = _literal(value, imports)
         if lit is None:
             rest.append(name)
+        elif isinstance(value, str) and len(f"{' ' * 8}{name}={lit},") > LINE_LENGTH:
+            args.append(f"{name}={_split_string(value, 8)}")  # a docstring as doc_md
         else:
             args.append(f"{name}={lit}")
-    if rest:
-        ids = ", ".join(map(_q, task_ids))
-        args.append(f"**ORIGINAL.settings([{ids}], {', '.join(map(_q, rest))})")
+    if rest:  # an argument of the unit task's call, which is split one argument per line
+        ids = f"[{', '.join(map(_q, task_ids))}]"
+        call = _call("**ORIGINAL.settings", [ids, *map(_q, rest)], " " * 8)
+        args.append(call.lstrip())
     return args
+
+
+@dataclass
+class _Groups:
+    """The task groups unit tasks go in: source lines that make them, and per unit task id
+    its label and the group's variable."""
+
+    lines: list[str] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    of: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+
+def _unit_groups(dag: DAG | None, lay: Layout, imports: _Imports) -> _Groups:
+    """Each unit task goes in its last stage's task group, as in the drop-in
+    (``tasks.unit_group``); the groups are written as ``TaskGroup(...)`` lines, with their
+    settings as literals or read from the original. Opaque copies join the same groups."""
+    found = _Groups()
+    if dag is None:
+        return found
+    import attrs
+
+    made: dict[str, str] = {}
+
+    def make(group: Any) -> str | None:
+        if group is None or group.group_id is None:
+            return None
+        if group.group_id in made:
+            return made[group.group_id]
+        parent = make(group.parent_group)
+        name = "group_" + re.sub(r"\W", "_", group.group_id)
+        args = [_q(group._group_id)]
+        if parent is not None:
+            args.append(f"parent_group={parent}")
+        for f in attrs.fields(type(group)):
+            if not f.init or f.name in _GROUP_SKIP:
+                continue
+            value = getattr(group, f.name)
+            default = f.default.factory() if isinstance(f.default, attrs.Factory) else f.default  # type: ignore[misc]
+            if value == default:
+                continue
+            lit = _literal(value, imports)
+            if lit is None:
+                lit = f"ORIGINAL.group({_q(group.group_id)}).{f.name}"
+            args.append(f"{f.alias or f.name}={lit}")
+        found.lines.append(_call(f"{name} = TaskGroup", args, ""))
+        found.names.append(name)
+        made[group.group_id] = name
+        return name
+
+    from wisefuse_plugins.providers.airflow.tasks import unit_group
+
+    for u in lay.units:
+        task = dag.task_dict.get(u.task_id)
+        if task is None or task.task_group is None or hasattr(task.task_group, "_expand_input"):
+            continue
+        label, group = unit_group(dag, dag, u.task_id)  # the original's own group: no copy
+        name = make(group)
+        if name is not None:
+            found.of[u.task_id] = (label, name)
+    return found
+
+
+_GROUP_SKIP = {"_group_id", "parent_group", "dag", "children", "used_group_ids"}
+
+
+def _split_string(text: str, indent: int) -> str:
+    """A long string as parenthesised pieces that each fit in LINE_LENGTH columns (an
+    argument at ``indent`` columns of a call split one argument per line)."""
+    width = LINE_LENGTH - indent - 4 - 2
+    pieces: list[str] = []
+    current = ""
+    for word in re.findall(r"\S*\s*", text):
+        while len(_q(current + word)) - 2 > width and current:
+            pieces.append(current)
+            current = ""
+        while len(_q(word)) - 2 > width:  # a word longer than a line
+            pieces.append(word[:width])
+            word = word[width:]
+        current += word
+    if current or not pieces:
+        pieces.append(current)
+    inner = " " * (indent + 4)
+    body = "".join(f"{inner}{_q(piece)}\n" for piece in pieces)
+    return f"(\n{body}{' ' * indent})"
 
 
 def _load_original(workflow: Workflow) -> DAG | None:
@@ -333,10 +428,11 @@ def _source(
     aws_conn_id: str | None,
     reads: Mapping[str, set[str]] | None,
     unit_args: Mapping[str, list[str]],
+    groups: _Groups,
 ) -> str:
     wf = lay.workflow
     order = _task_order(lay)
-    var = _variables(order)
+    var = _variables(order, reserved=set(groups.names))
     by_task = {u.task_id: u for u in lay.units}
     chunk_of = {u.chunks.chunk_task_id: u for u in lay.units if u.chunks and u.chunks.chunk_task_id}
     relay_of = {r.task_id: r for r in lay.relays.values()}
@@ -354,8 +450,11 @@ def _source(
         if tid in by_task:
             u = by_task[tid]
             body += _comment(_describe(wf, u), ind)
-            args = [
-                f"task_id={_q(tid)}",
+            label, group = groups.of.get(tid, (tid, None))
+            args = [f"task_id={_q(label)}"]
+            if group is not None:
+                args.append(f"task_group={group}")
+            args += [
                 f"unit_id={_q(u.unit.id)}",
                 f"memory_mb={u.unit.memory_mb}",
                 f"arch={_q(u.unit.arch)}",
@@ -445,7 +544,7 @@ def _source(
     if imports.datetime:
         head.append(f"from datetime import {', '.join(sorted(imports.datetime))}")
     head.append("from pathlib import Path")
-    head += ["", "from airflow.sdk import DAG", ""]
+    head += ["", f"from airflow.sdk import DAG{', TaskGroup' if groups.lines else ''}", ""]
     if needs_original:
         head.append("from wisefuse_plugins.airflow import OriginalDag")
     ops = sorted(operators)
@@ -482,6 +581,8 @@ def _source(
     head += ["", "with DAG(", f"    dag_id={_q(dag_id)},"]
     head += [f"    {line}" for line in settings]
     head.append(") as dag:")
+    if groups.lines:
+        body = [f"{ind}{line}" for line in groups.lines] + body
     if not body:
         body = [f"{ind}pass"]
     tail = ["", "PLAN_FILES.check(dag)  # a missing or replaced file: a warning in the DAG's docs"]

@@ -45,9 +45,14 @@ def audit(n: int) -> str:
     return f"stored {n}"
 
 
+def dag_failed(context) -> None:
+    print("DAG run failed:", context["dag_run"].run_id)
+
+
 @dag(
     dag_id="retries_callbacks",
     schedule=None,
+    on_failure_callback=dag_failed,
     default_args={
         "retries": 1,
         "retry_delay": timedelta(seconds=2),

@@ -24,7 +24,7 @@ from wisefuse_plugins.providers.airflow.xcomrefs import repoint_task, walk_xcoms
 if TYPE_CHECKING:
     from airflow.sdk import DAG
 
-__all__ = ["OriginalDag", "copy_task", "empty_copy", "loading_original"]
+__all__ = ["OriginalDag", "copy_task", "empty_copy", "loading_original", "task_group_in"]
 
 _loading_original: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "wisefuse_loading_original", default=False
@@ -104,6 +104,16 @@ def _sentinels() -> dict[int, Any]:
     from airflow.sdk.definitions._internal.types import NOTSET
 
     return {id(EXPAND_INPUT_EMPTY): EXPAND_INPUT_EMPTY, id(NOTSET): NOTSET}
+
+
+def task_group_in(target: DAG, group: Any) -> Any:
+    """The task group of ``target`` standing for ``group`` of another DAG (see
+    :func:`_group_in`), for a group whose tasks read no XCom through it (not mapped)."""
+
+    def unexpected(task_id: str, key: str) -> Any:
+        raise WiseFuseError(f"task group {group.group_id!r} maps over {task_id!r}")
+
+    return _group_in(target, group, unexpected)
 
 
 def _group_in(target: DAG, group: Any, repoint: Callable[[str, str], Any]) -> Any:
@@ -203,6 +213,10 @@ class OriginalDag:
     def copy(self, task_id: str, *, xcom: Mapping[str, Any] | None = None) -> Any:
         """Copy task ``task_id`` into the DAG being defined (see :func:`copy_task`)."""
         return copy_task(self.dag.task_dict[task_id], xcom=xcom)
+
+    def group(self, group_id: str) -> Any:
+        """The original DAG's task group ``group_id`` (for settings a DAG file cannot spell)."""
+        return self.dag.task_group.get_task_group_dict()[group_id]
 
     def settings(self, task_ids: list[str], *names: str) -> dict[str, Any]:
         """Settings ``names`` of the unit task that stands for ``task_ids`` (in stage order),

@@ -223,6 +223,8 @@ def _rewritten(
     new = empty_copy(dag)  # every DAG setting, no task (partial_subset would share groups)
     if suffix:
         new.dag_id = f"{dag.dag_id}{suffix}"
+        if dag.dag_display_name == dag.dag_id:  # the default follows the id: tell them apart
+            new.dag_display_name = new.dag_id
     root = Path(workflow.source.root).resolve()
     fileloc = getattr(dag, "fileloc", None)
     here = Path(fileloc).resolve().parent if fileloc else None

@@ -17,7 +17,14 @@ if TYPE_CHECKING:
 
     from wisefuse_plugins.providers.airflow.layout import Layout
 
-__all__ = ["SCHEDULING", "SETTINGS", "build_tasks", "conflicting_settings", "unit_settings"]
+__all__ = [
+    "SCHEDULING",
+    "SETTINGS",
+    "build_tasks",
+    "conflicting_settings",
+    "unit_group",
+    "unit_settings",
+]
 
 
 def build_tasks(
@@ -59,9 +66,10 @@ def build_tasks(
         if u.retries:
             common["retries"] = u.retries
         common.update(unit_settings(original, [u.stage_tasks[s.id] for s in u.spec.stages]))
+        label, common["task_group"] = unit_group(dag, original, u.task_id)
         if not u.bundled:
             made[u.task_id] = WiseFuseLambdaOperator(
-                task_id=u.task_id, multiple_outputs=u.multiple_outputs, **common
+                task_id=label, multiple_outputs=u.multiple_outputs, **common
             )
             continue
         src = u.chunks
@@ -81,7 +89,7 @@ def build_tasks(
             )
             made[src.chunk_task_id] = chunker
             instances = chunker.output
-        made[u.task_id] = WiseFuseLambdaOperator.partial(task_id=u.task_id, **common).expand(
+        made[u.task_id] = WiseFuseLambdaOperator.partial(task_id=label, **common).expand(
             instances=instances
         )
     for r in lay.relays.values():
@@ -182,9 +190,28 @@ def unit_settings(original: DAG | None, task_ids: Sequence[str]) -> dict[str, An
         except Exception:
             continue
         value = _merged(attr, values)
+        if attr == "task_display_name" and value == task_ids[-1]:
+            continue  # Airflow's default: the task id
         if attr in given or attr not in defaults or value != defaults[attr]:
             found[attr] = value
     return found
+
+
+def unit_group(dag: DAG, original: DAG | None, task_id: str) -> tuple[str, Any]:
+    """The task group a unit task goes in (its last stage's, made in ``dag`` on first use)
+    and the label that gives it ``task_id`` there; the root group when there is none."""
+    from wisefuse_plugins.providers.airflow.original import task_group_in
+
+    task = original.task_dict.get(task_id) if original is not None else None
+    if task is None or task.task_group is None or task.task_group.group_id is None:
+        return task_id, None
+    group = task_group_in(dag, task.task_group)
+    prefix = f"{group.group_id}."
+    if not group.prefix_group_id:
+        return task_id, group
+    if task_id.startswith(prefix):
+        return task_id[len(prefix) :], group
+    return task_id, None  # an id the group would not give: keep it, outside the group
 
 
 def conflicting_settings(original: DAG, task_ids: Sequence[str]) -> list[str]:
@@ -214,9 +241,9 @@ def _merged(attr: str, values: list[Any]) -> Any:
             for fn in v if isinstance(v, list | tuple) else [v] if v is not None else []:
                 if all(fn is not f for f in found):
                     found.append(fn)
-        if len(found) <= 1 and all(v is values[-1] for v in values):
+        if all(v == values[-1] for v in values):
             return values[-1]  # the stages agree: keep the value as the user gave it
-        return found or None
+        return found
     return values[-1]
 
 
