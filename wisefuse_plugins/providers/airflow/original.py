@@ -132,12 +132,13 @@ def _group_in(target: DAG, group: Any, repoint: Callable[[str, str], Any]) -> An
         return found
     parent = _group_in(target, group.parent_group, repoint)
     skip = {"parent_group", "dag", "children", "used_group_ids"}
+    cls = group.__class__  # a task's task_group is a weakref proxy: type() would name the proxy
     kwargs = {
         f.alias or f.name: copy.deepcopy(getattr(group, f.name), _sentinels())
-        for f in attrs.fields(type(group))
+        for f in attrs.fields(cls)
         if f.init and f.name not in skip
     }
-    made = type(group)(parent_group=parent, dag=target, **kwargs)
+    made = cls(parent_group=parent, dag=target, **kwargs)
     expansion = getattr(made, "_expand_input", None)
     if expansion is not None:
         object.__setattr__(expansion, "value", walk_xcoms(expansion.value, repoint))
