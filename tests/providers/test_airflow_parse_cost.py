@@ -163,3 +163,26 @@ def test_rewritten_dag_files_import_nothing_heavy(tmp_path: Path) -> None:
         for prefix in ("profiles", "model.predict", "optimizer.search", "runtime.backends"):
             name = f"wisefuse_plugins.{prefix}"
             assert not [m for m in modules if m == name or m.startswith(f"{name}.")], (form, name)
+
+
+@pytest.mark.slow
+def test_parse_benchmark_runs_and_reports(tmp_path: Path) -> None:
+    out = tmp_path / "parse.json"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "airflow_parse.py"), "--dags", "assets",
+         "--repeats", "1", "--steady", "1", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "drop-in over plain" in done.stdout and "goal (drop-in first parse" in done.stdout
+    figures = json.loads(out.read_text())
+    (entry,) = figures["dags"]
+    assert entry["name"] == "corpus/assets" and entry["rewritten"]
+    for form in ("plain", "drop-in", "emitted"):
+        found = entry["forms"][form]
+        assert found["runs"] == 1 and found["import_errors"] == []
+        assert found["first_cpu_ms"] > 0 and found["steady_wall_ms"] > 0
+    assert entry["forms"]["drop-in"]["heavy_modules"] == []
