@@ -77,6 +77,13 @@ _DAG_FIELDS = (
     "render_template_as_native_obj",
     "owner_links",
     "fail_fast",
+    "dag_display_name",
+    "deadline",
+    "template_undefined",
+    "allowed_run_types",
+    "auto_register",
+    "disable_bundle_versioning",
+    "rerun_with_latest_version",
 )
 
 
@@ -166,6 +173,8 @@ def _dag_settings(dag: DAG | None, imports: _Imports) -> tuple[list[str], bool]:
             if not len(value or {}):
                 continue
             lit = _params_literal(value, imports)
+        elif name == "dag_display_name" and value == dag.dag_id:
+            continue  # the default, which follows the emitted DAG's own id
         else:
             if value == getattr(default, name, None) and name != "schedule":
                 continue

@@ -51,6 +51,7 @@ def dag_failed(context) -> None:
 
 @dag(
     dag_id="retries_callbacks",
+    dag_display_name="Retries and callbacks",
     schedule=None,
     on_failure_callback=dag_failed,
     default_args={
