@@ -204,25 +204,46 @@ def _child(file: str, steady: int, out: int) -> None:
     os.write(out, json.dumps(result).encode())
 
 
-def measure_main(spec_path: str) -> None:
-    """The measuring process: Airflow's parser imported once, a forked child per parse."""
+def _as_the_dag_processor(file: str) -> None:
+    """Import what the dag-processor has when it forks a parser for ``file``: its manager
+    and processor modules, and the ``airflow.*`` modules the file names (it pre-imports
+    them); then freeze the garbage collector, as its manager does before forking."""
     import logging
 
-    # what the dag-processor has imported when it forks a parser (its manager and the
-    # processor module), so a child pays only for what the DAG file adds
     import airflow.dag_processing.manager
     import airflow.dag_processing.processor  # noqa: F401
     from airflow.utils.file import iter_airflow_imports
 
     logging.disable(logging.INFO)  # the DagBag's "Filling up" lines, per parse
+    for module in iter_airflow_imports(file):
+        with contextlib.suppress(Exception):  # the child reports what fails
+            __import__(module)
+    gc.freeze()
+
+
+def spawned_main(file: str, steady: int, out: str) -> None:
+    """``--spawn``: one parse in this new interpreter (no fork), reported into ``out``."""
+    _as_the_dag_processor(file)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        _child(file, steady, fd)
+    finally:
+        os.close(fd)
+
+
+def measure_main(spec_path: str) -> None:
+    """The measuring process: Airflow's parser imported once, a forked child per parse
+    (``--spawn``: a new interpreter per parse instead)."""
     spec = json.loads(Path(spec_path).read_text())
     results: dict[str, list[dict[str, Any]]] = {}
     for rnd in range(spec["repeats"] + 1):
         for job in spec["jobs"]:
-            for module in iter_airflow_imports(job["file"]):  # as the dag-processor does
-                with contextlib.suppress(Exception):  # the child reports what fails
-                    __import__(module)
-            gc.freeze()
+            if spec.get("spawn"):
+                got = _spawned(job["file"], spec["steady"], Path(spec["out"]).parent)
+                if rnd > 0:
+                    results.setdefault(job["key"], []).append(got)
+                continue
+            _as_the_dag_processor(job["file"])
             r, w = os.pipe()
             pid = os.fork()
             if pid == 0:  # the child
@@ -241,10 +262,33 @@ def measure_main(spec_path: str) -> None:
     Path(spec["out"]).write_text(json.dumps(results))
 
 
+def _spawned(file: str, steady: int, tmp: Path) -> dict[str, Any]:
+    out = tmp / "spawned.json"
+    out.unlink(missing_ok=True)
+    subprocess.run(
+        [sys.executable, __file__, "--_spawned", file, str(steady), str(out)],
+        stdout=subprocess.DEVNULL,
+        check=False,
+    )
+    return json.loads(out.read_text()) if out.exists() else {"error": "no report"}
+
+
 def run_measurements(
-    jobs: list[dict[str, str]], tmp: Path, *, repeats: int, steady: int, bytecode: bool
+    jobs: list[dict[str, str]],
+    tmp: Path,
+    *,
+    repeats: int,
+    steady: int,
+    bytecode: bool,
+    spawn: bool = False,
 ) -> dict[str, list[dict[str, Any]]]:
-    spec = {"jobs": jobs, "repeats": repeats, "steady": steady, "out": str(tmp / "results.json")}
+    spec = {
+        "jobs": jobs,
+        "repeats": repeats,
+        "steady": steady,
+        "spawn": spawn,
+        "out": str(tmp / "results.json"),
+    }
     (tmp / "spec.json").write_text(json.dumps(spec))
     env = {
         **os.environ,
@@ -384,10 +428,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-bytecode", action="store_true", help="measure without cached .pyc files")
     ap.add_argument("--json", default=None, help="write the figures there")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    ap.add_argument(
+        "--spawn",
+        action="store_true",
+        help="a new interpreter per parse instead of a fork (slower: ~2 s of imports each)",
+    )
     ap.add_argument("--_measure", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--_spawned", nargs=3, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args._measure:  # the measuring process imports nothing of ours before a parse
         measure_main(args._measure)
+        return 0
+    if args._spawned:
+        spawned_main(args._spawned[0], int(args._spawned[1]), args._spawned[2])
         return 0
     from benchmarks._common import host_line, write_json
 
@@ -422,13 +475,19 @@ def main(argv: list[str] | None = None) -> int:
         ]
         bytecode = not args.no_bytecode
         print(
-            f"measuring {len(jobs)} files: {args.repeats} forked parses each (+1 warm-up), "
+            f"measuring {len(jobs)} files: {args.repeats} "
+            f"{'parses in new interpreters' if args.spawn else 'forked parses'} each (+1 warm-up), "
             f"{args.steady} re-parses per fork; "
             f"bytecode {'cached (private PYTHONPYCACHEPREFIX)' if bytecode else 'not cached'}",
             flush=True,
         )
         runs = run_measurements(
-            jobs, tmp, repeats=args.repeats, steady=args.steady, bytecode=bytecode
+            jobs,
+            tmp,
+            repeats=args.repeats,
+            steady=args.steady,
+            bytecode=bytecode,
+            spawn=args.spawn,
         )
     finally:
         os.environ.clear()
@@ -478,6 +537,7 @@ def main(argv: list[str] | None = None) -> int:
             "repeats": args.repeats,
             "steady": args.steady,
             "bytecode": bytecode,
+            "spawn": args.spawn,
             "goal_ms": GOAL_MS,
             "goal_met": met,
             "summary": summary,
