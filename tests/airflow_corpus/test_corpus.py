@@ -15,7 +15,11 @@ For every DAG file in ``dags/``:
   of each unit task, is what the original task had (:func:`attributes`; a fused unit's
   follow the rule in ``docs/airflow.md``: outlets and inlets are the union of its stages',
   retries the largest, the rest its last stage's);
+- the rewritten DAGs have the original's DAG settings (serialized), their runs emit the
+  same asset events, and their emitted files are ruff-clean;
 - the original DAG object is unchanged afterwards (its serialized form, before and after).
+
+Runtime: about 1.5 minutes on two cores (one process, one local Lambda for all).
 """
 
 from __future__ import annotations
@@ -301,6 +305,8 @@ SETTINGS = (
     "end_date",
     "params",
 )
+#: What a unit task has in common with every Python task it stands for.
+UNIT_TOO = ("trigger_rule", "is_setup", "is_teardown", "task_display_name", "label")
 #: What only a task kept from the original must keep too.
 KEPT_ONLY = (
     "task_type",
@@ -434,10 +440,9 @@ def test_tasks_keep_their_attributes(cases: dict[str, Case], name: str, kind: st
                 tid,
             )
         for u in lay.units:
-            got = attributes(dag.task_dict[u.task_id], SETTINGS, {})
-            stages = [
-                attributes(original.task_dict[t], SETTINGS, {}) for t in u.stage_tasks.values()
-            ]
+            shown = (*SETTINGS, *UNIT_TOO)
+            got = attributes(dag.task_dict[u.task_id], shown, {})
+            stages = [attributes(original.task_dict[t], shown, {}) for t in u.stage_tasks.values()]
             want = {a: _merged([s[a] for s in stages], a) for a in got}
             assert got == want, (dag_id, u.task_id)
 
