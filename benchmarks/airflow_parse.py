@@ -14,9 +14,10 @@ this script writes three files into a temporary folder:
 with the plan ``chains_plan(workflow, bundle_size=2)`` (every one-to-one chain fused,
 mapped chains bundled by two) and its IR beside them. Then one measuring process imports
 what the dag-processor has imported (``airflow.dag_processing.manager`` and ``.processor``)
-and, like the dag-processor, forks one child per parse: the parent pre-imports the ``airflow.*`` modules
-the file names (``parsing_pre_import_modules``) and freezes the garbage collector
-(``gc.freeze()``, as ``DagFileProcessorManager`` does before it forks), the child times
+and, like the dag-processor, forks one child per parse: the parent pre-imports the
+``airflow.*`` modules the file names (``parsing_pre_import_modules``) and freezes the
+garbage collector (``gc.freeze()``, as ``DagFileProcessorManager`` does before it forks;
+``--spawn`` starts a new interpreter per parse instead), and the child times
 
 - **first**: the file's first parse in that fresh process (``DagBag(dag_folder=FILE)``:
   importing everything the file imports, building the DAG, and for the drop-in the rewrite);
@@ -35,6 +36,7 @@ as a success.
 
     .venv/bin/python benchmarks/airflow_parse.py [--repeats 5] [--steady 5] [--json out.json]
     .venv/bin/python benchmarks/airflow_parse.py --dags video_analytics,assets --repeats 3
+    .venv/bin/python benchmarks/airflow_parse.py --spawn --no-bytecode --dags approx_svd
 
 Goal (issue 19): the drop-in's parse costs at most the plain parse + 50 ms.
 """
