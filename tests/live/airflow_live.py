@@ -23,6 +23,7 @@ expires raises :class:`LiveAirflowError` with the tail of every process's log)::
     live.xcom("dag_a", run, "task")        # the XCom value (JSON-decoded), map_index=-1
     live.xcoms("dag_a", run)               # {(task_id, map_index, key): value}
     live.task_log("dag_a", run, "task", map_index=-1, try_number=None)  # the log's text
+    live.processor_log(path)               # what the dag-processor logged parsing that file
     live.task_log_path(...)                # AIRFLOW_HOME/logs/dag_id=../run_id=../task_id=..
                                            # [/map_index=N]/attempt=K.log (JSON lines)
     live.query("SELECT ...", params)       # rows of the metadata DB (sqlite3.Row)
@@ -400,7 +401,15 @@ class AirflowLive:
         def describe() -> str:
             missing = sorted(set(dag_ids) - self.parsed(dag_ids, since))
             errors = "\n".join(f"{f}:\n{t[-1500:]}" for f, t in self.import_errors().items())
-            return f"not parsed: {missing}\nimport errors:\n{errors or '(none)'}"
+            notes = "\n".join(
+                "\n".join([f"{f}:", *lines[-8:]])
+                for f in sorted(watched)
+                if (lines := _notable(self.processor_log(f)))
+            )
+            return (
+                f"not parsed: {missing}\nimport errors:\n{errors or '(none)'}\n"
+                f"warnings and errors of the dag-processor's parses:\n{notes or '(none)'}"
+            )
 
         self._wait(done, timeout_s, f"DAGs {sorted(dag_ids)} to be parsed", describe, 1.0)
 
@@ -524,22 +533,18 @@ class AirflowLive:
     ) -> str:
         """A task's log as text: one line per event (Airflow 3 writes JSON lines; each
         becomes ``[level] logger: event``, other lines are kept as they are)."""
-        raw = self.task_log_path(
+        path = self.task_log_path(
             dag_id, run_id, task_id, map_index=map_index, try_number=try_number
-        ).read_text(errors="replace")
-        lines = []
-        for line in raw.splitlines():
-            try:
-                event = json.loads(line)
-            except ValueError:
-                lines.append(line)
-                continue
-            if not isinstance(event, dict):
-                lines.append(line)
-                continue
-            level, logger = event.get("level", ""), event.get("logger", "")
-            lines.append(f"[{level}] {logger}: {event.get('event', '')}")
-        return "\n".join(lines)
+        )
+        return _render(path.read_text(errors="replace"))
+
+    def processor_log(self, dag_file: str | Path) -> str:
+        """What the dag-processor logged while parsing ``dag_file`` (a file of the dags
+        folder), as text like :meth:`task_log`: the warnings a parse logs land here
+        (``logs/dag_processor/<date>/dags-folder/<file>.log``), not in the UI."""
+        rel = Path(dag_file).resolve().relative_to(self.dags)
+        logs = sorted((self.logs / "dag_processor").glob(f"*/dags-folder/{rel}.log"))
+        return "\n".join(_render(p.read_text(errors="replace")) for p in logs)
 
     # -- REST -----------------------------------------------------------------------------------
 
@@ -565,6 +570,26 @@ class AirflowLive:
         except urllib.error.HTTPError as err:
             detail = err.read().decode(errors="replace")[:2000]
             raise LiveAirflowError(f"{method} {path}: HTTP {err.code}: {detail}") from None
+
+
+def _render(raw: str) -> str:
+    """Airflow 3's JSON-lines log as text: ``[level] logger: event`` per event."""
+    lines = []
+    for line in raw.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            event = None
+        if not isinstance(event, dict):
+            lines.append(line)
+            continue
+        level, logger = event.get("level", ""), event.get("logger", "")
+        lines.append(f"[{level}] {logger}: {event.get('event', '')}")
+    return "\n".join(lines)
+
+
+def _notable(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith(("[warning]", "[error]"))]
 
 
 def _q(text: str) -> str:
