@@ -143,9 +143,15 @@ def test_rewritten_dag_files_import_nothing_heavy(tmp_path: Path) -> None:
         "plain": folder / "plain_parse_cost.py",
         "drop-in": folder / "parse_cost.py",
         "emitted": folder / "emitted_parse_cost_bundled.py",
+        "stale": folder / "stale_parse_cost.py",  # a function changed since the plan
     }
+    drop_in = files["drop-in"].read_text()
+    assert drop_in.count("return 2 * x") == 1
+    files["stale"].write_text(drop_in.replace("return 2 * x", "return 3 * x"))
     parsed = parse_in_fresh_processes(list(files.values()), env)
     got = {form: parsed[str(path)] for form, path in files.items()}
+    # however cheap the parse, the stale-plan check still runs: the original DAG stays
+    assert set(got["stale"]["operators"]) == {"parse_cost"}
     for form, found in got.items():
         assert found["errors"] == {}, (form, found["errors"])
     # the rewrite really happened (a fallback to the original would import almost nothing)
