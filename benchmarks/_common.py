@@ -43,7 +43,7 @@ OUT = REPO / "benchmarks" / "out"
 #: BLAS threads per worker. OpenBLAS starts one spinning thread per *host* core, which
 #: under a CFS quota of a fraction of a core is much slower than the share predicts and
 #: varies with the host's load (docs/local-backend.md); one thread per process gives
-#: stable figures. Set before any worker starts (workers inherit the environment).
+#: stable figures. Set before any worker starts (LocalUnits gives them to every unit: thread_env).
 BLAS_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 

@@ -359,7 +359,7 @@ def test_credentials_never_reach_logs_plans_packages_or_emitted_files(
     # an emitted state machine
     asl = to_asl(wf, plan, {u.id: f"arn:aws:lambda:{REGION}:0:function:{u.id}" for u in plan.units})
     (tmp_path / "state-machine.asl.json").write_text(json.dumps(asl))
-    # a local run: workers inherit the environment, as Lambda functions get their role's keys
+    # a local run: workers get their configuration only, never the keys in our environment
     store = st.LocalStore(tmp_path / "store")
     units = LocalUnits(backend, store.url, ROOT, timeout_s=60)
     result = execute(wf, plan, units, store, workdir=tmp_path / "units", run_id="safe")
