@@ -18,6 +18,7 @@ costs, not what Lambda would.
 
     .venv/bin/python benchmarks/airflow_scheduler.py [--apps video_analytics,ml_pipeline]
         [--forms plain,dropin,emitted] [--repeats 3] [--bundle 2] [--json out.json]
+    .venv/bin/python benchmarks/airflow_scheduler.py --quick   # mixed_operators, 1 run each
 """
 
 from __future__ import annotations
@@ -161,7 +162,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bundle", type=int, default=2, help="bundle size of mapped units")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per DAG run")
     parser.add_argument("--json", type=Path, help="write the figures to this file")
+    parser.add_argument(
+        "--quick", action="store_true", help="mixed_operators only, one run of each form"
+    )
     args = parser.parse_args(argv)
+    if args.quick:
+        args.apps, args.repeats = "mixed_operators", 1
     apps = [a for a in args.apps.split(",") if a]
     forms = [f for f in args.forms.split(",") if f]
     for name, given, known in (("app", apps, APPS), ("form", forms, FORMS)):
