@@ -97,4 +97,4 @@ def test_airflow_scheduler_quick(tmp_path):
     assert all(r["state"] == "success" and r["same_result"] for r in runs)
     assert all(r["wall_s"] > 0 and r["task_instances"] > 0 for r in runs)
     rewritten = [r for r in runs if r["form"] != "plain"]
-    assert all(r["invocations"] and 0 <= r["cold"] <= len(r["invocations"]) for r in rewritten)
+    assert all(r["invocations"] and r["unit_ms"] > 0 for r in rewritten)  # read from the task logs
