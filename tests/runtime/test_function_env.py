@@ -152,3 +152,29 @@ def test_a_unit_importing_a_dag_file_runs_under_a_task_processs_environment(
         assert units.function_env(Path("x.json"))["WISEFUSE_FRAMEWORK_SHIM"] == "always"
         result = execute(wf, single_stage_plan(wf), units, store, workdir=tmp_path / "shim")
         assert result.outputs["aggregate"] == expected["aggregate"]
+
+
+@pytest.mark.airflow
+def test_the_hooks_environment_is_the_functions_on_both_backends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wisefuse_plugins.errors import WiseFuseError
+    from wisefuse_plugins.optimizer.plan import Unit
+    from wisefuse_plugins.providers.airflow.hooks import WiseFuseLambdaHook
+
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    env = {"GREETING": "hi"}
+    hook = WiseFuseLambdaHook(
+        backend="aws",
+        store="s3://bucket/runs",
+        execution_role_arn="arn:aws:iam::000000000000:role/wf",
+        region_name="us-east-1",
+        environment=env,
+    )
+    config = hook._aws_backend(tmp_path).desired_configuration(Unit(id="u", stages=["s"]))
+    assert config["Environment"]["Variables"]["GREETING"] == "hi"
+    local = WiseFuseLambdaHook(environment=env)
+    assert local.environment == env
+    with pytest.raises(WiseFuseError, match="AWS_LAMBDA_FUNCTION_NAME is reserved"):
+        WiseFuseLambdaHook(environment={"AWS_LAMBDA_FUNCTION_NAME": "x"})
