@@ -47,7 +47,9 @@ import os
 
 from airflow.sdk import dag, task
 
-ENV = {"GREETING": "hello from the configuration"}
+# WISEFUSE_FRAMEWORK_SHIM=never: this unit imports the real Airflow, as units did before the
+# framework shim (Airflow's ORM block, inherited from the task process, broke that import)
+ENV = {"GREETING": "hello from the configuration", "WISEFUSE_FRAMEWORK_SHIM": "never"}
 
 
 @task.wisefuse_lambda(memory_mb=512)
@@ -57,8 +59,12 @@ def double(x: int) -> int:
 
 @task.wisefuse_lambda(memory_mb=1024, hook_params={"environment": ENV})
 def stats(values: list[int]) -> dict:
+    import airflow.sdk
+
     names = ("GREETING", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW_HOME", "WISEFUSE_HOME")
-    return {"total": sum(values), "count": len(values), "env": {n: os.environ.get(n) for n in names}}
+    env = {n: os.environ.get(n) for n in names}
+    real = getattr(airflow.sdk, "__file__", None) is not None  # not the shim's stand-in
+    return {"total": sum(values), "count": len(values), "env": env, "real_airflow": real}
 
 
 @task
@@ -182,7 +188,9 @@ def test_a_task_wisefuse_lambda_dag_runs_with_only_its_configured_environment(
         ("stats", -1),
     ]
     assert deployed.xcom("live_decorated", "report") == "3 values, total 12"
-    env = deployed.xcom("live_decorated", "stats")["env"]
+    stats = deployed.xcom("live_decorated", "stats")
+    assert stats["real_airflow"]  # configured: the worker imported Airflow itself
+    env = stats["env"]
     # configured: arrives; the task process's own (Airflow's ORM block, its homes): never
     assert env == {
         "GREETING": "hello from the configuration",
