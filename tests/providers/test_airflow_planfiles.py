@@ -185,41 +185,58 @@ def test_an_unwritable_state_folder_falls_back_to_the_file(
     assert "plan pins unavailable" in caplog.text
 
 
-def _serve_new_plan(root: str, path: str, go: Any) -> None:
-    go.wait()
-    Path(path).write_bytes(P2)
-    choose_plan("etl", Path(path), state=PlanState(Path(root)))
+_RACER = f"""
+import sys, time
+from pathlib import Path
+from wisefuse_plugins.providers.airflow.planfiles import PlanState, choose_plan
 
-
-def _start_run(root: str, path: str, go: Any) -> None:
-    go.wait()
-    choose_plan("etl", Path(path), run=("etl", "run1"), state=PlanState(Path(root)))
+role, root, path, go = sys.argv[1:]
+Path(go + "." + role).touch()  # ready
+while not Path(go).exists():
+    time.sleep(0.001)
+state = PlanState(Path(root))
+if role == "serve":
+    Path(path).write_bytes({P2!r})
+    choose_plan("etl", Path(path), state=state)
+else:
+    choose_plan("etl", Path(path), run=("etl", "run1"), state=state)
+"""
 
 
 def test_a_run_starting_while_the_plan_switches_gets_the_plan_that_is_served(
     tmp_path: Path,
 ) -> None:
     """A task process pinning its run and the dag-processor switching plans at the same
-    moment, in real processes: whichever goes first, the run's pin is the served plan."""
-    import multiprocessing
+    moment, in real processes: whichever goes first, the run's pin is the served plan.
 
-    ctx = multiprocessing.get_context("fork")
+    The two are fresh interpreters, not forks of this process (a fork inherits the
+    threads and locks other tests left behind)."""
+    import subprocess
+    import sys
+
     outcomes = set()
     for trial in range(12):
         state = PlanState(tmp_path / f"state{trial}")
         path = tmp_path / f"etl{trial}.plan.json"
         path.write_bytes(P1)
         choose_plan("etl", path, state=state)
-        go = ctx.Barrier(2)
+        go = tmp_path / f"go{trial}"
         procs = [
-            ctx.Process(target=fn, args=(str(state.root), str(path), go))
-            for fn in (_serve_new_plan, _start_run)
+            subprocess.Popen(
+                [sys.executable, "-c", _RACER, role, str(state.root), str(path), str(go)],
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for role in ("serve", "run")
         ]
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join(30)
-            assert p.exitcode == 0
+        deadline = time.monotonic() + 60
+        while not all(Path(f"{go}.{r}").exists() for r in ("serve", "run")):
+            assert time.monotonic() < deadline, "the racing processes did not start"
+            time.sleep(0.01)
+        go.touch()
+        for proc in procs:
+            _, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err
         pin = state.pin_of("etl", "run1")
         assert pin is not None and pin.sha == state.served("etl")[1]
         outcomes.add(pin.sha)
