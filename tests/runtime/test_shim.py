@@ -15,6 +15,7 @@ frameworks installed but hidden.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -619,3 +620,25 @@ def test_the_long_tail_of_module_level_code_imports(name: str, functions: set[st
         for fn_name in functions:
             fn = loader.unwrap(getattr(module, fn_name))
             assert fn.__qualname__ == fn_name and loader._defined_in(fn, CASES / name)
+
+
+@pytest.mark.prefect
+def test_the_real_frameworks_logging_is_off_while_the_shim_is_in(tmp_path: Path) -> None:
+    """A process that configured Prefect's logging (its handlers, the API-key filter that
+    ``prefect.logging.get_logger`` puts on each logger) and then runs a unit in-process:
+    that code must not run against the stand-ins. It failed the suite in CI when an
+    earlier test had configured Prefect's logging."""
+    from prefect.logging import get_logger
+    from prefect.logging.configuration import setup_logging
+
+    setup_logging(incremental=False)
+    run_logger = get_logger("task_runs")
+    before = (list(logging.getLogger().handlers), list(run_logger.handlers), run_logger.filters)
+    assert any(type(f).__module__.startswith("prefect.") for f in run_logger.filters)
+    (tmp_path / "tasks.py").write_text(RUN_TIME.lstrip())
+    with loader.framework_shim("always"):
+        logs = loader.unwrap(loader.load_module("tasks.py", tmp_path).logs)
+        assert logs(1) == ("prefect.task_runs", True, 2)
+        assert not run_logger.filters and not run_logger.handlers
+    after = (list(logging.getLogger().handlers), list(run_logger.handlers), run_logger.filters)
+    assert after == before  # put back

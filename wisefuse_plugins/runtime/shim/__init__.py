@@ -24,6 +24,7 @@ nothing in a process that already imported a real framework.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -98,6 +99,47 @@ def _evict(finder: FrameworkFinder) -> dict[str, ModuleType]:
     return evicted
 
 
+_Detached = list[tuple[logging.Filterer, str, object]]
+
+
+def _detach_logging(evicted: dict[str, ModuleType]) -> _Detached:
+    """Take the evicted framework's handlers and filters off every logger.
+
+    A process that imported the real framework may have configured logging with it
+    (Prefect's handlers and their API-key filter); that code imports the framework lazily
+    when a record passes, and would get the stand-ins. A unit on Lambda has no such
+    handlers, so while the shim is in, the process has none either.
+    """
+    roots = {name.split(".")[0] for name in evicted}
+    if not roots:
+        return []
+
+    def from_framework(obj: object) -> bool:
+        return type(obj).__module__.split(".")[0] in roots
+
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    detached: _Detached = []
+    for logger in loggers:
+        if not isinstance(logger, logging.Logger):
+            continue  # a PlaceHolder
+        for handler in list(logger.handlers):
+            if from_framework(handler) or any(map(from_framework, handler.filters)):
+                logger.removeHandler(handler)
+                detached.append((logger, "handler", handler))
+        for filt in [f for f in logger.filters if from_framework(f)]:
+            logger.removeFilter(filt)
+            detached.append((logger, "filter", filt))
+    return detached
+
+
+def _reattach_logging(detached: _Detached) -> None:
+    for logger, kind, obj in detached:
+        if kind == "handler":
+            logger.addHandler(obj)  # type: ignore[attr-defined, arg-type]
+        else:
+            logger.addFilter(obj)  # type: ignore[arg-type]
+
+
 def install(mode: str | None = None) -> FrameworkFinder | None:
     """Install the finder for this process (the unit handler's cold start); idempotent.
 
@@ -113,7 +155,8 @@ def install(mode: str | None = None) -> FrameworkFinder | None:
     finder = FrameworkFinder(mode)
     if not any(finder.serves(name) for name in ("airflow", "prefect")):
         return None
-    _evict(finder)  # e.g. preloaded by a fork server: the user's imports must not see them
+    # e.g. preloaded by a fork server: the user's imports must not see them
+    _detach_logging(_evict(finder))
     sys.meta_path.insert(0, finder)
     return finder
 
@@ -144,9 +187,11 @@ def shimmed(mode: str = "always") -> Iterator[FrameworkFinder | None]:
         yield None
         return
     evicted = _evict(finder)
+    detached = _detach_logging(evicted)
     sys.meta_path.insert(0, finder)
     try:
         yield finder
     finally:
         uninstall(finder)
         sys.modules.update(evicted)
+        _reattach_logging(detached)
