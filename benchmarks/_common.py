@@ -284,7 +284,7 @@ class Session:
     def probe(self, repeats: int = 3) -> float:
         """Parallel speedup of two GIL-free threads in one invocation with the host's cores
         as its share (see ``_probe.py``): the cores an invocation can really use now."""
-        from wisefuse_plugins.model.limits import MAX_MEMORY_MB
+        from wisefuse_plugins.plan.limits import MAX_MEMORY_MB
         from wisefuse_plugins.runtime.backends.local import FunctionConfig
 
         memory = min(MAX_MEMORY_MB, math.ceil(1769 * self.cores))

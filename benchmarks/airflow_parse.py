@@ -122,7 +122,7 @@ def build(name: str, path: Path, root: Path) -> dict[str, Any]:
     from wisefuse_plugins.emitters.airflow import emit_dag
     from wisefuse_plugins.errors import WiseFuseError
     from wisefuse_plugins.ir import dump
-    from wisefuse_plugins.optimizer.plan import chains_plan, dump_plan
+    from wisefuse_plugins.plan.schema import chains_plan, dump_plan
 
     stem = path.stem
     source = with_dag_variable(path.read_text())

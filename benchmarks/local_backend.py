@@ -71,7 +71,7 @@ def _runtime_overhead(reps: int) -> dict[str, float]:
     import tempfile
 
     from wisefuse_plugins.ir import Const, Stage, Workflow, callable_ref
-    from wisefuse_plugins.optimizer.plan import single_stage_plan
+    from wisefuse_plugins.plan.schema import single_stage_plan
     from wisefuse_plugins.runtime import store as st
     from wisefuse_plugins.runtime.backends.local import LocalLambda
     from wisefuse_plugins.runtime.backends.units import LocalUnits
@@ -397,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from wisefuse_plugins.model.limits import vcpus
+    from wisefuse_plugins.plan.limits import vcpus
     from wisefuse_plugins.runtime.backends.local import host_info
 
     console = Console(width=None if sys.stdout.isatty() else 130)

@@ -45,7 +45,7 @@ from benchmarks._common import (
     same_result,
     write_json,
 )
-from wisefuse_plugins.model.limits import vcpus
+from wisefuse_plugins.plan.limits import vcpus
 
 PROFILED_MEMORIES = (512, 1769, 3538)
 #: bundle sizes profiled; the profiler runs a bundle > 1 only where it gets two threads
@@ -79,8 +79,8 @@ class Row:
 
 
 def _plan(wf: Any, groups: list[tuple[list[str], int]], memory_mb: int, name: str) -> Any:
-    from wisefuse_plugins.optimizer.plan import Plan, Unit, check_plan, hashes_of
     from wisefuse_plugins.optimizer.space import unit_id
+    from wisefuse_plugins.plan.schema import Plan, Unit, check_plan, hashes_of
 
     taken: set[str] = set()
     units = []

@@ -17,7 +17,7 @@ import pytest
 
 from wisefuse_plugins.ir import Workflow, dump
 from wisefuse_plugins.ir.nodes import EdgePattern
-from wisefuse_plugins.optimizer.plan import (
+from wisefuse_plugins.plan.schema import (
     Plan,
     Unit,
     dump_plan,

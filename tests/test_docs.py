@@ -481,7 +481,7 @@ def _(sc: Scene) -> str:
 def _toy_plan(sc: Scene) -> Path:
     def make() -> Path:
         from wisefuse_plugins.ir import load
-        from wisefuse_plugins.optimizer.plan import dump_plan, single_stage_plan
+        from wisefuse_plugins.plan.schema import dump_plan, single_stage_plan
 
         return dump_plan(single_stage_plan(load(sc.toy())), sc.root / "toy" / "toy.plan.json")
 
@@ -566,7 +566,7 @@ def _etl_stale(sc: Scene) -> dict[str, str]:
 
     def make() -> dict[str, str]:
         from wisefuse_plugins.adapters.airflow import workflow_from_file
-        from wisefuse_plugins.optimizer.plan import dump_plan, single_stage_plan
+        from wisefuse_plugins.plan.schema import dump_plan, single_stage_plan
 
         said = {}
         path = _etl_dag(sc, 1)
@@ -651,7 +651,7 @@ def _(sc: Scene) -> str:
 
 @trigger("deploy-opaque")
 def _(sc: Scene) -> str:
-    from wisefuse_plugins.optimizer.plan import dump_plan, single_stage_plan
+    from wisefuse_plugins.plan.schema import dump_plan, single_stage_plan
     from wisefuse_plugins.targets import load_workflow
 
     ir = DATA / "video_analytics.ir.json"
@@ -692,7 +692,7 @@ def _(sc: Scene) -> str:
     from structlog.contextvars import bound_contextvars
 
     from wisefuse_plugins.adapters.airflow import workflow_from_file
-    from wisefuse_plugins.optimizer.plan import dump_plan, single_stage_plan
+    from wisefuse_plugins.plan.schema import dump_plan, single_stage_plan
 
     path = _etl_copy(sc, "waiting")
     wf = workflow_from_file(path)
@@ -711,7 +711,7 @@ def _etl_emitted(sc: Scene, folder: str) -> tuple[Path, Any]:
     """``etl_wisefuse.py`` with its plan and IR files, emitted beside a copy of ``etl.py``."""
     from wisefuse_plugins.adapters.airflow import from_dag, load_dag_file
     from wisefuse_plugins.emitters.airflow import write_dag
-    from wisefuse_plugins.optimizer.plan import single_stage_plan
+    from wisefuse_plugins.plan.schema import single_stage_plan
 
     path = _etl_copy(sc, folder)
     original = load_dag_file(path, "etl")
@@ -735,7 +735,7 @@ def _(sc: Scene) -> str:
 @trigger("airflow-emitted-plan-replaced")
 def _(sc: Scene) -> str:
     """An emitted DAG's plan file replaced by another plan, after a parse kept a snapshot."""
-    from wisefuse_plugins.optimizer.plan import dump_plan, single_stage_plan
+    from wisefuse_plugins.plan.schema import dump_plan, single_stage_plan
 
     emitted, wf = _etl_emitted(sc, "emitted-replaced")
     _load_module(emitted, "_wisefuse_docs_emitted_replaced_1")
@@ -848,7 +848,7 @@ def _prefect_checks(sc: Scene) -> dict[str, Any]:
     """What ``@wisefuse`` decides, call by call, as the flow and its plan change."""
 
     def make() -> dict[str, Any]:
-        from wisefuse_plugins.optimizer.plan import dump_plan, single_stage_plan
+        from wisefuse_plugins.plan.schema import dump_plan, single_stage_plan
 
         home = sc.root / "wisefuse-home"
         v1 = _flow_file(sc, 1)

@@ -375,9 +375,9 @@ def optimize(
     from wisefuse_plugins.model.predict import Model
     from wisefuse_plugins.model.profile import Platform
     from wisefuse_plugins.optimizer.baselines import BASELINES
-    from wisefuse_plugins.optimizer.plan import dump_plan
     from wisefuse_plugins.optimizer.search import baseline, frontier
     from wisefuse_plugins.optimizer.search import optimize as plan_for
+    from wisefuse_plugins.plan.schema import dump_plan
     from wisefuse_plugins.profiles import open_archive
     from wisefuse_plugins.render import plan_table
     from wisefuse_plugins.targets import load_workflow
@@ -523,7 +523,7 @@ def report(
 
     from wisefuse_plugins.model.predict import Model
     from wisefuse_plugins.model.profile import Platform
-    from wisefuse_plugins.optimizer.plan import load_plan
+    from wisefuse_plugins.plan.schema import load_plan
     from wisefuse_plugins.profiles import open_archive
     from wisefuse_plugins.report import Report, write
     from wisefuse_plugins.runtime.backends.local import LocalLambda
@@ -593,7 +593,7 @@ def deploy(
     One function per unit of the plan. Needs the aws extra (boto3) and AWS credentials."""
     from rich.table import Table
 
-    from wisefuse_plugins.optimizer.plan import load_plan
+    from wisefuse_plugins.plan.schema import load_plan
     from wisefuse_plugins.runtime.deploy import deploy_plan
     from wisefuse_plugins.targets import load_workflow
 

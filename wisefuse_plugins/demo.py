@@ -156,9 +156,9 @@ def _run(
 ) -> DemoResult:
     from wisefuse_plugins.model.predict import Model
     from wisefuse_plugins.optimizer.feedback import MARGIN_SHARE, tune
-    from wisefuse_plugins.optimizer.plan import dump_plan
     from wisefuse_plugins.optimizer.search import SLO_HEADROOM, baseline, frontier, optimize
     from wisefuse_plugins.optimizer.space import parse_slo
+    from wisefuse_plugins.plan.schema import dump_plan
     from wisefuse_plugins.plots import frontier_plot
     from wisefuse_plugins.profiles.archive import open_archive
     from wisefuse_plugins.profiles.calibrate import calibrate_local

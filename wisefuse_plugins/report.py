@@ -16,7 +16,7 @@ import numpy as np
 
 from wisefuse_plugins.ir import Workflow
 from wisefuse_plugins.model.predict import Prediction
-from wisefuse_plugins.optimizer.plan import Plan
+from wisefuse_plugins.plan.schema import Plan
 from wisefuse_plugins.runtime.measure import Measured
 
 

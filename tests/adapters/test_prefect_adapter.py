@@ -155,7 +155,7 @@ def test_every_kind_of_map(traced):
 
 
 def test_traced_mapping_runs_on_the_runtime_with_the_flows_results(traced, tmp_path):
-    from wisefuse_plugins.optimizer.plan import single_stage_plan
+    from wisefuse_plugins.plan.schema import single_stage_plan
     from wisefuse_plugins.runtime import store as st
     from wisefuse_plugins.runtime.backends.inprocess import InProcessBackend
     from wisefuse_plugins.runtime.executor import execute

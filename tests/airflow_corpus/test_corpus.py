@@ -39,7 +39,7 @@ from typing import Any
 import pytest
 
 from wisefuse_plugins.ir import Workflow, to_json
-from wisefuse_plugins.optimizer.plan import Plan, single_stage_plan
+from wisefuse_plugins.plan.schema import Plan, single_stage_plan
 
 from ..airflow_helpers import (
     dags_folder,

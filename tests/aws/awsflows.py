@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from wisefuse_plugins.ir import Collect, Const, Item, Stage, Workflow, callable_ref, derive_edges
-from wisefuse_plugins.optimizer.plan import Plan, Unit, hashes_of
+from wisefuse_plugins.plan.schema import Plan, Unit, hashes_of
 
 from .app import aws_app
 

@@ -11,8 +11,8 @@ import pytest
 
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir.names import MAX_NAME_LENGTH
-from wisefuse_plugins.model.limits import MAX_SYNC_REQUEST_BYTES
-from wisefuse_plugins.model.pricing import lambda_cost
+from wisefuse_plugins.plan.limits import MAX_SYNC_REQUEST_BYTES
+from wisefuse_plugins.plan.pricing import lambda_cost
 from wisefuse_plugins.runtime.backends.aws import (
     AwsError,
     AwsLambdaBackend,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from wisefuse_plugins.ir import ConstItem, Stage, Workflow, callable_ref, derive_edges
-from wisefuse_plugins.optimizer.plan import Plan, Unit, hashes_of
+from wisefuse_plugins.plan.schema import Plan, Unit, hashes_of
 from wisefuse_plugins.runtime import store as st
 from wisefuse_plugins.runtime.backends.inprocess import InProcessBackend
 from wisefuse_plugins.runtime.executor import execute, prepare

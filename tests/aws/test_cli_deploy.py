@@ -6,7 +6,7 @@ import pytest
 
 from wisefuse_plugins.cli import main
 from wisefuse_plugins.ir import dump
-from wisefuse_plugins.optimizer.plan import dump_plan
+from wisefuse_plugins.plan.schema import dump_plan
 
 from ..runtime.toyflows import PLANS, ROOT, plan, toy_workflow
 

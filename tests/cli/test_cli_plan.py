@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from wisefuse_plugins.ir import load
-from wisefuse_plugins.optimizer.plan import check_plan, load_plan
+from wisefuse_plugins.plan.schema import check_plan, load_plan
 from wisefuse_plugins.targets import load_workflow
 
 TOY = Path(__file__).resolve().parents[1] / "runtime" / "toy" / "toy.ir.json"

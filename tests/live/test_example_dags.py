@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from wisefuse_plugins.optimizer.plan import Plan, is_bundled_unit
+from wisefuse_plugins.plan.schema import Plan, is_bundled_unit
 
 from ..airflow_helpers import plans_for, with_dag_variable, write_app
 from ..providers.test_airflow_rewrite import APPS, FINAL

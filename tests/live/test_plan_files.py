@@ -147,7 +147,7 @@ def _emit(live: AirflowLive, tmp_path: Path, dag_id: str) -> tuple[Path, dict]:
     emitted for P2 beside it, and the plans' JSON."""
     from wisefuse_plugins.adapters.airflow import from_dag, load_dag_file
     from wisefuse_plugins.emitters.airflow import write_dag
-    from wisefuse_plugins.optimizer.plan import plan_from_json
+    from wisefuse_plugins.plan.schema import plan_from_json
 
     _, plans = write_squares(tmp_path / "source", dag_id, plain=tmp_path / "plain")
     original = live.put_file(tmp_path / "plain" / f"{dag_id}.py", f"{dag_id}/{dag_id}.py")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from wisefuse_plugins.model.limits import vcpus
 from wisefuse_plugins.model.profile import StageProfile
+from wisefuse_plugins.plan.limits import vcpus
 
 SIZES = (512, 1769, 3538)
 

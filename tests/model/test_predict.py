@@ -8,11 +8,11 @@ import math
 import numpy as np
 import pytest
 
-from wisefuse_plugins.model.limits import vcpus
 from wisefuse_plugins.model.predict import Model, ModelError
-from wisefuse_plugins.model.pricing import DEFAULT, lambda_cost
 from wisefuse_plugins.model.profile import Platform
-from wisefuse_plugins.optimizer.plan import Unit
+from wisefuse_plugins.plan.limits import vcpus
+from wisefuse_plugins.plan.pricing import DEFAULT, lambda_cost
+from wisefuse_plugins.plan.schema import Unit
 
 from ..runtime.toyflows import plan, toy_workflow
 from .synthetic import law_ms, profile

@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from wisefuse_plugins.model import limits, pricing
-from wisefuse_plugins.model.pricing import DEFAULT
+from wisefuse_plugins.plan import limits, pricing
+from wisefuse_plugins.plan.pricing import DEFAULT
 
 
 def test_table_is_data_with_provenance() -> None:

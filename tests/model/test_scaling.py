@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from wisefuse_plugins.model.limits import vcpus
 from wisefuse_plugins.model.scaling import fit, quantiles
+from wisefuse_plugins.plan.limits import vcpus
 
 from .synthetic import law_ms
 

@@ -15,8 +15,8 @@ from wisefuse_plugins.ir import (
     Workflow,
     derive_edges,
 )
-from wisefuse_plugins.model.limits import vcpus
 from wisefuse_plugins.model.profile import StageProfile
+from wisefuse_plugins.plan.limits import vcpus
 
 SIZES = (512, 1769, 3538)
 

@@ -25,9 +25,9 @@ from wisefuse_plugins.optimizer.feedback import (
     MIN_GAIN,
     tune,
 )
-from wisefuse_plugins.optimizer.plan import Plan, Unit
 from wisefuse_plugins.optimizer.search import baseline, optimize
 from wisefuse_plugins.optimizer.space import signature
+from wisefuse_plugins.plan.schema import Plan, Unit
 
 from ..runtime.toyflows import toy_workflow
 from .test_optimizer import CPU, model_for

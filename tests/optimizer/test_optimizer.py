@@ -7,13 +7,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wisefuse_plugins.model.limits import MAX_MEMORY_MB, MAX_TIMEOUT_S
 from wisefuse_plugins.model.predict import Model
 from wisefuse_plugins.model.profile import Platform
 from wisefuse_plugins.optimizer.baselines import BASELINES
-from wisefuse_plugins.optimizer.plan import Unit, check_plan
 from wisefuse_plugins.optimizer.search import baseline, frontier, optimize
 from wisefuse_plugins.optimizer.space import SLOError, Space, bundle_candidates, parse_slo
+from wisefuse_plugins.plan.limits import MAX_MEMORY_MB, MAX_TIMEOUT_S
+from wisefuse_plugins.plan.schema import Unit, check_plan
 
 from ..model.synthetic import SIZES, profile
 from ..runtime.toyflows import toy_workflow

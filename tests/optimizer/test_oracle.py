@@ -11,10 +11,10 @@ import pytest
 from wisefuse_plugins.model.predict import Model
 from wisefuse_plugins.optimizer.oracle import oracle
 from wisefuse_plugins.optimizer.partition import set_partitions, valid_partitions
-from wisefuse_plugins.optimizer.plan import Plan, Unit, check_plan, plan_problems
 from wisefuse_plugins.optimizer.search import PLANNERS, baseline, optimize
 from wisefuse_plugins.optimizer.space import Space, bundle_candidates
 from wisefuse_plugins.optimizer.state import State, q95
+from wisefuse_plugins.plan.schema import Plan, Unit, check_plan, plan_problems
 
 from .randomdags import random_workflow, realistic_profiles, realistic_workflow
 

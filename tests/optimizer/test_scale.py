@@ -7,8 +7,8 @@ import time
 import numpy as np
 
 from wisefuse_plugins.model.predict import Model
-from wisefuse_plugins.optimizer.plan import check_plan
 from wisefuse_plugins.optimizer.search import baseline, optimize
+from wisefuse_plugins.plan.schema import check_plan
 
 from .randomdags import azure_max_workflow, layered_workflow, realistic_profiles
 

@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from wisefuse_plugins.ir import Const, Stage, Workflow, callable_ref
 from wisefuse_plugins.model.predict import Model, ModelError
 from wisefuse_plugins.model.profile import Platform
-from wisefuse_plugins.optimizer.plan import single_stage_plan
+from wisefuse_plugins.plan.schema import single_stage_plan
 from wisefuse_plugins.profiles import Archive, ArchiveError, Sample, default_url, profiles_for
 from wisefuse_plugins.profiles.archive import SCHEMA_VERSION, meta_table
 

@@ -8,7 +8,7 @@ import pytest
 
 from wisefuse_plugins.ir import Const, Item, Output, Stage, Workflow, callable_ref, derive_edges
 from wisefuse_plugins.model.predict import Model
-from wisefuse_plugins.optimizer.plan import single_stage_plan
+from wisefuse_plugins.plan.schema import single_stage_plan
 from wisefuse_plugins.profiles import Archive, Setting, profile_workflow
 from wisefuse_plugins.runtime.backends.local import LocalLambda
 from wisefuse_plugins.runtime.backends.units import LocalUnits

@@ -16,7 +16,7 @@ from wisefuse_plugins.ir import (
     derive_edges,
 )
 from wisefuse_plugins.ir.nodes import CallableRef
-from wisefuse_plugins.optimizer.plan import Plan, Unit, hashes_of, plan_problems
+from wisefuse_plugins.plan.schema import Plan, Unit, hashes_of, plan_problems
 from wisefuse_plugins.providers.airflow.layout import chunk_list, count_key, layout
 
 HASH = "0" * 64

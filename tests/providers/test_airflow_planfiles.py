@@ -393,7 +393,7 @@ def write_squares(
     which the plans are made from; outside a dags folder, or Airflow would parse it too.
     """
     from wisefuse_plugins.adapters.airflow import from_dag, load_dag_file
-    from wisefuse_plugins.optimizer.plan import (
+    from wisefuse_plugins.plan.schema import (
         Plan,
         Unit,
         hashes_of,
@@ -542,7 +542,7 @@ def test_a_corrupt_plan_is_shown_in_the_dag(squares: tuple[Path, dict], state: P
 def _emit(folder: Path, source: Path, plan_json: str) -> Path:
     from wisefuse_plugins.adapters.airflow import from_dag, load_dag_file
     from wisefuse_plugins.emitters.airflow import write_dag
-    from wisefuse_plugins.optimizer.plan import plan_from_json
+    from wisefuse_plugins.plan.schema import plan_from_json
 
     dag = load_dag_file(source, "squares")
     wf = from_dag(dag)

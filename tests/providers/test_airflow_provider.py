@@ -30,7 +30,7 @@ from wisefuse_plugins.ir import (
     callable_ref,
     derive_edges,
 )
-from wisefuse_plugins.optimizer.plan import Plan, Unit, hashes_of
+from wisefuse_plugins.plan.schema import Plan, Unit, hashes_of
 
 pytestmark = pytest.mark.airflow
 

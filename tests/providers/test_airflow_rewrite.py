@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from wisefuse_plugins.ir import Workflow, dump
-from wisefuse_plugins.optimizer.plan import Plan, dump_plan, is_bundled_unit
+from wisefuse_plugins.plan.schema import Plan, dump_plan, is_bundled_unit
 
 from ..airflow_helpers import (
     ADOPT,

@@ -150,7 +150,7 @@ def test_aws_backend_uses_the_credentials_block(aws: dict[str, Any], tmp_path: P
     from prefect_aws import AwsCredentials
 
     from wisefuse_plugins.ir import Const, Stage, Workflow, callable_ref
-    from wisefuse_plugins.optimizer.plan import single_stage_plan
+    from wisefuse_plugins.plan.schema import single_stage_plan
     from wisefuse_plugins.prefect import WiseFuseLambda
     from wisefuse_plugins.runtime import store as st
     from wisefuse_plugins.runtime.spec import unit_spec, write_spec

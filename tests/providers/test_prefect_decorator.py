@@ -29,7 +29,7 @@ import pytest
 
 from examples.apps import ml_pipeline, svd, video
 from wisefuse_plugins.ir import EdgePattern, Workflow, dump, load
-from wisefuse_plugins.optimizer.plan import Plan, Unit, dump_plan, hashes_of, single_stage_plan
+from wisefuse_plugins.plan.schema import Plan, Unit, dump_plan, hashes_of, single_stage_plan
 
 pytestmark = [pytest.mark.prefect, pytest.mark.slow]
 

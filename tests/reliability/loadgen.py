@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wisefuse_plugins.ir import Collect, Const, Item, Workflow, derive_edges
-from wisefuse_plugins.optimizer.plan import Plan, Unit, hashes_of
+from wisefuse_plugins.plan.schema import Plan, Unit, hashes_of
 from wisefuse_plugins.runtime import store as st
 from wisefuse_plugins.runtime.backends.local import LocalLambda
 from wisefuse_plugins.runtime.backends.units import LocalUnits

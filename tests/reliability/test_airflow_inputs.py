@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from wisefuse_plugins.errors import WiseFuseError
-from wisefuse_plugins.optimizer.plan import check_plan, single_stage_plan
+from wisefuse_plugins.plan.schema import check_plan, single_stage_plan
 from wisefuse_plugins.runtime import store as st
 from wisefuse_plugins.runtime.backends.units import LocalUnits
 from wisefuse_plugins.runtime.executor import RunFailed, execute

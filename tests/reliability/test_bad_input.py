@@ -33,18 +33,18 @@ from wisefuse_plugins.ir import (
     load,
     to_json,
 )
-from wisefuse_plugins.model.limits import MAX_SYNC_RESPONSE_BYTES, MAX_TIMEOUT_S
 from wisefuse_plugins.model.predict import Model, ModelError
 from wisefuse_plugins.model.profile import StageProfile
-from wisefuse_plugins.optimizer.plan import (
+from wisefuse_plugins.optimizer.search import optimize
+from wisefuse_plugins.optimizer.space import SLOError, parse_slo
+from wisefuse_plugins.plan.limits import MAX_SYNC_RESPONSE_BYTES, MAX_TIMEOUT_S
+from wisefuse_plugins.plan.schema import (
     check_plan,
     dump_plan,
     load_plan,
     plan_from_json,
     plan_to_json,
 )
-from wisefuse_plugins.optimizer.search import optimize
-from wisefuse_plugins.optimizer.space import SLOError, parse_slo
 from wisefuse_plugins.runtime import store as st
 from wisefuse_plugins.runtime.backends.units import LocalUnits
 from wisefuse_plugins.runtime.executor import RunFailed, execute

@@ -38,12 +38,12 @@ from wisefuse_plugins.ir import (
     from_json,
     to_json,
 )
-from wisefuse_plugins.model.limits import MAX_MEMORY_MB, MAX_TIMEOUT_S, MIN_MEMORY_MB, vcpus
 from wisefuse_plugins.model.predict import Model
 from wisefuse_plugins.model.profile import StageProfile
-from wisefuse_plugins.optimizer.plan import check_plan, plan_from_json, plan_to_json
 from wisefuse_plugins.optimizer.search import optimize
 from wisefuse_plugins.optimizer.space import Space
+from wisefuse_plugins.plan.limits import MAX_MEMORY_MB, MAX_TIMEOUT_S, MIN_MEMORY_MB, vcpus
+from wisefuse_plugins.plan.schema import check_plan, plan_from_json, plan_to_json
 
 from .harness import PLANS, fault_workflow, plan_of
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from wisefuse_plugins.ir import CallableRef, IRError, Stage, Workflow, code_hash, dump
-from wisefuse_plugins.optimizer.plan import dump_plan
+from wisefuse_plugins.plan.schema import dump_plan
 from wisefuse_plugins.runtime import store as st
 from wisefuse_plugins.runtime.executor import execute, prepare
 from wisefuse_plugins.runtime.handler import handler, run_unit

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from wisefuse_plugins.ir import Source, Workflow, callable_ref
-from wisefuse_plugins.optimizer.plan import chains_plan, single_stage_plan
+from wisefuse_plugins.plan.schema import chains_plan, single_stage_plan
 from wisefuse_plugins.runtime import store as st
 from wisefuse_plugins.runtime.backends.local import LocalLambda
 from wisefuse_plugins.runtime.backends.units import LocalUnits

@@ -128,7 +128,7 @@ def test_a_unit_importing_a_dag_file_runs_under_a_task_processs_environment(
     """The bug of issue 19, reproduced: Airflow's task supervisor blocks ORM access in the
     task process; the units it starts import the DAG file (and Airflow) all the same."""
     from wisefuse_plugins.adapters.airflow import workflow_from_file
-    from wisefuse_plugins.optimizer.plan import single_stage_plan
+    from wisefuse_plugins.plan.schema import single_stage_plan
     from wisefuse_plugins.runtime import store as st
     from wisefuse_plugins.runtime.backends.units import LocalUnits, preload_for
     from wisefuse_plugins.runtime.executor import execute
@@ -159,7 +159,7 @@ def test_the_hooks_environment_is_the_functions_on_both_backends(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from wisefuse_plugins.errors import WiseFuseError
-    from wisefuse_plugins.optimizer.plan import Unit
+    from wisefuse_plugins.plan.schema import Unit
     from wisefuse_plugins.providers.airflow.hooks import WiseFuseLambdaHook
 
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))

@@ -9,7 +9,7 @@ import pytest
 
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir import IRError
-from wisefuse_plugins.optimizer.plan import (
+from wisefuse_plugins.plan.schema import (
     Unit,
     check_plan,
     plan_from_json,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from wisefuse_plugins.ir import Const, Item, Stage, Workflow, callable_ref, derive_edges
-from wisefuse_plugins.optimizer.plan import Plan, Unit, hashes_of
+from wisefuse_plugins.plan.schema import Plan, Unit, hashes_of
 from wisefuse_plugins.runtime import capture
 from wisefuse_plugins.runtime import handler as handler_module
 from wisefuse_plugins.runtime import store as st

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from wisefuse_plugins.model import limits, pricing
+from wisefuse_plugins.plan import limits, pricing
 from wisefuse_plugins.runtime.backends import cgroups
 from wisefuse_plugins.runtime.backends.cpuclock import CpuClock, equivalent_s
 from wisefuse_plugins.runtime.backends.local import (

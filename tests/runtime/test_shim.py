@@ -29,7 +29,7 @@ import pytest
 
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir import Source, Workflow, callable_ref
-from wisefuse_plugins.optimizer.plan import Unit, chains_plan, single_stage_plan
+from wisefuse_plugins.plan.schema import Unit, chains_plan, single_stage_plan
 from wisefuse_plugins.runtime import loader, shim
 from wisefuse_plugins.runtime import store as st
 from wisefuse_plugins.runtime.executor import Invoked, RunFailed, execute

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir import Workflow, dump
 from wisefuse_plugins.ir.serde import to_json as dump_workflow_json
-from wisefuse_plugins.optimizer.plan import Plan, check_plan, dump_plan, plan_to_json
+from wisefuse_plugins.plan.schema import Plan, check_plan, dump_plan, plan_to_json
 from wisefuse_plugins.providers.airflow.layout import Layout, UnitTask, layout
 from wisefuse_plugins.providers.airflow.planfiles import sha_of
 

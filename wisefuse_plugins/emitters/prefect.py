@@ -25,7 +25,7 @@ import textwrap
 
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir import Workflow, to_json
-from wisefuse_plugins.optimizer.plan import Plan, check_plan, is_bundled_unit, plan_to_json
+from wisefuse_plugins.plan.schema import Plan, check_plan, is_bundled_unit, plan_to_json
 
 __all__ = ["EmitError", "emit_flow"]
 
@@ -99,7 +99,7 @@ def _docstring(workflow: Workflow, plan: Plan, flow_name: str) -> list[str]:
 
 def emit_flow(workflow: Workflow, plan: Plan, *, flow_name: str | None = None) -> str:
     """The source of a flow file that runs ``workflow`` under ``plan`` (see the module doc)."""
-    from wisefuse_plugins.optimizer.plan import unit_graph
+    from wisefuse_plugins.plan.schema import unit_graph
     from wisefuse_plugins.runtime.spec import count_source
 
     check_plan(plan, workflow)
@@ -132,7 +132,7 @@ def emit_flow(workflow: Workflow, plan: Plan, *, flow_name: str | None = None) -
         "from prefect.cache_policies import NO_CACHE",
         "",
         "from wisefuse_plugins.ir import from_json",
-        "from wisefuse_plugins.optimizer.plan import plan_from_json",
+        "from wisefuse_plugins.plan.schema import plan_from_json",
         "from wisefuse_plugins.prefect import WiseFuseLambda",
     ]
     names = ["PlannedRun", *(["chunk_labels"] if bundled else []), "invoke_unit"]
@@ -221,7 +221,7 @@ def workflow_unit_order(workflow: Workflow, plan: Plan) -> list[str]:
     """Unit ids in dependency order, ties broken by the workflow's stage order."""
     import networkx as nx
 
-    from wisefuse_plugins.optimizer.plan import unit_graph
+    from wisefuse_plugins.plan.schema import unit_graph
 
     graph = unit_graph(plan, workflow)
     units = {u.id for u in plan.units}

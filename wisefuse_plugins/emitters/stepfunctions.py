@@ -43,7 +43,7 @@ import networkx as nx
 
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir import Workflow
-from wisefuse_plugins.optimizer.plan import Plan, Unit, check_plan, is_bundled_unit, unit_graph
+from wisefuse_plugins.plan.schema import Plan, Unit, check_plan, is_bundled_unit, unit_graph
 from wisefuse_plugins.runtime.spec import chunk_slot, count_source
 
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"

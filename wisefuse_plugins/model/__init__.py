@@ -1,1 +1,2 @@
-"""Performance and cost model: Lambda pricing and limits, latency, composition."""
+"""Performance and cost model: latency, composition, cost (Lambda's limits and prices are in
+:mod:`wisefuse_plugins.plan`)."""

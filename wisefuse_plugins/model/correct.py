@@ -27,7 +27,7 @@ import numpy as np
 
 from wisefuse_plugins.ir import Workflow
 from wisefuse_plugins.model.predict import Corrections, Model
-from wisefuse_plugins.optimizer.plan import Plan
+from wisefuse_plugins.plan.schema import Plan
 
 MIN_INVOCATIONS = 3
 """Measured invocations a unit needs before its mean is trusted for a factor."""

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from wisefuse_plugins.model.limits import bundle_threads, vcpus
+from wisefuse_plugins.plan.limits import bundle_threads, vcpus
 
 MIN_FRACTION = -1.0
 """Below 0, instances together run slower than one after the other: threads that take

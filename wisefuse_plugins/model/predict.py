@@ -38,12 +38,12 @@ import numpy as np
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir import Collect, Item, Output, Workflow
 from wisefuse_plugins.model import compose, parallel
-from wisefuse_plugins.model.limits import bundle_threads, vcpus
 from wisefuse_plugins.model.parallel import setting_cores
-from wisefuse_plugins.model.pricing import DEFAULT, Pricing, lambda_cost
 from wisefuse_plugins.model.profile import Platform, StageProfile
 from wisefuse_plugins.model.scaling import LEVELS, Fit, fit, quantiles
-from wisefuse_plugins.optimizer.plan import Plan, Unit, unit_graph
+from wisefuse_plugins.plan.limits import bundle_threads, vcpus
+from wisefuse_plugins.plan.pricing import DEFAULT, Pricing, lambda_cost
+from wisefuse_plugins.plan.schema import Plan, Unit, unit_graph
 
 Corrections = dict[tuple[tuple[str, ...], int, str], dict[int, float]]
 """(stages, bundle size, arch) -> {memory MB: measured / predicted invocation time}."""
@@ -118,7 +118,7 @@ class Model:
     platform
         Store, orchestration and cold-start constants of the target.
     pricing
-        Prices (:data:`wisefuse_plugins.model.pricing.DEFAULT`).
+        Prices (:data:`wisefuse_plugins.plan.pricing.DEFAULT`).
     draws
         Monte Carlo draws per prediction (1000 gives P99 within a few percent).
     law

@@ -34,7 +34,7 @@ from typing import Literal
 import numpy as np
 from scipy.optimize import OptimizeWarning, curve_fit, nnls
 
-from wisefuse_plugins.model.limits import vcpus
+from wisefuse_plugins.plan.limits import vcpus
 
 LEVELS = 64
 """Quantile levels kept per distribution: (j + 0.5) / LEVELS for j in 0..63."""

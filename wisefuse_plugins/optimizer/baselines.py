@@ -20,9 +20,9 @@ import networkx as nx
 import numpy as np
 
 from wisefuse_plugins.ir import EdgePattern
-from wisefuse_plugins.model.limits import MAX_MEMORY_MB
-from wisefuse_plugins.optimizer.plan import Plan, Unit, plan_problems
 from wisefuse_plugins.optimizer.space import Space, unit_id
+from wisefuse_plugins.plan.limits import MAX_MEMORY_MB
+from wisefuse_plugins.plan.schema import Plan, Unit, plan_problems
 
 Planner = Callable[[Space], Plan]
 

@@ -33,9 +33,9 @@ from wisefuse_plugins.ir import Workflow
 from wisefuse_plugins.model.correct import merge, unit_corrections
 from wisefuse_plugins.model.predict import Model
 from wisefuse_plugins.optimizer.baselines import BASELINES
-from wisefuse_plugins.optimizer.plan import Plan
 from wisefuse_plugins.optimizer.search import SLO_HEADROOM, Planned, baseline, optimize
 from wisefuse_plugins.optimizer.space import signature
+from wisefuse_plugins.plan.schema import Plan
 
 log = logging.getLogger(__name__)
 

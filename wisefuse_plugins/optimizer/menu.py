@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from wisefuse_plugins.ir import Workflow
-from wisefuse_plugins.model.limits import MAX_TIMEOUT_S, MAX_VCPUS, MB_PER_VCPU
 from wisefuse_plugins.model.predict import Model
-from wisefuse_plugins.optimizer.plan import Unit, is_bundled_unit
+from wisefuse_plugins.plan.limits import MAX_TIMEOUT_S, MAX_VCPUS, MB_PER_VCPU
+from wisefuse_plugins.plan.schema import Unit, is_bundled_unit
 
 TIMEOUT_MARGIN = 0.8
 """A unit's predicted P99 invocation must stay under 80% of the 900 s timeout."""

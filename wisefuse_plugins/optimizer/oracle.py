@@ -32,9 +32,9 @@ import numpy as np
 
 from wisefuse_plugins.optimizer.menu import Menu, build_menu
 from wisefuse_plugins.optimizer.partition import valid_partitions
-from wisefuse_plugins.optimizer.plan import Plan, Unit
 from wisefuse_plugins.optimizer.space import Space, bundle_candidates, unit_id
 from wisefuse_plugins.optimizer.state import _topological
+from wisefuse_plugins.plan.schema import Plan, Unit
 
 MAX_ORACLE_STAGES = 10
 """Bell(10) = 115,975 partitions: about the most an exhaustive search can enumerate."""

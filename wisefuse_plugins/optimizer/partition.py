@@ -1,6 +1,6 @@
 """Fusion as partitions of the Python stages: which are valid, and enumerating them.
 
-The rules are :func:`~wisefuse_plugins.optimizer.plan.plan_problems`' (each unit weakly
+The rules are :func:`~wisefuse_plugins.plan.schema.plan_problems`' (each unit weakly
 connected; a unit of mapped stages has only one-to-one edges inside and one parallelism;
 no cycle between units, opaque stages being their own nodes), checked here on plain sets
 because the searches test thousands of partitions and building a Plan for each is slow.

@@ -11,16 +11,16 @@ import numpy as np
 
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir import Workflow
-from wisefuse_plugins.model.limits import MAX_TIMEOUT_S
 from wisefuse_plugins.model.predict import Model, Prediction
 from wisefuse_plugins.optimizer.baselines import BASELINES, Planner, user_max
 from wisefuse_plugins.optimizer.menu import LIMIT_MS, build_menu, quantile
 from wisefuse_plugins.optimizer.oracle import oracle
 from wisefuse_plugins.optimizer.passes import PASSES
 from wisefuse_plugins.optimizer.passes.memory import SMALL_UNITS, claw_back, meet
-from wisefuse_plugins.optimizer.plan import Plan, Unit
 from wisefuse_plugins.optimizer.space import MEMORY_GRID, Space, is_relative, parse_slo, signature
 from wisefuse_plugins.optimizer.state import State
+from wisefuse_plugins.plan.limits import MAX_TIMEOUT_S
+from wisefuse_plugins.plan.schema import Plan, Unit
 
 log = logging.getLogger(__name__)
 

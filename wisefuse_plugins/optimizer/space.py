@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir import Workflow
 from wisefuse_plugins.ir.names import safe_name
-from wisefuse_plugins.model.limits import MAX_MEMORY_MB, MAX_TIMEOUT_S, vcpus
 from wisefuse_plugins.model.predict import Model, Prediction
 from wisefuse_plugins.optimizer.menu import TIMEOUT_MARGIN, Menu, build_menu, useful_memories
-from wisefuse_plugins.optimizer.plan import Plan, Unit, hashes_of, is_bundled_unit
+from wisefuse_plugins.plan.limits import MAX_MEMORY_MB, MAX_TIMEOUT_S, vcpus
+from wisefuse_plugins.plan.schema import Plan, Unit, hashes_of, is_bundled_unit
 
 MEMORY_GRID = (
     128,

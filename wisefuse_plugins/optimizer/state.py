@@ -24,8 +24,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from wisefuse_plugins.optimizer.menu import Menu, quantile
-from wisefuse_plugins.optimizer.plan import Plan
 from wisefuse_plugins.optimizer.space import Space, unit_id
+from wisefuse_plugins.plan.schema import Plan
 
 SLACK_EPS_MS = 1e-6
 """Slack below this (ms) counts as none: the unit is on the longest path in that draw."""

@@ -37,9 +37,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wisefuse_plugins.ir import CallableRef, Stage, Workflow
-from wisefuse_plugins.model.limits import vcpus
 from wisefuse_plugins.model.profile import Platform
-from wisefuse_plugins.optimizer.plan import Plan, Unit
+from wisefuse_plugins.plan.limits import vcpus
+from wisefuse_plugins.plan.schema import Plan, Unit
 from wisefuse_plugins.profiles.archive import Archive
 from wisefuse_plugins.runtime import store as st
 from wisefuse_plugins.runtime.backends.local import LocalLambda

@@ -44,8 +44,8 @@ from typing import Any
 
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir import Collect, ConstItem, Item, Output, Stage, Workflow
-from wisefuse_plugins.model.limits import MAX_MEMORY_MB, MIN_MEMORY_MB, bundle_threads
-from wisefuse_plugins.optimizer.plan import Arch, Plan, Unit, single_stage_plan
+from wisefuse_plugins.plan.limits import MAX_MEMORY_MB, MIN_MEMORY_MB, bundle_threads
+from wisefuse_plugins.plan.schema import Arch, Plan, Unit, single_stage_plan
 from wisefuse_plugins.profiles.archive import Archive, FailureRecord, Sample
 from wisefuse_plugins.runtime import store as st
 from wisefuse_plugins.runtime.backends.units import runtime_error

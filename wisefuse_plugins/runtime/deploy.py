@@ -21,7 +21,7 @@ from typing import Any
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir import Workflow
 from wisefuse_plugins.ir.names import safe_name
-from wisefuse_plugins.optimizer.plan import Plan, check_plan, plan_to_json
+from wisefuse_plugins.plan.schema import Plan, check_plan, plan_to_json
 from wisefuse_plugins.runtime.backends.aws import (
     AwsError,
     AwsLambdaBackend,

@@ -34,8 +34,8 @@ import networkx as nx
 
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir import ConstItem, Item, Workflow
-from wisefuse_plugins.model.pricing import DEFAULT, Pricing, s3_cost
-from wisefuse_plugins.optimizer.plan import Plan, Unit, check_plan, is_bundled_unit, unit_graph
+from wisefuse_plugins.plan.pricing import DEFAULT, Pricing, s3_cost
+from wisefuse_plugins.plan.schema import Plan, Unit, check_plan, is_bundled_unit, unit_graph
 from wisefuse_plugins.runtime import store as st
 from wisefuse_plugins.runtime.passing import Values
 from wisefuse_plugins.runtime.spec import unit_spec, write_spec

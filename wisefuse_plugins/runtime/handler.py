@@ -66,7 +66,7 @@ from typing import Any
 
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir.nodes import Collect, Const, ConstItem, Item, Output
-from wisefuse_plugins.model.limits import bundle_threads
+from wisefuse_plugins.plan.limits import bundle_threads
 from wisefuse_plugins.runtime import capture, passing
 from wisefuse_plugins.runtime import store as st
 from wisefuse_plugins.runtime.loader import load_callable, use_framework_shim

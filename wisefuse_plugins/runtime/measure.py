@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from wisefuse_plugins.ir import Workflow
-from wisefuse_plugins.optimizer.plan import Plan, unit_graph
+from wisefuse_plugins.plan.schema import Plan, unit_graph
 from wisefuse_plugins.runtime import store as st
 from wisefuse_plugins.runtime.executor import Call, Invoker, execute
 
@@ -66,7 +66,7 @@ def concurrency_for(plan: Plan, cores: float) -> int:
     A share is capped at the host's cores (as the backend caps it). At most 16 (the
     executor's default), at least 1.
     """
-    from wisefuse_plugins.model.limits import vcpus
+    from wisefuse_plugins.plan.limits import vcpus
 
     widest = max(min(vcpus(u.memory_mb), cores) for u in plan.units)
     return max(1, min(16, math.floor(cores / widest + 1e-9)))

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from wisefuse_plugins.ir import ConstItem, Workflow
-from wisefuse_plugins.optimizer.plan import single_stage_plan
+from wisefuse_plugins.plan.schema import single_stage_plan
 from wisefuse_plugins.runtime import store as st
 from wisefuse_plugins.runtime.backends.inprocess import InProcessBackend
 from wisefuse_plugins.runtime.executor import execute

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from wisefuse_plugins.ir import Binding, CallableRef, ConstItem, Item, Workflow
 from wisefuse_plugins.ir.serde import write_atomic
-from wisefuse_plugins.optimizer.plan import Plan, is_bundled_unit
+from wisefuse_plugins.plan.schema import Plan, is_bundled_unit
 
 SPEC_VERSION = 1
 

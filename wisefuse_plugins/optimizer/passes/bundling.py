@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from wisefuse_plugins.optimizer.passes.memory import SMALL_UNITS
-from wisefuse_plugins.optimizer.plan import Plan
 from wisefuse_plugins.optimizer.space import Space
 from wisefuse_plugins.optimizer.state import q95, state_of
+from wisefuse_plugins.plan.schema import Plan
 
 
 def choose_bundles(space: Space, plan: Plan) -> Plan:

@@ -34,9 +34,9 @@ from wisefuse_plugins.optimizer.passes.memory import (
     settle,
     slack_pass,
 )
-from wisefuse_plugins.optimizer.plan import Plan, Unit
 from wisefuse_plugins.optimizer.space import Space
 from wisefuse_plugins.optimizer.state import State, q95
+from wisefuse_plugins.plan.schema import Plan, Unit
 
 MOVES_UP_TO = 10
 """Python stages up to which the fusion search also moves single stages between units."""

@@ -23,9 +23,9 @@ import math
 
 import numpy as np
 
-from wisefuse_plugins.optimizer.plan import Plan, Unit
 from wisefuse_plugins.optimizer.space import Space
 from wisefuse_plugins.optimizer.state import State, q95, state_of
+from wisefuse_plugins.plan.schema import Plan, Unit
 
 SMALL_UNITS = 16
 """Up to this many units, claw-back scores every candidate exactly and polish runs."""

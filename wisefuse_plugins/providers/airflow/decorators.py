@@ -31,7 +31,7 @@ from airflow.sdk.exceptions import AirflowException
 
 from wisefuse_plugins.ir import CallableRef, Output, callable_ref
 from wisefuse_plugins.ir.names import safe_name
-from wisefuse_plugins.optimizer.plan import Arch
+from wisefuse_plugins.plan.schema import Arch
 from wisefuse_plugins.providers.airflow.hooks import Backend, WiseFuseLambdaHook
 from wisefuse_plugins.providers.airflow.operators import (
     DEFAULT_MEMORY_MB,

@@ -42,7 +42,7 @@ from airflow.sdk import BaseHook
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir import Workflow
 from wisefuse_plugins.ir.names import safe_name
-from wisefuse_plugins.optimizer.plan import Arch, Unit
+from wisefuse_plugins.plan.schema import Arch, Unit
 from wisefuse_plugins.runtime import store as st
 from wisefuse_plugins.runtime.spec import UnitSpec, write_spec
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from wisefuse_plugins.ir import Collect, Item, Output, Workflow
-from wisefuse_plugins.optimizer.plan import Plan, Unit, is_bundled_unit, unit_order
+from wisefuse_plugins.plan.schema import Plan, Unit, is_bundled_unit, unit_order
 from wisefuse_plugins.runtime.spec import UnitSpec, count_source, unit_spec
 
 RETURN_KEY = "return_value"
@@ -256,7 +256,7 @@ def layout(
     """Decide the tasks and dependencies of ``workflow`` rewritten under ``plan``.
 
     The plan must be valid for the workflow (see
-    :func:`~wisefuse_plugins.optimizer.plan.plan_problems`). ``reads``: opaque stage id ->
+    :func:`~wisefuse_plugins.plan.schema.plan_problems`). ``reads``: opaque stage id ->
     the Python stages whose values it reads through XComArgs (the IR keeps opaque tasks'
     inputs as ordering edges); without it every Python stage directly upstream of an opaque
     one counts as read.

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
-from wisefuse_plugins.optimizer.plan import Arch
+from wisefuse_plugins.plan.schema import Arch
 from wisefuse_plugins.providers.airflow.hooks import Backend, Deployed, WiseFuseLambdaHook
 from wisefuse_plugins.providers.airflow.layout import OpaqueInput, chunk_list, count_key
 from wisefuse_plugins.providers.airflow.planfiles import (
@@ -102,7 +102,7 @@ def _from_files(plan: bytes, workflow: bytes, unit_id: str, names: tuple[str, st
     """Build a unit's layout from the bytes of an IR file and a plan file (``names``: how
     errors name them); cached by content, so a replaced file is never served from the cache."""
     from wisefuse_plugins.ir.serde import from_json
-    from wisefuse_plugins.optimizer.plan import plan_from_json
+    from wisefuse_plugins.plan.schema import plan_from_json
     from wisefuse_plugins.providers.airflow.layout import layout
 
     wf = from_json(workflow, what=names[1])

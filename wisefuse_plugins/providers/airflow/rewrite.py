@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     from airflow.sdk import DAG
 
     from wisefuse_plugins.ir import Workflow
-    from wisefuse_plugins.optimizer.plan import Plan
+    from wisefuse_plugins.plan.schema import Plan
     from wisefuse_plugins.providers.airflow.layout import Layout
 
 __all__ = ["rewrite"]
@@ -105,7 +105,7 @@ def rewrite(
     chosen, release = None, None
     try:
         from wisefuse_plugins.adapters.airflow import from_dag
-        from wisefuse_plugins.optimizer.plan import Plan, plan_from_json, plan_problems
+        from wisefuse_plugins.plan.schema import Plan, plan_from_json, plan_problems
 
         if isinstance(plan, Plan):
             plan_obj, source = plan, ""

@@ -27,7 +27,7 @@ from pydantic import Field
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir import Workflow
 from wisefuse_plugins.ir.names import safe_name
-from wisefuse_plugins.optimizer.plan import Unit
+from wisefuse_plugins.plan.schema import Unit
 
 if TYPE_CHECKING:
     from wisefuse_plugins.runtime.backends.local import LocalLambda

@@ -5,7 +5,7 @@ On each call the decorated flow decides, before any flow run starts:
 * **a plan fits** -- a plan for this flow exists (``plan=`` a path or a :class:`Plan`, else
   ``$WISEFUSE_HOME/plans/<flow>.plan.json``), a recorded trace of the flow *with the call's
   parameters* exists, the flow's task code still has the traced code hashes, and
-  :func:`~wisefuse_plugins.optimizer.plan.plan_problems` finds nothing: one flow run of
+  :func:`~wisefuse_plugins.plan.schema.plan_problems` finds nothing: one flow run of
   the same name runs the plan's units as Prefect task runs on the block's backend
   (:mod:`.planned`) and returns what the plain flow returns (``Workflow.meta["returns"]``);
 * **otherwise** it runs the flow as it is and, unless ``record=False``, *traces* that run
@@ -52,7 +52,7 @@ from prefect.flows import Flow
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir import IRError, Source, Workflow, code_hash
 from wisefuse_plugins.ir.names import safe_name
-from wisefuse_plugins.optimizer.plan import Plan, load_plan, plan_problems
+from wisefuse_plugins.plan.schema import Plan, load_plan, plan_problems
 from wisefuse_plugins.providers.prefect.planned import opaque_problem
 
 __all__ = ["PlanCheck", "WiseFuseFlow", "wisefuse"]

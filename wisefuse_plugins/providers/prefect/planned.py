@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir import Workflow
 from wisefuse_plugins.ir.names import safe_name
-from wisefuse_plugins.optimizer.plan import Plan, Unit, check_plan, is_bundled_unit, unit_graph
+from wisefuse_plugins.plan.schema import Plan, Unit, check_plan, is_bundled_unit, unit_graph
 from wisefuse_plugins.providers.prefect.returns import rebuild, stages_read
 from wisefuse_plugins.runtime import capture, passing
 from wisefuse_plugins.runtime import store as st

@@ -32,8 +32,8 @@ from typing import Any
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir import Workflow
 from wisefuse_plugins.ir.names import safe_name
-from wisefuse_plugins.model.limits import MAX_SYNC_REQUEST_BYTES, MAX_TIMEOUT_S
-from wisefuse_plugins.optimizer.plan import Unit
+from wisefuse_plugins.plan.limits import MAX_SYNC_REQUEST_BYTES, MAX_TIMEOUT_S
+from wisefuse_plugins.plan.schema import Unit
 from wisefuse_plugins.runtime.executor import Invoked
 from wisefuse_plugins.runtime.handler import ENV_ROOT, ENV_SPEC, ENV_STORE
 from wisefuse_plugins.runtime.lambda_report import Report, parse_report_line
@@ -462,7 +462,7 @@ def read_invoke_response(response: Mapping[str, Any], *, function: str, arch: st
     result = payload if error is None else {"ok": False, "error": error}
     invoked = Invoked(payload=result, error=error, log_tail=log)
     if report is not None:
-        from wisefuse_plugins.model.pricing import lambda_cost
+        from wisefuse_plugins.plan.pricing import lambda_cost
 
         invoked.duration_ms = report.duration_ms
         invoked.billed_ms = report.billed_ms

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from wisefuse_plugins.ir import Workflow
-from wisefuse_plugins.optimizer.plan import Unit
+from wisefuse_plugins.plan.schema import Unit
 from wisefuse_plugins.runtime import store as st
 from wisefuse_plugins.runtime.executor import Invoked
 from wisefuse_plugins.runtime.handler import Deployment, run_unit

@@ -9,7 +9,7 @@ times out or runs out of memory. Memory is limited per worker (cgroup v1 memory
 controller, else RLIMIT_AS) and CPU is given Lambda's share of memory / 1769 vCPUs either
 for real (cgroup v1 CPU quota, clock "cgroup") or by converting an unthrottled run's CPU
 and wall time (clock "cpu-clock", see :mod:`.cpuclock`). Every invocation is billed with
-:mod:`wisefuse_plugins.model.pricing`. With ``preload``, new workers are forked from a
+:mod:`wisefuse_plugins.plan.pricing`. With ``preload``, new workers are forked from a
 fork server that imported heavy modules once (:mod:`.forkserver`) instead of spawned. How
 it works and how it differs from Lambda: docs/local-backend.md.
 """
@@ -39,9 +39,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from wisefuse_plugins.errors import WiseFuseError
-from wisefuse_plugins.model import limits
-from wisefuse_plugins.model.pricing import DEFAULT as DEFAULT_PRICING
-from wisefuse_plugins.model.pricing import Pricing, billed_ms, lambda_cost
+from wisefuse_plugins.plan import limits
+from wisefuse_plugins.plan.pricing import DEFAULT as DEFAULT_PRICING
+from wisefuse_plugins.plan.pricing import Pricing, billed_ms, lambda_cost
 from wisefuse_plugins.runtime.backends import cgroups
 from wisefuse_plugins.runtime.backends.cpuclock import CpuClock, equivalent_s, schedstat_available
 from wisefuse_plugins.runtime.backends.forkserver import ForkedProcess, ForkServer, ForkServerError

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from wisefuse_plugins.ir import Workflow
-from wisefuse_plugins.model.limits import MAX_TIMEOUT_S
-from wisefuse_plugins.optimizer.plan import Unit
+from wisefuse_plugins.plan.limits import MAX_TIMEOUT_S
+from wisefuse_plugins.plan.schema import Unit
 from wisefuse_plugins.runtime.backends.local import FunctionConfig, LocalLambda
 from wisefuse_plugins.runtime.executor import Invoked
 from wisefuse_plugins.runtime.handler import ENV_ROOT, ENV_SPEC, ENV_STORE

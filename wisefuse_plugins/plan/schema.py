@@ -24,7 +24,7 @@ from wisefuse_plugins.ir.graphs import adjacency, find_cycle, is_connected, topo
 from wisefuse_plugins.ir.names import is_safe_name
 from wisefuse_plugins.ir.nodes import EdgePattern
 from wisefuse_plugins.ir.serde import dump_document, load_document, read_text, write_atomic
-from wisefuse_plugins.model.limits import MAX_MEMORY_MB, MIN_MEMORY_MB
+from wisefuse_plugins.plan.limits import MAX_MEMORY_MB, MIN_MEMORY_MB
 
 PLAN_FORMAT = "wisefuse-plan"
 PLAN_VERSION = 1

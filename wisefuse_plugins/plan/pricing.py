@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from wisefuse_plugins.model.limits import check_arch
+from wisefuse_plugins.plan.limits import check_arch
 
 GB_MB = 1024  # Lambda bills memory in GB of 1,024 MB
 
