@@ -346,12 +346,19 @@ def run_scenario(
     executions = {p.name[6:]: len(p.read_text().split()) for p in ctl.glob("calls-*")}
     # processes: only the backend's own may remain, and what tasks started must be gone
     wait_until(lambda: not [p for p in task_children(ctl) if alive(p)])
-    keep = backend_processes(lam)
-    leaked = sorted(
-        (descendants() - before - keep)
-        | (processes_with(tmp) - keep)
-        | {p for p in task_children(ctl) if alive(p)}
-    )
+
+    def left_behind() -> set[int]:
+        keep = backend_processes(lam)
+        return (
+            (descendants() - before - keep)
+            | (processes_with(tmp) - keep)
+            | {p for p in task_children(ctl) if alive(p)}
+        )
+
+    # a worker the backend killed (timeout, out of memory) is gone once it is reaped;
+    # on a loaded machine that takes a moment: only what outlives 10 s is a leak
+    wait_until(lambda: not left_behind(), timeout_s=10.0, step_s=0.1)
+    leaked = sorted(left_behind())
     return Outcome(
         fault=fault,
         run_id=run_id,
