@@ -968,6 +968,13 @@ NOT_RUN: dict[str, str] = {
     "not a user command",
     "airflow providers list": "needs an Airflow installation with a metadata database; "
     "tests/providers/test_airflow_provider.py checks the provider entry point it lists",
+    "airflow api-server --port 8080 & airflow scheduler & airflow dag-processor &": "starts "
+    "a deployment; tests/live/airflow_live.py starts these three processes with the "
+    "documented environment (airflow_env) for every live test",
+    "airflow dags list-import-errors": "needs a deployment; tests/live checks import errors "
+    "through the API (AirflowLive.import_errors)",
+    "airflow tasks states-for-dag-run": "needs a deployment; tests/live reads task states "
+    "through the API (AirflowLive.task_instances)",
     "airflow db migrate": "creates Airflow's metadata database; the airflow_home fixture of "
     "tests/conftest.py runs it for the tests that need one",
     "prefect block register -m wisefuse_plugins.providers.prefect": "needs a Prefect server; "
