@@ -298,3 +298,19 @@ def test_a_runtime_handler_writing_records_to_stdout_is_captured_once(lam, tmp_p
         ["WARNING chatty_app: runtime 0", "WARNING chatty_app: runtime 1"],
         ["[WARNING]\truntime 0", "[WARNING]\truntime 1"],
     ]
+
+
+def test_a_unit_killed_at_its_timeout_still_reports_what_it_printed(lam, tmp_path):
+    """No response comes back from a timed-out unit, so no ``logs`` field: what the function
+    printed reaches the caller as Lambda's log tail (``Invoked.log_tail``), which the Airflow
+    operator writes to the task log."""
+    wf = chain(chatty_app.print_then_hang, n=1)
+    _, spec_path, store = deployment(
+        wf, [["numbers", "each"]], tmp_path, "numbers-each", load=False
+    )
+    units = LocalUnits(lam, store.url, ROOT, timeout_s=2)
+    units.deploy(Unit(id="chatty-hangs", stages=["numbers", "each"]), spec_path, wf)
+    invoked = units.invoke("chatty-hangs", {"run_id": "r1", **LOGS})
+    assert invoked.error is not None and "timed out" in invoked.error["message"].lower()
+    assert "logs" not in invoked.payload
+    assert "hanging on 0" in invoked.log_tail and "making 1 numbers" in invoked.log_tail

@@ -81,3 +81,10 @@ def under_runtime_logging(x: int) -> int:
         root.addHandler(RuntimeLikeHandler())
     log.warning("runtime %d", x)
     return x
+
+
+def print_then_hang(x: int) -> int:
+    """Prints, then outlives its unit's timeout: the handler never returns its logs."""
+    print(f"hanging on {x}", flush=True)
+    time.sleep(30)
+    return x

@@ -20,6 +20,7 @@ from typing import Any
 from wisefuse_plugins.ir import Workflow
 from wisefuse_plugins.plan.limits import MAX_TIMEOUT_S
 from wisefuse_plugins.plan.schema import Unit
+from wisefuse_plugins.runtime import shim
 from wisefuse_plugins.runtime.backends.local import FunctionConfig, LocalLambda
 from wisefuse_plugins.runtime.executor import Invoked
 from wisefuse_plugins.runtime.handler import ENV_ROOT, ENV_SPEC, ENV_STORE
@@ -28,7 +29,7 @@ HANDLER = "wisefuse_plugins.runtime.handler:handler"
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 #: Makes the unit's loader import DAG and flow files with its stand-ins for Airflow and
 #: Prefect even where they are installed, as on Lambda, where they are not.
-FRAMEWORK_SHIM_VAR = "WISEFUSE_FRAMEWORK_SHIM"
+FRAMEWORK_SHIM_VAR = shim.ENV
 
 
 def thread_env() -> dict[str, str]:
@@ -88,6 +89,7 @@ class LocalUnits:
             max_memory_mb=inv.max_memory_used_mb,
             cost_usd=inv.cost_usd,
             error=runtime_error(unit_id, inv.error),
+            log_tail=inv.logs,
         )
 
 
@@ -122,8 +124,13 @@ def runtime_error(unit_id: str, error: dict[str, Any] | None) -> dict[str, Any] 
 def preload_for(workflow: Workflow) -> tuple[str, ...]:
     """Modules a fork server should import once for this workflow's units.
 
-    Units import the user's DAG or flow file, which imports its framework (seconds of CPU
-    per cold start); with these preloaded, local cold starts fork instead. Real Lambda
-    cold starts pay the import: profile without preload to measure them.
+    A unit imports the user's DAG or flow file with stand-ins for its framework (the
+    shim: :data:`FRAMEWORK_SHIM_VAR` is ``always`` in every unit's environment), so
+    preloading Airflow or Prefect would only cost the fork server seconds for modules the
+    worker then sets aside. What every unit imports is the runtime's handler and the shim:
+    with them preloaded, cold starts fork instead of spawning an interpreter. The user's
+    own imports (numpy...) are not preloaded: their thread pools are sized from each
+    function's own environment (:func:`thread_env`) when the worker imports them.
     """
-    return {"airflow": ("airflow.sdk",), "prefect": ("prefect",)}.get(workflow.source.framework, ())
+    del workflow  # the same for every framework now; kept for the callers' sake
+    return ("wisefuse_plugins.runtime.handler", "wisefuse_plugins.runtime.shim")
