@@ -594,7 +594,7 @@ def deploy(
     from rich.table import Table
 
     from wisefuse_plugins.plan.schema import load_plan
-    from wisefuse_plugins.runtime.deploy import deploy_plan
+    from wisefuse_plugins.deploy import deploy_plan
     from wisefuse_plugins.targets import load_workflow
 
     if not store.startswith("s3://"):

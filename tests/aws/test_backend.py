@@ -21,7 +21,7 @@ from wisefuse_plugins.runtime.backends.aws import (
     function_name,
     parse_report,
 )
-from wisefuse_plugins.runtime.deploy import deploy_plan
+from wisefuse_plugins.deploy import deploy_plan
 from wisefuse_plugins.runtime.executor import RunFailed, execute, prepare
 from wisefuse_plugins.runtime.s3store import S3Store
 

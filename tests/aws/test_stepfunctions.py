@@ -24,7 +24,7 @@ from wisefuse_plugins.emitters.stepfunctions import (
 )
 from wisefuse_plugins.ir import ConstItem, Stage, Workflow, callable_ref, derive_edges
 from wisefuse_plugins.plan.schema import Plan, Unit, hashes_of, single_stage_plan
-from wisefuse_plugins.runtime.deploy import deploy_plan, start_run
+from wisefuse_plugins.deploy import deploy_plan, start_run
 from wisefuse_plugins.runtime.spec import chunk_slot
 
 from ..runtime.toy import toy_app

@@ -269,7 +269,7 @@ def emit_dag(
     check_plan(plan, workflow)
     if dag is None:
         dag = _load_original(workflow)
-    from wisefuse_plugins.airflow import opaque_reads
+    from wisefuse_plugins.providers.airflow.xcomrefs import opaque_reads
 
     reads = opaque_reads(dag, workflow) if dag is not None else None
     lay = layout(workflow, plan, reads=reads)

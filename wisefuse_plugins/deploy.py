@@ -1,5 +1,8 @@
 """Deploy a plan to AWS: one Lambda function per unit and, optionally, a Step Functions machine.
 
+It sits above both the runtime (the AWS backend that deploys functions) and the emitters
+(the Step Functions definition), so neither of those imports the other.
+
 Idempotent: deploying the same plan again changes nothing; deploying an updated plan
 changes only the functions whose code or configuration differ (see
 :class:`~wisefuse_plugins.runtime.backends.aws.AwsLambdaBackend`) and the state machine
@@ -18,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wisefuse_plugins.emitters.stepfunctions import check_emittable, to_asl
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir import Workflow
 from wisefuse_plugins.ir.names import safe_name
@@ -96,8 +100,6 @@ def deploy_plan(
     ``role_arn``, which must then trust ``states.amazonaws.com`` too). Checks the plan,
     and that Step Functions can run it, before any AWS call.
     """
-    from wisefuse_plugins.emitters.stepfunctions import check_emittable, to_asl
-
     check_plan(plan, workflow)
     if state_machine:
         check_emittable(workflow, plan)
