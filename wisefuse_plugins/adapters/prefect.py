@@ -86,7 +86,7 @@ from wisefuse_plugins.ir import (
     safe_name,
 )
 
-__all__ = ["PrefectAdapterError", "from_history", "load_flow_file", "trace_flow"]
+__all__ = ["PrefectAdapterError", "from_history", "load_flow_file", "task_name", "trace_flow"]
 
 FEATURE = "the Prefect adapter"
 _API_WAIT_S = 20.0  # how long to wait for the API to record the traced run's task runs
@@ -1281,7 +1281,7 @@ class _History:
         for run in sorted(self.runs.values(), key=_created):
             node = nodes.get(run.task_key)
             if node is None:
-                node = nodes[run.task_key] = _Node(run.task_key, [], _task_name(run))
+                node = nodes[run.task_key] = _Node(run.task_key, [], task_name(run))
             node.runs.append(run)
             node.subflow = node.subflow or self.children.get(run.id)
         return list(nodes.values())
@@ -1454,7 +1454,7 @@ def _finished_before(producer: Any, consumer: Any) -> bool:
     return end is None or start is None or end <= start
 
 
-def _task_name(run: Any) -> str:
+def task_name(run: Any) -> str:
     """The task's name: Prefect names runs ``<task name>-<dynamic key prefix>``."""
     name, key = run.name or run.task_key, str(run.dynamic_key or "")
     for suffix in (key, key[:3]):

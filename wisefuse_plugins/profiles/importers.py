@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from wisefuse_plugins.adapters.prefect import task_name as _task_name
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir import Stage, Workflow
 from wisefuse_plugins.profiles.archive import OPAQUE_HASH, Archive, Sample
@@ -243,15 +244,6 @@ def _as_datetime(value: Any) -> datetime:
 # =========================================================================== Prefect
 
 PREFECT_PAGE = 200
-
-
-def _task_name(run: Any) -> str:
-    """The task's name: Prefect names runs ``<task name>-<dynamic key prefix>``."""
-    name, key = run.name or run.task_key, str(run.dynamic_key or "")
-    for suffix in (key, key[:3]):
-        if suffix and name.endswith(f"-{suffix}"):
-            return name[: -len(suffix) - 1]
-    return name.rsplit("-", 1)[0] if "-" in name else name
 
 
 def import_prefect(
