@@ -513,3 +513,38 @@ def test_emitted_files_are_ruff_clean(cases: dict[str, Case]) -> None:
         [ruff, "format", "--isolated", "--check", "--diff", *files], capture_output=True, text=True
     )
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+_FRESH_PARSE = """
+import json, sys
+from airflow.dag_processing.dagbag import DagBag
+out = {}
+for folder in sys.argv[1:]:
+    bag = DagBag(dag_folder=folder)
+    out[folder] = {"errors": {k: v[-300:] for k, v in bag.import_errors.items()},
+                   "dags": {d: sorted(dag.task_dict) for d, dag in bag.dags.items()}}
+print(json.dumps(out))
+"""
+
+
+def test_each_file_parses_alike_in_a_fresh_process(cases: dict[str, Case]) -> None:
+    """The dag-processor parses a file in a process of its own, where nothing wisefuse
+    caches (an operator's defaults, the plan snapshots) was made before, and possibly inside
+    the DAG's own ``with DAG()`` block: the same DAGs with the same tasks as here. (A bare
+    operator made to read the defaults once joined the first DAG parsed as a task.)"""
+    folders = {str(cases[name].folder): cases[name] for name in NAMES}
+    env = {**os.environ, "AIRFLOW__CORE__DAGS_FOLDER": next(iter(folders))}
+    done = subprocess.run(
+        [sys.executable, "-c", _FRESH_PARSE, *folders],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    fresh = json.loads(done.stdout.strip().splitlines()[-1])
+    for folder, case in folders.items():
+        assert fresh[folder]["errors"] == {}, fresh[folder]["errors"]
+        here = {d: sorted(dag.task_dict) for d, dag in case.bag.dags.items()}
+        assert fresh[folder]["dags"] == here, case.name

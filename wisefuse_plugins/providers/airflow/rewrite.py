@@ -30,7 +30,6 @@ emitted DAG file imports the original for its opaque tasks (:class:`~.original.O
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from collections.abc import Mapping
@@ -177,10 +176,12 @@ def _unchanged(
     """``dag`` as it is, with ``message`` logged and shown in the UI (see :func:`annotate`);
     with ``release`` (it serves the dag_id's runs) it releases their pins when they end."""
     log.warning("%s", message, exc_info=exc_info)
-    with contextlib.suppress(Exception):  # a note must never break the DAG file
+    try:
         annotate(dag, message, TAG_NOT_USED)
         if release is not None:
             _add_release(dag, release)
+    except Exception as err:  # a note must never break the DAG file, but must not hide either
+        log.warning("DAG %r: could not show why it runs unchanged in the UI: %r", dag.dag_id, err)
     return dag
 
 
@@ -263,11 +264,12 @@ def _register(old: DAG, new: DAG, *, replace: bool) -> None:
     module variable holds them; a rewritten DAG with the same dag_id must take the
     original's place there, or the parser would keep whichever it meets last.
     """
-    with contextlib.suppress(Exception):
-        from airflow.sdk.definitions._internal.contextmanager import DagContext
+    from airflow.sdk.definitions._internal.contextmanager import DagContext
 
-        registered = DagContext.autoregistered_dags
-        for entry in [e for e in registered if e[0] is old]:
-            if replace:
-                registered.discard(entry)
-            registered.add((new, entry[1]))
+    registered = getattr(DagContext, "autoregistered_dags", None)
+    if registered is None:  # an Airflow without auto-registration: module variables only
+        return
+    for entry in [e for e in registered if e[0] is old]:
+        if replace:
+            registered.discard(entry)
+        registered.add((new, entry[1]))

@@ -7,7 +7,6 @@ emitter (:mod:`wisefuse_plugins.emitters.airflow`) writes the same tasks as Pyth
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -249,12 +248,22 @@ def _merged(attr: str, values: list[Any]) -> Any:
 
 @functools.cache
 def _defaults() -> dict[str, Any]:
-    """What an operator gets for each setting when nothing is given (resolved, as tasks hold them)."""
-    from airflow.sdk import BaseOperator
+    """What an operator gets for each setting when nothing is given (resolved, as tasks hold them).
 
-    bare = BaseOperator(task_id="wisefuse_defaults")
-    found: dict[str, Any] = {}
-    for attr in SETTINGS:
-        with contextlib.suppress(Exception):
-            found[attr] = getattr(bare, attr)
-    return found
+    The first call is often made while a DAG file is parsed, inside its ``with DAG()``
+    block or ``@dag`` function: the bare operator is made outside every DAG and task
+    group context (Airflow's own idiom: push ``None``), or it would join that DAG as a
+    task of its own, which fails when it runs.
+    """
+    from airflow.sdk import BaseOperator
+    from airflow.sdk.definitions._internal.contextmanager import DagContext, TaskGroupContext
+
+    DagContext.push(None)  # type: ignore[arg-type]
+    TaskGroupContext.push(None)  # type: ignore[arg-type]
+    try:
+        bare = BaseOperator(task_id="wisefuse_defaults")
+    finally:
+        TaskGroupContext.pop()
+        DagContext.pop()
+    assert not bare.has_dag()
+    return {attr: getattr(bare, attr) for attr in SETTINGS if hasattr(bare, attr)}
