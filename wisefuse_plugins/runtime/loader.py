@@ -42,23 +42,52 @@ class CodeLoadError(WiseFuseError):
     """A referenced function cannot be found, imported, or is not the planned version."""
 
 
+class NotImportable(CodeLoadError):
+    """A path that no importer can load (not a Python source file)."""
+
+
+def module_name(path: Path, prefix: str) -> str:
+    """The ``sys.modules`` name a user file gets: unique per path, readable by its stem."""
+    return f"{prefix}{hashlib.sha1(str(path).encode()).hexdigest()[:10]}_{path.stem}"
+
+
+def import_file(path: Path, name: str, *, search_path: Path | None = None) -> ModuleType:
+    """Import the file at ``path`` (not found through ``sys.path``) as the module ``name``.
+
+    The module is registered in ``sys.modules`` under ``name`` before it runs, so that
+    ``inspect`` and pickling find it by name; ``search_path`` goes first on ``sys.path`` (if
+    absent) so that the file imports its siblings. If running the file fails, the name is
+    unregistered and the file's own exception propagates: the caller says what the import
+    was for (each caller words its own error). The adapters and the Airflow provider import
+    user files through this one function; the runtime's cached import is :func:`load_module`.
+    """
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise NotImportable(f"cannot import {path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    if search_path is not None and str(search_path) not in sys.path:
+        sys.path.insert(0, str(search_path))
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
 def _import_file(path: Path, root: Path) -> ModuleType:
     module = _modules.get(path)
     if module is not None:
         return module
-    name = f"{USER_MODULE_PREFIX}{hashlib.sha1(str(path).encode()).hexdigest()[:10]}_{path.stem}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise CodeLoadError(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    if str(root) not in sys.path:  # like Airflow's DAG folder: user files import their siblings
-        sys.path.insert(0, str(root))
-    sys.modules[name] = module
+    name = module_name(path, USER_MODULE_PREFIX)
     try:
         with shim.import_phase():  # stand-ins are inert while the file imports
-            spec.loader.exec_module(module)
+            # like Airflow's DAG folder: user files import their siblings
+            module = import_file(path, name, search_path=root)
+    except NotImportable:
+        raise
     except BaseException as err:
-        del sys.modules[name]
         raise _import_error(path, root, err) from err
     _modules[path] = module
     return module
