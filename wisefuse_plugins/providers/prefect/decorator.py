@@ -533,7 +533,7 @@ def _being_traced() -> bool:
     A small cooperation with :mod:`wisefuse_plugins.adapters.prefect` (its tracer's context
     variable), so that tracing a decorated flow traces the flow, not its plan's units.
     """
-    adapter = sys.modules.get("wisefuse_plugins.adapters.prefect")
+    adapter = sys.modules.get("wisefuse_plugins.adapters.prefect.patch")
     active = getattr(adapter, "_ACTIVE", None)
     return active is not None and active.get() is not None
 

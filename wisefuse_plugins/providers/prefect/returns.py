@@ -312,7 +312,7 @@ def run_order_from_tracer() -> dict[str, list[Any]] | None:
     ``{run id: [task key, call number, instance or None]}``, numbered as the adapter
     numbers ``Stage.meta["call"]``.
     """
-    adapter = sys.modules.get("wisefuse_plugins.adapters.prefect")
+    adapter = sys.modules.get("wisefuse_plugins.adapters.prefect.patch")
     active = getattr(adapter, "_ACTIVE", None)
     tracer = active.get() if active is not None else None
     calls = getattr(tracer, "calls", None)
