@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextvars
 import copy
-import hashlib
-import importlib.util
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -181,22 +179,15 @@ class OriginalDag:
         from airflow.sdk import DAG
         from airflow.sdk.definitions._internal.contextmanager import DagContext
 
+        from wisefuse_plugins.runtime.loader import import_file, module_name
+
         before = set(DagContext.autoregistered_dags)
-        digest = hashlib.sha1(str(self.path).encode()).hexdigest()[:10]
-        name = f"wisefuse_original_{digest}_{self.path.stem}"
+        name = module_name(self.path, "wisefuse_original_")
         module = sys.modules.get(name)
         if module is None:
-            spec = importlib.util.spec_from_file_location(name, self.path)
-            if spec is None or spec.loader is None:
-                raise WiseFuseError(f"cannot import {self.path}")
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module
             token = _loading_original.set(True)  # its own rewrite line, if any, is moot here
             try:
-                spec.loader.exec_module(module)
-            except BaseException:
-                del sys.modules[name]
-                raise
+                module = import_file(self.path, name)
             finally:
                 _loading_original.reset(token)
         added = set(DagContext.autoregistered_dags) - before
