@@ -37,8 +37,9 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         {"plan"},  # the plan schema, Lambda's limits and prices, the lowering: imports ir
         {"model"},  # the performance and cost model
         {"runtime"},  # handler, store, executor, backends: runs a plan's units
-        {"optimizer", "profiles"},  # planning (uses the model); profiling (runs on a backend)
-        {"adapters"},  # framework objects -> IR
+        {"adapters"},  # framework objects -> IR (stage ids from task names)
+        {"optimizer", "profiles"},  # planning (uses the model); profiling (runs on a backend,
+        # imports framework history under the adapters' stage ids)
         {"targets"},  # which framework a file uses (asks the adapters)
         {"providers"},  # Airflow and Prefect integrations: run a plan in the framework
         {"emitters"},  # (IR, plan) -> Airflow / Prefect source, Step Functions ASL

@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 
 from wisefuse_plugins.ir import ConstItem, Stage, Workflow, callable_ref, derive_edges
+from wisefuse_plugins.plan.lower import chunk_slot, count_source
 from wisefuse_plugins.plan.schema import Plan, Unit, hashes_of
 from wisefuse_plugins.runtime import store as st
 from wisefuse_plugins.runtime.backends.inprocess import InProcessBackend
 from wisefuse_plugins.runtime.executor import execute, prepare
 from wisefuse_plugins.runtime.handler import Deployment, WiseFuseUnitFailed, handler, run_unit
 from wisefuse_plugins.runtime.loader import load_callable
-from wisefuse_plugins.runtime.spec import chunk_slot, count_source, read_spec
+from wisefuse_plugins.runtime.spec import read_spec
 
 from ..runtime.toy import toy_app
 from ..runtime.toyflows import PLANS, ROOT, expected_total, plan, toy_workflow

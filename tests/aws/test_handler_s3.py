@@ -15,11 +15,11 @@ import sys
 import zipfile
 from pathlib import Path
 
+from wisefuse_plugins.plan.lower import chunk_slot
 from wisefuse_plugins.runtime import store as st
 from wisefuse_plugins.runtime.executor import prepare
 from wisefuse_plugins.runtime.handler import handler
 from wisefuse_plugins.runtime.packaging import CODE_DIR, UNITS_DIR, Packager
-from wisefuse_plugins.runtime.spec import chunk_slot
 
 from ..runtime.toyflows import PLANS, ROOT, expected_total, plan, toy_workflow
 from .awsflows import FakeContext

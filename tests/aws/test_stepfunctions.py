@@ -15,6 +15,7 @@ import time
 import networkx as nx
 import pytest
 
+from wisefuse_plugins.deploy import deploy_plan, start_run
 from wisefuse_plugins.emitters.stepfunctions import (
     LAMBDA_INVOKE,
     EmitError,
@@ -23,9 +24,8 @@ from wisefuse_plugins.emitters.stepfunctions import (
     to_asl,
 )
 from wisefuse_plugins.ir import ConstItem, Stage, Workflow, callable_ref, derive_edges
+from wisefuse_plugins.plan.lower import chunk_slot
 from wisefuse_plugins.plan.schema import Plan, Unit, hashes_of, single_stage_plan
-from wisefuse_plugins.deploy import deploy_plan, start_run
-from wisefuse_plugins.runtime.spec import chunk_slot
 
 from ..runtime.toy import toy_app
 from ..runtime.toyflows import PLANS, ROOT, plan, toy_workflow

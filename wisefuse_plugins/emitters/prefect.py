@@ -99,8 +99,8 @@ def _docstring(workflow: Workflow, plan: Plan, flow_name: str) -> list[str]:
 
 def emit_flow(workflow: Workflow, plan: Plan, *, flow_name: str | None = None) -> str:
     """The source of a flow file that runs ``workflow`` under ``plan`` (see the module doc)."""
+    from wisefuse_plugins.plan.lower import count_source
     from wisefuse_plugins.plan.schema import unit_graph
-    from wisefuse_plugins.runtime.spec import count_source
 
     check_plan(plan, workflow)
     opaque = [s.id for s in workflow.stages if not s.is_python]

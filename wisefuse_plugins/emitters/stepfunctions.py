@@ -18,7 +18,7 @@ inputs from the store and counts upstream instances there itself.
 
 How a Map gets its items: the number of instances is known only at run time (the length
 of an upstream list). The unbundled unit that produces that list (followed back through
-chains of bundled units, see :func:`~wisefuse_plugins.runtime.spec.count_source`) lists
+chains of bundled units, see :func:`~wisefuse_plugins.plan.lower.count_source`) lists
 the bundled unit in its spec's ``bundles``, and its handler response carries
 ``"chunks": {slot: [[0, 1], [2, 3], [4]]}``. That Task's ``ResultSelector`` keeps only
 those lists, at ``$.<producer slot>`` in the state; the Map's ``ItemsPath`` points there.
@@ -43,8 +43,8 @@ import networkx as nx
 
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir import Workflow
+from wisefuse_plugins.plan.lower import chunk_slot, chunks, count_source
 from wisefuse_plugins.plan.schema import Plan, Unit, check_plan, is_bundled_unit, unit_graph
-from wisefuse_plugins.runtime.spec import chunk_slot, count_source
 
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
 MAX_STATE_NAME = 80
@@ -156,15 +156,12 @@ class _Emitter:
                 continue
             src = count_source(workflow, plan, u.id)
             if isinstance(src, int):
-                b = u.bundle_size
-                self.static[chunk_slot(u.id)] = [
-                    list(range(i, min(i + b, src))) for i in range(0, src, b)
-                ]
+                self.static[chunk_slot(u.id)] = chunks(src, u.bundle_size)
                 self.items_path[u.id] = f"$.{STATIC_SLOT}.{chunk_slot(u.id)}"
             else:
                 assert src is not None  # check_emittable
-                self.produces.setdefault(src[0], []).append(u.id)
-                self.items_path[u.id] = f"$.{chunk_slot(src[0])}.{chunk_slot(u.id)}"
+                self.produces.setdefault(src.unit, []).append(u.id)
+                self.items_path[u.id] = f"$.{chunk_slot(src.unit)}.{chunk_slot(u.id)}"
 
     def retry(self, unit: Unit) -> list[dict[str, Any]]:
         retriers: list[dict[str, Any]] = [

@@ -43,8 +43,9 @@ from pathlib import Path
 from typing import Any
 
 from wisefuse_plugins.errors import WiseFuseError
-from wisefuse_plugins.ir import Collect, ConstItem, Item, Output, Stage, Workflow
+from wisefuse_plugins.ir import Collect, Item, Output, Stage, Workflow
 from wisefuse_plugins.plan.limits import MAX_MEMORY_MB, MIN_MEMORY_MB, bundle_threads
+from wisefuse_plugins.plan.lower import agreed_count
 from wisefuse_plugins.plan.schema import Arch, Plan, Unit, single_stage_plan
 from wisefuse_plugins.profiles.archive import Archive, FailureRecord, Sample
 from wisefuse_plugins.runtime import store as st
@@ -329,15 +330,14 @@ class _Inputs:
 
 
 def _instance_count(workflow: Workflow, stage: Stage, inputs: _Inputs) -> int:
-    """How many instances ``stage`` had in the materialising run."""
-    for b in stage.bindings.values():
-        if isinstance(b, ConstItem):
-            return len(b.values)
-        if isinstance(b, Item):
-            if workflow.stage(b.stage).mapped or b.key is None:
-                return inputs.count(b.stage)  # instances, or the scattered elements
-            return len(inputs.value(b.stage)[b.key])  # a list inside a dict output
-    return 1
+    """How many instances ``stage`` had in the materialising run (all its inputs agree)."""
+
+    def items(b: Item) -> int:
+        if workflow.stage(b.stage).mapped or b.key is None:
+            return inputs.count(b.stage)  # instances, or the scattered elements
+        return len(inputs.value(b.stage)[b.key])  # a list inside a dict output
+
+    return agreed_count(f"stage {stage.id!r}", stage.bindings, items)
 
 
 def _input_bytes(workflow: Workflow, stage: Stage, instance: int | None, inputs: _Inputs) -> int:

@@ -33,9 +33,10 @@ from typing import Any, Protocol
 import networkx as nx
 
 from wisefuse_plugins.errors import WiseFuseError
-from wisefuse_plugins.ir import ConstItem, Item, Workflow
+from wisefuse_plugins.ir import Workflow
+from wisefuse_plugins.plan.lower import keyed_count, unit_chunks
 from wisefuse_plugins.plan.pricing import DEFAULT, Pricing, s3_cost
-from wisefuse_plugins.plan.schema import Plan, Unit, check_plan, is_bundled_unit, unit_graph
+from wisefuse_plugins.plan.schema import Plan, Unit, check_plan, unit_graph
 from wisefuse_plugins.runtime import store as st
 from wisefuse_plugins.runtime.passing import Values
 from wisefuse_plugins.runtime.spec import unit_spec, write_spec
@@ -125,30 +126,6 @@ def prepare(workflow: Workflow, plan: Plan, workdir: Path) -> dict[str, Path]:
             unit_spec(workflow, plan, unit.id), workdir / f"{unit.id}.unit.json"
         )
     return paths
-
-
-def _instance_count(workflow: Workflow, unit: Unit, counts: dict[str, int]) -> int:
-    first = workflow.stage(unit.stages[0])
-    for b in first.bindings.values():
-        if isinstance(b, ConstItem):
-            return len(b.values)
-        if isinstance(b, Item):
-            name = (
-                b.stage
-                if b.key is None or workflow.stage(b.stage).mapped
-                else keyed_count(b.stage, b.key)
-            )
-            if name in counts:
-                return counts[name]
-            raise WiseFuseError(
-                f"unit {unit.id!r} maps over {b.stage!r}, whose size is not known yet"
-            )
-    raise WiseFuseError(f"unit {unit.id!r} is bundled but its first stage is not mapped")
-
-
-def keyed_count(stage: str, key: str) -> str:
-    """The counts entry of the list at ``key`` in an unmapped stage's dict output."""
-    return f"{stage}[{key}]"
 
 
 def _record_counts(payload: dict[str, Any], counts: dict[str, int], lock: threading.Lock) -> None:
@@ -242,14 +219,8 @@ def execute(
 
         def launch(unit_id: str) -> None:
             unit = units[unit_id]
-            if is_bundled_unit(unit, workflow):
-                n = _instance_count(workflow, unit, counts)
-                chunks = [
-                    list(range(i, min(i + unit.bundle_size, n)))
-                    for i in range(0, n, unit.bundle_size)
-                ]
-            else:
-                chunks = [None]
+            found = unit_chunks(workflow, unit, counts)  # None: not bundled, one invocation
+            chunks: list[list[int] | None] = [None] if found is None else list(found)
             if not chunks:  # mapping over an empty list: nothing to run
                 pending_calls[unit_id] = 0
                 finish(unit_id)

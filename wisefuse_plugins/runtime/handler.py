@@ -67,6 +67,7 @@ from typing import Any
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir.nodes import Collect, Const, ConstItem, Item, Output
 from wisefuse_plugins.plan.limits import bundle_threads
+from wisefuse_plugins.plan.lower import agreed_count, chunks
 from wisefuse_plugins.runtime import capture, passing
 from wisefuse_plugins.runtime import store as st
 from wisefuse_plugins.runtime.loader import load_callable, use_framework_shim
@@ -318,25 +319,18 @@ class Invocation:
         return self._count(stage)
 
     def mapped_count(self, spec: StageSpec) -> int:
-        """How many instances a mapped stage runs inside an unbundled unit."""
-        lengths = set()
-        for b in spec.bindings.values():
-            if isinstance(b, ConstItem):
-                lengths.add(len(b.values))
-            elif isinstance(b, Item):
-                if self._inside(b.stage):
-                    if self._mapped(b.stage):
-                        lengths.add(self.instance_count_of(b.stage))
-                    else:
-                        lengths.add(len(self._whole(b.stage, b.key)))
-                else:
-                    keyed = b.key is not None and b.stage not in self.spec.mapped_upstream
-                    lengths.add(len(self._whole(b.stage, b.key)) if keyed else self._count(b.stage))
-        if len(lengths) != 1:
-            raise ValueError(
-                f"stage {spec.id!r} maps over inputs of different lengths {sorted(lengths)}"
-            )
-        return lengths.pop()
+        """How many instances a mapped stage runs inside an unbundled unit (all the
+        lengths it maps over agree: :func:`~wisefuse_plugins.plan.lower.agreed_count`)."""
+        return agreed_count(f"stage {spec.id!r}", spec.bindings, self._items)
+
+    def _items(self, b: Item) -> int:
+        """How many elements item binding ``b`` maps over."""
+        if self._inside(b.stage):
+            if self._mapped(b.stage):
+                return self.instance_count_of(b.stage)
+            return len(self._whole(b.stage, b.key))
+        keyed = b.key is not None and b.stage not in self.spec.mapped_upstream
+        return len(self._whole(b.stage, b.key)) if keyed else self._count(b.stage)
 
     # -- running ------------------------------------------------------------------------
 
@@ -545,7 +539,7 @@ def _run_unit(
     inv = Invocation(dep, req, threads=bundle_threads(memory_mb), logs=logs)
     try:
         inv.run()
-        chunks = _chunks(inv) if dep.spec.bundles else None
+        counted = _chunks(inv) if dep.spec.bundles else None
     except StageFailed as failed:
         return {"ok": False, "error": failed.info, "timings": inv.timings}
     except Exception as err:
@@ -561,22 +555,22 @@ def _run_unit(
         "store": {"gets": inv.store.gets, "puts": inv.store.puts},
         "handler_ms": round((time.perf_counter() - start) * 1000, 3),
     }
-    if chunks is not None:
-        response["chunks"] = chunks
+    if counted is not None:
+        response["chunks"] = counted
     return response
 
 
 def _chunks(inv: Invocation) -> dict[str, list[list[int]]]:
     """Instance chunks of the bundled units downstream that this unit can count."""
-    chunks = {}
+    found = {}
     for b in inv.spec.bundles:
         n = (
             inv.instance_count_of(b.stage)
             if inv._mapped(b.stage)
             else len(inv._whole(b.stage, b.key))
         )
-        chunks[b.slot] = [list(range(i, min(i + b.size, n))) for i in range(0, n, b.size)]
-    return chunks
+        found[b.slot] = chunks(n, b.size)
+    return found
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:

@@ -1,5 +1,8 @@
 """The unit spec: what one Lambda function of a plan runs, fixed at deploy time.
 
+It is the serialised form of the plan's lowering (:mod:`wisefuse_plugins.plan.lower`):
+the stages, reads and writes of one unit, plus the callables and bindings to run them.
+
 The handler reads its spec from the deployment (``WISEFUSE_UNIT_SPEC``: a file beside the
 code), never from the event: an event only says which run and which instances, and where
 upstream values are. That is what keeps an invocation from running arbitrary code.
@@ -7,14 +10,14 @@ upstream values are. That is what keeps an invocation from running arbitrary cod
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from wisefuse_plugins.ir import Binding, CallableRef, ConstItem, Item, Workflow
+from wisefuse_plugins.ir import Binding, CallableRef, Workflow
 from wisefuse_plugins.ir.serde import write_atomic
-from wisefuse_plugins.plan.schema import Plan, is_bundled_unit
+from wisefuse_plugins.plan.lower import CountOrigin, chunk_slot, count_source, unit_io
+from wisefuse_plugins.plan.schema import Plan
 
 SPEC_VERSION = 1
 
@@ -70,62 +73,18 @@ class UnitSpec(BaseModel):
     bundles: list[BundleSpec] = Field(default_factory=list)
 
 
-def chunk_slot(unit_id: str) -> str:
-    """A name for ``unit_id`` that JSONPath accepts in dot notation, distinct per unit id.
-
-    Step Functions paths need ``[A-Za-z_][A-Za-z0-9_]*`` members; unit ids may hold ``-``
-    and start with a digit.
-    """
-    safe = unit_id.replace("-", "_")
-    if safe == unit_id:
-        return f"u_{unit_id}"
-    return f"u_{safe}_{hashlib.sha1(unit_id.encode()).hexdigest()[:6]}"
-
-
-def count_source(
-    workflow: Workflow, plan: Plan, unit_id: str
-) -> tuple[str, str, str | None] | int | None:
-    """Where the number of instances of bundled unit ``unit_id`` becomes known.
-
-    An ``int``: it is static (a literal list). A ``(unit, stage, key)``: the unbundled unit
-    whose stage produces the list mapped over (or the mapped stage whose instances are
-    paired one to one), following chains of bundled units back to it. None: not a
-    bundled unit, or the count comes from a stage outside the plan (opaque).
-    """
-    owner = {s: u for u in plan.units for s in u.stages}
-    unit = plan.unit(unit_id)
-    seen: set[str] = set()
-    order = workflow.topological_order()
-    while is_bundled_unit(unit, workflow) and unit.id not in seen:
-        seen.add(unit.id)
-        members = set(unit.stages)
-        source: Item | None = None
-        for sid in (s for s in order if s in members):
-            for b in workflow.stage(sid).bindings.values():
-                if isinstance(b, ConstItem):
-                    return len(b.values)
-                if isinstance(b, Item) and b.stage not in members:
-                    source = b
-                    break
-            if source is not None:
-                break
-        if source is None or source.stage not in owner:
-            return None
-        unit = owner[source.stage]
-        if not is_bundled_unit(unit, workflow):
-            key = None if workflow.stage(source.stage).mapped else source.key
-            return unit.id, source.stage, key
-    return None
-
-
 def _bundles(workflow: Workflow, plan: Plan, unit_id: str) -> list[BundleSpec]:
     found = []
     for u in sorted(plan.units, key=lambda u: u.id):
         src = count_source(workflow, plan, u.id)
-        if isinstance(src, tuple) and src[0] == unit_id:
+        if isinstance(src, CountOrigin) and src.unit == unit_id:
             found.append(
                 BundleSpec(
-                    unit=u.id, slot=chunk_slot(u.id), stage=src[1], key=src[2], size=u.bundle_size
+                    unit=u.id,
+                    slot=chunk_slot(u.id),
+                    stage=src.stage,
+                    key=src.key,
+                    size=u.bundle_size,
                 )
             )
     return found
@@ -133,44 +92,21 @@ def _bundles(workflow: Workflow, plan: Plan, unit_id: str) -> list[BundleSpec]:
 
 def unit_spec(workflow: Workflow, plan: Plan, unit_id: str) -> UnitSpec:
     """Build the spec of ``unit_id`` (at deploy time; the handler only reads specs)."""
-    unit = plan.unit(unit_id)
-    members = set(unit.stages)
-    order = [s for s in workflow.topological_order() if s in members]
-    exports, scatter = [], []
-    for sid in order:
-        outside = [d for d in workflow.successors(sid) if d not in members]
-        if not workflow.successors(sid) or any(
-            workflow.edge(sid, d).kind == "data" for d in outside
-        ):
-            exports.append(sid)
-        if not workflow.stage(sid).mapped and any(
-            isinstance(b, Item) and b.stage == sid and b.key is None
-            for d in outside
-            for b in workflow.stage(d).bindings.values()
-        ):
-            scatter.append(sid)
-    mapped_upstream = sorted(
-        {
-            src
-            for sid in order
-            for src in workflow.stage(sid).upstream_ids()
-            if src not in members and workflow.stage(src).mapped
-        }
-    )
+    io = unit_io(workflow, plan, unit_id)
     stages = []
-    for sid in order:
+    for sid in io.stages:
         s = workflow.stage(sid)
         assert s.callable is not None  # a plan only holds python stages (check_plan)
         stages.append(StageSpec(id=s.id, callable=s.callable, bindings=s.bindings, mapped=s.mapped))
     return UnitSpec(
         workflow=workflow.name,
-        unit=unit.id,
-        bundled=is_bundled_unit(unit, workflow),
+        unit=io.unit,
+        bundled=io.bundled,
         stages=stages,
-        exports=exports,
-        scatter=scatter,
-        mapped_upstream=mapped_upstream,
-        bundles=_bundles(workflow, plan, unit.id),
+        exports=list(io.exports),
+        scatter=list(io.scatter),
+        mapped_upstream=list(io.mapped_upstream),
+        bundles=_bundles(workflow, plan, io.unit),
     )
 
 

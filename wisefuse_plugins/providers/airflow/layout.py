@@ -36,8 +36,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from wisefuse_plugins.ir import Collect, Item, Output, Workflow
+from wisefuse_plugins.plan.lower import CountOrigin, count_source
+from wisefuse_plugins.plan.lower import chunks as chunk_list  # the name operators.py imports
 from wisefuse_plugins.plan.schema import Plan, Unit, is_bundled_unit, unit_order
-from wisefuse_plugins.runtime.spec import UnitSpec, count_source, unit_spec
+from wisefuse_plugins.runtime.spec import UnitSpec, unit_spec
 
 RETURN_KEY = "return_value"
 CHUNKS_SUFFIX = "__chunks"
@@ -47,11 +49,6 @@ RELAY_SUFFIX = "__xcom"
 def count_key(unit_id: str) -> str:
     """The XCom key under which the counting unit's task pushes a bundled unit's instance count."""
     return f"wisefuse_count__{unit_id}"
-
-
-def chunk_list(n: int, size: int) -> list[list[int]]:
-    """Instance numbers ``0..n-1`` in chunks of ``size`` (the last one may be shorter)."""
-    return [list(range(i, min(i + size, n))) for i in range(0, n, size)]
 
 
 @dataclass(frozen=True)
@@ -369,11 +366,11 @@ def _chunk_source(
     if isinstance(src, int):
         return ChunkSource("static", size, chunks=chunk_list(src, size))
     chunk_task = _unique(f"{task_id}{CHUNKS_SUFFIX}", taken)
-    if isinstance(src, tuple):
+    if isinstance(src, CountOrigin):
         return ChunkSource(
             "unit",
             size,
-            task_id=unit_task_ids[src[0]],
+            task_id=unit_task_ids[src.unit],
             key=count_key(unit.id),
             chunk_task_id=chunk_task,
         )

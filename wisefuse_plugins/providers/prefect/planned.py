@@ -34,11 +34,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir import Workflow
 from wisefuse_plugins.ir.names import safe_name
+from wisefuse_plugins.plan.lower import CountOrigin, chunks, count_source
 from wisefuse_plugins.plan.schema import Plan, Unit, check_plan, is_bundled_unit, unit_graph
 from wisefuse_plugins.providers.prefect.returns import rebuild, stages_read
 from wisefuse_plugins.runtime import capture, passing
 from wisefuse_plugins.runtime import store as st
-from wisefuse_plugins.runtime.spec import UnitSpec, count_source, unit_spec, write_spec
+from wisefuse_plugins.runtime.spec import UnitSpec, unit_spec, write_spec
 
 if TYPE_CHECKING:
     from wisefuse_plugins.providers.prefect.blocks import WiseFuseLambda
@@ -262,18 +263,18 @@ class PlannedRun:
         src = count_source(self.workflow, self.plan, unit_id)
         if isinstance(src, int):
             n = src
-        elif isinstance(src, tuple) and src[2] is None and src[1] in self.counts:
-            n = self.counts[src[1]]
-        elif isinstance(src, tuple) and src[2] is not None:  # a list inside a dict output
-            n = len(self.output(src[1])[src[2]])
+        elif isinstance(src, CountOrigin) and src.key is None and src.stage in self.counts:
+            n = self.counts[src.stage]
+        elif isinstance(src, CountOrigin) and src.key is not None:  # a list in a dict output
+            n = len(self.output(src.stage)[src.key])
         else:
             n = self.workflow.stage(unit.stages[0]).parallelism
-        return [list(range(i, min(i + unit.bundle_size, n))) for i in range(0, n, unit.bundle_size)]
+        return chunks(n, unit.bundle_size)
 
     def count_source_unit(self, unit_id: str) -> str | None:
         """The unit that must finish before a bundled unit's chunks are known."""
         src = count_source(self.workflow, self.plan, unit_id)
-        return src[0] if isinstance(src, tuple) else None
+        return src.unit if isinstance(src, CountOrigin) else None
 
     # ---------------------------------------------------------------- results
 
