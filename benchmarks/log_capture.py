@@ -35,7 +35,7 @@ from wisefuse_plugins.runtime import store as st
 from wisefuse_plugins.runtime.backends.local import LocalLambda
 from wisefuse_plugins.runtime.backends.units import LocalUnits
 from wisefuse_plugins.runtime.executor import prepare
-from wisefuse_plugins.runtime.handler import Deployment, run_unit
+from wisefuse_plugins.runtime.handler import LoadedUnit, run_unit
 from wisefuse_plugins.runtime.loader import load_callable
 from wisefuse_plugins.runtime.spec import read_spec
 
@@ -70,7 +70,7 @@ def each(x: int) -> int:
 """
 
 
-def build(root: Path, work: Path) -> dict[str, tuple[Deployment, Path, dict[str, Any], int]]:
+def build(root: Path, work: Path) -> dict[str, tuple[LoadedUnit, Path, dict[str, Any], int]]:
     """The three units: (deployment, spec path, event, memory MB) by name."""
     (root / "bench_app.py").write_text(APP)
     spec = importlib.util.spec_from_file_location("bench_app", root / "bench_app.py")
@@ -82,7 +82,7 @@ def build(root: Path, work: Path) -> dict[str, tuple[Deployment, Path, dict[str,
         return Stage(id=fn.__name__, callable=callable_ref(fn, root), **kw)
 
     store = st.LocalStore(work / "store")
-    units: dict[str, tuple[Deployment, Path, dict[str, Any], int]] = {}
+    units: dict[str, tuple[LoadedUnit, Path, dict[str, Any], int]] = {}
     cases = {
         "silent": ([stage(mod.silent, bindings={"n": Const(value=1000)})], [["silent"]], {}),
         "chatty": ([stage(mod.chatty, bindings={"n": Const(value=7)})], [["chatty"]], {}),
@@ -105,7 +105,7 @@ def build(root: Path, work: Path) -> dict[str, tuple[Deployment, Path, dict[str,
         paths = prepare(wf, plan, work / name)
         if name == "bundle":  # its input, stored once
             upstream = read_spec(paths["numbers"])
-            dep = Deployment(
+            dep = LoadedUnit(
                 upstream, root, store, {"numbers": load_callable(upstream.stages[0].callable, root)}
             )
             assert run_unit(dep, {"run_id": "bench"}, 1769)["ok"]
@@ -116,7 +116,7 @@ def build(root: Path, work: Path) -> dict[str, tuple[Deployment, Path, dict[str,
         if name == "bundle":
             event.update(instances=list(range(8)), counts={"numbers": 8})
         units[name] = (
-            Deployment(spec_, root, store, fns),
+            LoadedUnit(spec_, root, store, fns),
             paths[unit_id],
             event,
             3538 if name == "bundle" else 1769,

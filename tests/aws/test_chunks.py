@@ -16,7 +16,7 @@ from wisefuse_plugins.plan.schema import Plan, Unit, hashes_of
 from wisefuse_plugins.runtime import store as st
 from wisefuse_plugins.runtime.backends.inprocess import InProcessBackend
 from wisefuse_plugins.runtime.executor import execute, prepare
-from wisefuse_plugins.runtime.handler import Deployment, WiseFuseUnitFailed, handler, run_unit
+from wisefuse_plugins.runtime.handler import LoadedUnit, WiseFuseUnitFailed, handler, run_unit
 from wisefuse_plugins.runtime.loader import load_callable
 from wisefuse_plugins.runtime.spec import read_spec
 
@@ -24,9 +24,9 @@ from ..runtime.toy import toy_app
 from ..runtime.toyflows import PLANS, ROOT, expected_total, plan, toy_workflow
 
 
-def _dep(wf, p, unit_id: str, tmp_path: Path, store) -> Deployment:
+def _dep(wf, p, unit_id: str, tmp_path: Path, store) -> LoadedUnit:
     spec = read_spec(prepare(wf, p, tmp_path / "units")[unit_id])
-    return Deployment(
+    return LoadedUnit(
         spec, ROOT, store, {s.id: load_callable(s.callable, ROOT) for s in spec.stages}
     )
 

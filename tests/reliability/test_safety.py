@@ -393,12 +393,12 @@ def test_run_unit_keeps_outputs_inline_only_within_budget(tmp_path):
     ctl = tmp_path / "ctl"
     ctl.mkdir()
     wf = fault_workflow(ctl, n=2)
-    from wisefuse_plugins.runtime.handler import Deployment
+    from wisefuse_plugins.runtime.handler import LoadedUnit
 
     specs = prepare(wf, plan_of(wf, *PLANS["single"]), tmp_path / "units")
     spec = read_spec(specs["make"])
     store = st.LocalStore(tmp_path / "store")
-    dep = Deployment(spec, ROOT, store, {"make": lambda n, ctl="": ["x" * 100_000] * n})
+    dep = LoadedUnit(spec, ROOT, store, {"make": lambda n, ctl="": ["x" * 100_000] * n})
     answer = run_unit(dep, {"run_id": "big"}, 1769)
     assert answer["ok"] and "value" not in answer["outputs"][0]
     assert len(json.dumps(answer)) < 10_000

@@ -19,7 +19,7 @@ from wisefuse_plugins.plan.schema import (
 from wisefuse_plugins.runtime import store as st
 from wisefuse_plugins.runtime.backends.inprocess import InProcessBackend
 from wisefuse_plugins.runtime.executor import RunFailed, execute, prepare
-from wisefuse_plugins.runtime.handler import Deployment, run_unit
+from wisefuse_plugins.runtime.handler import LoadedUnit, run_unit
 from wisefuse_plugins.runtime.loader import CodeLoadError, load_callable
 from wisefuse_plugins.runtime.spec import read_spec
 
@@ -140,7 +140,7 @@ def test_no_retries_fails(tmp_path):
 def _deployment(wf, p, unit_id, tmp_path, store):
     spec = read_spec(prepare(wf, p, tmp_path / "units")[unit_id])
     fns = {s.id: load_callable(s.callable, ROOT) for s in spec.stages}
-    return Deployment(spec, ROOT, store, fns)
+    return LoadedUnit(spec, ROOT, store, fns)
 
 
 def test_rerun_of_same_invocation_leaves_store_unchanged(tmp_path):

@@ -20,7 +20,7 @@ from wisefuse_plugins.runtime import store as st
 from wisefuse_plugins.runtime.backends.local import LocalLambda
 from wisefuse_plugins.runtime.backends.units import LocalUnits
 from wisefuse_plugins.runtime.executor import prepare
-from wisefuse_plugins.runtime.handler import Deployment, run_unit
+from wisefuse_plugins.runtime.handler import LoadedUnit, run_unit
 from wisefuse_plugins.runtime.loader import load_callable
 from wisefuse_plugins.runtime.spec import read_spec
 
@@ -62,7 +62,7 @@ def deployment(
     if not load:  # the handler loads it (and prints what it prints at import)
         return None, spec_path, store
     fns = {s.id: load_callable(s.callable, root) for s in spec.stages}
-    return Deployment(spec, root, store, fns), spec_path, store
+    return LoadedUnit(spec, root, store, fns), spec_path, store
 
 
 def lines_of(response, stage=None, stream=None):
@@ -196,7 +196,7 @@ def test_the_lambda_entry_point_captures_setup_and_threads(tmp_path, monkeypatch
     monkeypatch.setenv(handler_module.ENV_SPEC, str(spec_path))
     monkeypatch.setenv(handler_module.ENV_ROOT, str(root))
     monkeypatch.setenv(handler_module.ENV_STORE, store.url)
-    monkeypatch.setattr(handler_module, "_deployment", None)
+    monkeypatch.setattr(handler_module, "_loaded", None)
     out = handler_module.handler({"run_id": "r1", **LOGS}, None)  # 1769 MB: one thread
     assert out["ok"]
     assert lines_of(out, "<setup>") == [(None, "chatty_app imported")]

@@ -12,7 +12,7 @@ from wisefuse_plugins.runtime import passing
 from wisefuse_plugins.runtime import store as st
 from wisefuse_plugins.runtime.backends.inprocess import InProcessBackend
 from wisefuse_plugins.runtime.executor import execute, prepare
-from wisefuse_plugins.runtime.handler import Deployment, run_unit
+from wisefuse_plugins.runtime.handler import LoadedUnit, run_unit
 from wisefuse_plugins.runtime.loader import load_callable
 from wisefuse_plugins.runtime.spec import read_spec, unit_spec
 
@@ -138,6 +138,6 @@ def test_the_model_prices_values_passed_by_value_without_requests():
 
 def _deployment(wf, p, unit_id, tmp_path, store):
     spec = read_spec(prepare(wf, p, tmp_path / "units")[unit_id])
-    return Deployment(
+    return LoadedUnit(
         spec, ROOT, store, {s.id: load_callable(s.callable, ROOT) for s in spec.stages}
     )

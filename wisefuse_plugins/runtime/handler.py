@@ -98,8 +98,10 @@ class WiseFuseUnitFailed(Exception):
 
 
 @dataclass
-class Deployment:
-    """What a warm execution environment keeps between invocations."""
+class LoadedUnit:
+    """A unit loaded in its execution environment: its spec, the user's functions imported,
+    the store opened. A warm environment keeps it between invocations. (Not to be confused
+    with the handle to a deployed function, ``providers.airflow.hooks.Deployed``.)"""
 
     spec: UnitSpec
     root: Path
@@ -107,7 +109,7 @@ class Deployment:
     functions: dict[str, Callable]
 
     @classmethod
-    def from_env(cls) -> Deployment:
+    def from_env(cls) -> LoadedUnit:
         spec_path = os.environ.get(ENV_SPEC)
         if not spec_path:
             raise WiseFuseError(f"{ENV_SPEC} is not set", hint="deploy the unit with wisefuse")
@@ -119,17 +121,17 @@ class Deployment:
         return cls(spec, root, store, functions)
 
 
-_deployment: Deployment | None = None
-_deployment_key: tuple[str | None, ...] | None = None
+_loaded: LoadedUnit | None = None
+_loaded_key: tuple[str | None, ...] | None = None
 
 
-def deployment() -> Deployment:
-    """The cached deployment (loaded on the cold start, like module-level init on Lambda)."""
-    global _deployment, _deployment_key
+def loaded_unit() -> LoadedUnit:
+    """The cached unit (loaded on the cold start, like module-level init on Lambda)."""
+    global _loaded, _loaded_key
     key = tuple(os.environ.get(k) for k in (ENV_SPEC, ENV_ROOT, ENV_STORE))
-    if _deployment is None or key != _deployment_key:
-        _deployment, _deployment_key = Deployment.from_env(), key
-    return _deployment
+    if _loaded is None or key != _loaded_key:
+        _loaded, _loaded_key = LoadedUnit.from_env(), key
+    return _loaded
 
 
 @dataclass
@@ -212,7 +214,7 @@ class StageFailed(Exception):
 class Invocation:
     """One run of the unit: the in-memory values, the store reads and the records."""
 
-    dep: Deployment
+    dep: LoadedUnit
     req: Request
     threads: int
     logs: capture.Capture = field(default_factory=capture.Capture)
@@ -512,9 +514,9 @@ def _memory_mb(context: Any) -> float:
 
 
 def run_unit(
-    dep: Deployment, event: Any, memory_mb: float, logs: capture.Capture | None = None
+    dep: LoadedUnit, event: Any, memory_mb: float, logs: capture.Capture | None = None
 ) -> dict[str, Any]:
-    """Run one event against a loaded deployment (the handler's body, callable in-process).
+    """Run one event against a loaded unit (the handler's body, callable in-process).
 
     ``logs``: the capture the handler opened (it saw the cold start's imports); without it,
     one for this call, as the event's ``log_bytes`` asks.
@@ -530,7 +532,7 @@ def run_unit(
 
 
 def _run_unit(
-    dep: Deployment, event: Any, memory_mb: float, logs: capture.Capture, start: float
+    dep: LoadedUnit, event: Any, memory_mb: float, logs: capture.Capture, start: float
 ) -> dict[str, Any]:
     try:
         req = parse_event(event, dep.spec)
@@ -579,7 +581,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     with capture.capturing(log_budget(event), exclusive=True) as logs:
         try:
             with logs.stage("<setup>"):  # a cold start imports the user's files
-                dep = deployment()
+                dep = loaded_unit()
         except Exception as err:
             result: dict[str, Any] = {"ok": False, "error": StageFailed("<setup>", None, err).info}
             if logs.limit:

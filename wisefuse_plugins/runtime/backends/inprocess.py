@@ -14,7 +14,7 @@ from wisefuse_plugins.ir import Workflow
 from wisefuse_plugins.plan.schema import Unit
 from wisefuse_plugins.runtime import store as st
 from wisefuse_plugins.runtime.executor import Invoked
-from wisefuse_plugins.runtime.handler import Deployment, run_unit
+from wisefuse_plugins.runtime.handler import LoadedUnit, run_unit
 from wisefuse_plugins.runtime.loader import load_callable
 from wisefuse_plugins.runtime.spec import read_spec
 
@@ -23,13 +23,13 @@ class InProcessBackend:
     def __init__(self, store: st.Store, code_root: str | Path) -> None:
         self.store = store
         self.code_root = Path(code_root)
-        self._units: dict[str, tuple[Deployment, int]] = {}
+        self._units: dict[str, tuple[LoadedUnit, int]] = {}
 
     def deploy(self, unit: Unit, spec_path: Path, workflow: Workflow) -> None:
         spec = read_spec(spec_path)
         functions = {s.id: load_callable(s.callable, self.code_root) for s in spec.stages}
         self._units[unit.id] = (
-            Deployment(spec, self.code_root, self.store, functions),
+            LoadedUnit(spec, self.code_root, self.store, functions),
             unit.memory_mb,
         )
 
