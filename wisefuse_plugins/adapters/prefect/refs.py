@@ -16,6 +16,7 @@ from wisefuse_plugins.ir import Source, callable_ref
 
 
 def workflow_source(flow_file: Path | None, root: Path, entry: str | None) -> Source:
+    """The workflow's :class:`Source`: the flow file relative to ``root`` (None outside it)."""
     rel = None
     if flow_file is not None and flow_file.is_relative_to(root):
         rel = flow_file.relative_to(root).as_posix()

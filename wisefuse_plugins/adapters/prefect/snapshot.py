@@ -15,7 +15,7 @@ _ATOM_TYPES = (type(None), bool, int, float, complex, str, bytes, type(Ellipsis)
 
 
 def is_atom(value: Any) -> bool:
-    """True for values the interpreter may share between unrelated places (see module doc)."""
+    """True for values the interpreter may share between unrelated places (the package docstring)."""
     if isinstance(value, _ATOM_TYPES):
         return True
     if type(value) in (tuple, frozenset):
