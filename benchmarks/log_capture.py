@@ -171,7 +171,7 @@ def main(argv: list[str]) -> None:
                 for name, (_, path, event, mem) in units.items():
                     fn = f"bench-{name}"
                     unit = Unit(id=fn, stages=["x"], memory_mb=mem)
-                    local.deploy(unit, path, None)  # type: ignore[arg-type]
+                    local.deploy(unit, path)
                     billed: dict[bool, list[float]] = {False: [], True: []}
 
                     def call(

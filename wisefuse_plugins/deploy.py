@@ -111,7 +111,7 @@ def deploy_plan(
         prefix=prefix,
         layers=layers,
         timeout_s=timeout_s,
-        code_root=code_root,
+        code_root=code_root if code_root is not None else workflow.source.root,
         extra_roots=extra_roots,
         plan_hash=digest,
         environment=environment,
@@ -121,7 +121,7 @@ def deploy_plan(
     with tempfile.TemporaryDirectory(prefix="wisefuse-units-") as tmp:
         specs = prepare(workflow, plan, workdir or Path(tmp))
         for unit in plan.units:
-            backend.deploy(unit, specs[unit.id], workflow)
+            backend.deploy(unit, specs[unit.id])
     result = DeployResult(
         plan_hash=digest,
         functions=dict(backend.changes),

@@ -9,6 +9,7 @@ import shutil
 
 import pytest
 
+from wisefuse_plugins.deploy import deploy_plan
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir.names import MAX_NAME_LENGTH
 from wisefuse_plugins.plan.limits import MAX_SYNC_REQUEST_BYTES
@@ -21,7 +22,6 @@ from wisefuse_plugins.runtime.backends.aws import (
     function_name,
     parse_report,
 )
-from wisefuse_plugins.deploy import deploy_plan
 from wisefuse_plugins.runtime.executor import RunFailed, execute, prepare
 from wisefuse_plugins.runtime.s3store import S3Store
 
@@ -125,7 +125,7 @@ def test_a_plan_update_changes_only_what_changed(
     )
     specs = prepare(wf, p, tmp_path / "units")
     for u in p.units:
-        backend.deploy(u, specs[u.id], wf)
+        backend.deploy(u, specs[u.id])
     assert {op for op, _ in backend.calls} == {"publish_version"}
     assert {c.version for c in backend.changes.values()} == {"1"}
     assert snapshot() == before

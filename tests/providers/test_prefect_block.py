@@ -184,7 +184,7 @@ def test_aws_backend_uses_the_credentials_block(aws: dict[str, Any], tmp_path: P
     spec_path = write_spec(unit_spec(wf, plan, "double"), tmp_path / "double.unit.json")
 
     backend = block.make_backend(code, "doubler")
-    backend.deploy(plan.units[0], spec_path, wf)
+    backend.deploy(plan.units[0], spec_path)
     lam = aws["session"].client("lambda")
     config = lam.get_function_configuration(FunctionName="wft-doubler-double")
     assert config["MemorySize"] == 512 and config["Role"] == aws["role"]

@@ -179,7 +179,7 @@ def test_duplicate_deliveries_write_each_output_once(backend, tmp_path):
     plan = plan_of(wf, groups, bundle)
     units = LocalUnits(backend, store.url, ROOT, timeout_s=30)
     for unit_id, path in prepare(wf, plan, tmp_path / "units").items():
-        units.deploy(plan.unit(unit_id), path, wf)
+        units.deploy(plan.unit(unit_id), path)
     made = units.invoke("make", {"run_id": "dup"})
     assert made.payload["ok"], made.payload
     barrier = threading.Barrier(4)

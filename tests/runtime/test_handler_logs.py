@@ -248,7 +248,7 @@ def test_on_a_real_worker_lines_are_in_the_response_and_the_functions_log(lam, t
         wf, [["numbers", "each"]], tmp_path, "numbers-each", load=False
     )
     units = LocalUnits(lam, store.url, ROOT, timeout_s=30)
-    units.deploy(Unit(id="chatty-logs", stages=["numbers", "each"]), spec_path, wf)
+    units.deploy(Unit(id="chatty-logs", stages=["numbers", "each"]), spec_path)
     inv = lam.invoke("chatty-logs", {"run_id": "r1", **LOGS})
     assert inv.error is None and inv.payload["ok"]
     records = inv.payload["logs"]
@@ -283,7 +283,7 @@ def test_a_runtime_handler_writing_records_to_stdout_is_captured_once(lam, tmp_p
         wf, [["numbers", "each"]], tmp_path, "numbers-each", load=False
     )
     units = LocalUnits(lam, store.url, ROOT, timeout_s=30)
-    units.deploy(Unit(id="chatty-runtime", stages=["numbers", "each"]), spec_path, wf)
+    units.deploy(Unit(id="chatty-runtime", stages=["numbers", "each"]), spec_path)
     lines = []
     for run_id in ("r1", "r2"):  # the runtime's handler after the capture's, then before it
         inv = lam.invoke("chatty-runtime", {"run_id": run_id, **LOGS})
@@ -309,7 +309,7 @@ def test_a_unit_killed_at_its_timeout_still_reports_what_it_printed(lam, tmp_pat
         wf, [["numbers", "each"]], tmp_path, "numbers-each", load=False
     )
     units = LocalUnits(lam, store.url, ROOT, timeout_s=2)
-    units.deploy(Unit(id="chatty-hangs", stages=["numbers", "each"]), spec_path, wf)
+    units.deploy(Unit(id="chatty-hangs", stages=["numbers", "each"]), spec_path)
     invoked = units.invoke("chatty-hangs", {"run_id": "r1", **LOGS})
     assert invoked.error is not None and "timed out" in invoked.error["message"].lower()
     assert "logs" not in invoked.payload

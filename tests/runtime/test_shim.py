@@ -278,7 +278,7 @@ class WorkerUnits:
         self.worker, self.store, self.root = worker, store, root
         self.specs: dict[str, str] = {}
 
-    def deploy(self, unit: Unit, spec_path: Path, workflow: Workflow) -> None:
+    def deploy(self, unit: Unit, spec_path: Path) -> None:
         self.specs[unit.id] = str(spec_path)
 
     def invoke(self, unit_id: str, event: dict[str, Any]) -> Invoked:

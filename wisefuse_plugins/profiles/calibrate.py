@@ -105,7 +105,7 @@ def measure_invoke(
         plan = Plan(workflow=workflow.name, units=[unit])
         spec = write_spec(unit_spec(workflow, plan, NOOP_UNIT), root / "noop.unit.json")
         units = LocalUnits(lam, store.url, root, timeout_s=60)
-        units.deploy(unit, spec, workflow)
+        units.deploy(unit, spec)
         overhead, dispatch, init = [], [], 0.0
         for i in range(repeats + 1):
             run_id = f"calibrate-{uuid.uuid4().hex[:10]}"

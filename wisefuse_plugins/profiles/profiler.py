@@ -134,9 +134,9 @@ class _Deployer:
         self._configs: dict[str, Any] = {}
         self.names: dict[str, str] = {}
 
-    def deploy(self, unit: Unit, spec_path: Path, workflow: Workflow) -> None:
+    def deploy(self, unit: Unit, spec_path: Path) -> None:
         if self.lam is None:
-            self.backend.deploy(unit, spec_path, workflow)
+            self.backend.deploy(unit, spec_path)
             self.names[unit.id] = unit.id
             return
         from wisefuse_plugins.ir.names import safe_name
@@ -613,7 +613,7 @@ def _measure(
         unit_spec(workflow, plan, unit.id),
         workdir / f"{stage.id}.unit.json",  # one path: a new bundle size keeps warm workers
     )
-    deployer.deploy(unit, spec_path, workflow)
+    deployer.deploy(unit, spec_path)
     counts = {up: inputs.count(up) for up in upstream if inputs.count(up)}
     chunks = _chunks(sampled, setting.bundle_size)
     samples: list[Sample] = []

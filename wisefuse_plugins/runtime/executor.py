@@ -60,7 +60,11 @@ class Invoked:
 class Invoker(Protocol):
     """A backend as the executor sees it."""
 
-    def deploy(self, unit: Unit, spec_path: Path, workflow: Workflow) -> None: ...
+    def deploy(self, unit: Unit, spec_path: Path) -> None:
+        """Create or update ``unit``'s function to run the spec at ``spec_path``.
+
+        The spec names its workflow; the backend knows the code root it packages or runs.
+        """
 
     def invoke(self, unit_id: str, event: dict[str, Any]) -> Invoked: ...
 
@@ -171,7 +175,7 @@ def execute(
     st.check_run_id(run_id)
     if deploy:
         for unit_id, path in prepare(workflow, plan, workdir).items():
-            invoker.deploy(plan.unit(unit_id), path, workflow)
+            invoker.deploy(plan.unit(unit_id), path)
 
     units = {u.id: u for u in plan.units}
     retries = {

@@ -34,13 +34,11 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk import BaseHook
 
 from wisefuse_plugins.errors import WiseFuseError
-from wisefuse_plugins.ir import Workflow
 from wisefuse_plugins.ir.names import safe_name
 from wisefuse_plugins.plan.schema import Arch, Unit
 from wisefuse_plugins.runtime import store as st
@@ -272,7 +270,7 @@ class WiseFuseLambdaHook(BaseHook):
                 units = _local_units[key] = LocalUnits(
                     lam, self.store_url, root, environment=self.environment
                 )
-            units.deploy(unit, path, cast(Workflow, None))  # LocalUnits needs no workflow
+            units.deploy(unit, path)
         return Deployed(name, sha, str(root))
 
     def _units_key(self, code_root: str) -> tuple[str, str, tuple[tuple[str, str], ...]]:
@@ -289,9 +287,7 @@ class WiseFuseLambdaHook(BaseHook):
                 return Deployed(unit_id, sha, str(root))
         path = self._spec_file(spec, sha)
         unit = Unit(id=unit_id, stages=[s.id for s in spec.stages], memory_mb=memory_mb, arch=arch)
-        # the backend reads only the workflow's name (a tag) and root (the code to package)
-        stub = SimpleNamespace(name=workflow, source=SimpleNamespace(root=str(root)))
-        backend.deploy(unit, path, cast(Workflow, stub))
+        backend.deploy(unit, path)  # packages the code under root (the backend's code_root)
         with _lock:
             _aws_deployed[key] = sha
         return Deployed(unit_id, sha, str(root))

@@ -25,7 +25,6 @@ from prefect_aws import AwsCredentials
 from pydantic import Field
 
 from wisefuse_plugins.errors import WiseFuseError
-from wisefuse_plugins.ir import Workflow
 from wisefuse_plugins.ir.names import safe_name
 from wisefuse_plugins.plan.schema import Unit
 
@@ -241,8 +240,8 @@ class _Prefixed:
     def name(self, unit_id: str) -> str:
         return safe_name(f"{self.prefix}-{unit_id}")
 
-    def deploy(self, unit: Unit, spec_path: Path, workflow: Workflow) -> None:
-        self.inner.deploy(unit.model_copy(update={"id": self.name(unit.id)}), spec_path, workflow)
+    def deploy(self, unit: Unit, spec_path: Path) -> None:
+        self.inner.deploy(unit.model_copy(update={"id": self.name(unit.id)}), spec_path)
 
     def invoke(self, unit_id: str, event: dict[str, Any]) -> Invoked:
         return self.inner.invoke(self.name(unit_id), event)

@@ -182,7 +182,7 @@ class PlannedRun:
             path = self.workdir / f"{unit.id}-{digest}.unit.json"
             if not path.exists():
                 write_spec(spec, path)
-            self.invoker.deploy(unit, path, self.workflow)
+            self.invoker.deploy(unit, path)
 
     def close(self) -> None:
         """Forget the run; drop its outputs from the store unless the block keeps them."""

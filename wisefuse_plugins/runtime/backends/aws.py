@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from wisefuse_plugins.errors import WiseFuseError
-from wisefuse_plugins.ir import Workflow
 from wisefuse_plugins.ir.names import safe_name
 from wisefuse_plugins.plan.limits import MAX_SYNC_REQUEST_BYTES, MAX_TIMEOUT_S
 from wisefuse_plugins.plan.schema import Unit
@@ -46,6 +45,7 @@ from wisefuse_plugins.runtime.packaging import (
     spec_task_path,
 )
 from wisefuse_plugins.runtime.s3store import boto3_module
+from wisefuse_plugins.runtime.spec import UnitSpec
 
 #: Error codes AWS uses for "slow down" (Lambda's is TooManyRequestsException, HTTP 429).
 THROTTLE_CODES = frozenset(
@@ -290,10 +290,14 @@ class AwsLambdaBackend:
             "Layers": self._layers_for(unit.arch),
         }
 
-    def package(self, unit: Unit, spec: bytes, workflow: Workflow) -> Package:
+    def package(self, unit: Unit, spec: bytes) -> Package:
         if self._packager is None:
-            root = self.code_root or Path(workflow.source.root)
-            self._packager = Packager(root, self.extra_roots)
+            if self.code_root is None:
+                raise WiseFuseError(
+                    f"cannot package unit {unit.id!r}: the AWS backend has no code_root",
+                    hint="pass code_root= (the folder the stages' source paths are relative to)",
+                )
+            self._packager = Packager(self.code_root, self.extra_roots)
         return self._packager.build({unit.id: spec})
 
     def _current(self, name: str) -> dict[str, Any] | None:
@@ -317,16 +321,18 @@ class AwsLambdaBackend:
         }
         return {k: v for k, v in desired.items() if have.get(k) != v}
 
-    def deploy(self, unit: Unit, spec_path: Path, workflow: Workflow) -> None:
+    def deploy(self, unit: Unit, spec_path: Path) -> None:
         """Create or update the unit's function to match the plan, then publish a version."""
         name = self.function_name(unit.id)
-        pkg = self.package(unit, Path(spec_path).read_bytes(), workflow)
+        spec = Path(spec_path).read_bytes()
+        workflow = UnitSpec.model_validate_json(spec).workflow
+        pkg = self.package(unit, spec)
         desired = self.desired_configuration(unit)
         change = FunctionChange(unit=unit.id, function=name)
         current = self._current(name)
         tags = {
             **self.tags,
-            "wisefuse:workflow": workflow.name[:256],
+            "wisefuse:workflow": workflow[:256],
             "wisefuse:unit": unit.id,
         }
         if current is None:
@@ -335,7 +341,7 @@ class AwsLambdaBackend:
                 FunctionName=name,
                 Code={"ZipFile": pkg.data},
                 Architectures=[unit.arch],
-                Description=f"wisefuse unit {unit.id} of workflow {workflow.name}"[:256],
+                Description=f"wisefuse unit {unit.id} of workflow {workflow}"[:256],
                 Tags=tags,
                 Publish=False,
                 **desired,

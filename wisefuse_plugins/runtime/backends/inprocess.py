@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from wisefuse_plugins.ir import Workflow
 from wisefuse_plugins.plan.schema import Unit
 from wisefuse_plugins.runtime import store as st
 from wisefuse_plugins.runtime.executor import Invoked
@@ -25,7 +24,7 @@ class InProcessBackend:
         self.code_root = Path(code_root)
         self._units: dict[str, tuple[LoadedUnit, int]] = {}
 
-    def deploy(self, unit: Unit, spec_path: Path, workflow: Workflow) -> None:
+    def deploy(self, unit: Unit, spec_path: Path) -> None:
         spec = read_spec(spec_path)
         functions = {s.id: load_callable(s.callable, self.code_root) for s in spec.stages}
         self._units[unit.id] = (

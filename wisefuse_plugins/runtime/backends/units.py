@@ -64,7 +64,7 @@ class LocalUnits:
         """The configured environment of a unit's function (what Lambda's would hold)."""
         return unit_env(spec_path, self.code_root, self.store_url, self.environment)
 
-    def deploy(self, unit: Unit, spec_path: Path, workflow: Workflow) -> None:
+    def deploy(self, unit: Unit, spec_path: Path) -> None:
         config = FunctionConfig(
             name=unit.id,
             handler=HANDLER,
