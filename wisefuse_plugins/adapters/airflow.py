@@ -912,46 +912,19 @@ _INSTANCES = (
 
 def _counts_from_db(dag_id: str, history: Any) -> tuple[dict[str, int], str | None]:
     """Read the latest successful run of ``dag_id`` from an Airflow metadata database."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import Connection, Engine, make_url
-    from sqlalchemy.exc import SQLAlchemyError
-    from sqlalchemy.orm import Session
+    from sqlalchemy import text
 
-    shown = type(history).__name__
-    try:
-        if isinstance(history, str):
-            url = make_url(history)
-            shown = url.render_as_string(hide_password=True)
-            _check_sqlite_file(url.drivername, url.database, shown)
-            engine = create_engine(url)
-            cm: Any = engine.connect()
-        elif isinstance(history, Engine):
-            shown, cm = history.url.render_as_string(hide_password=True), history.connect()
-        elif isinstance(history, Connection | Session):
-            cm = contextlib.nullcontext(history)
-        else:
-            raise WiseFuseError(
-                f"history must be a DagRun, a database URL, Engine, Connection or Session, not {type(history).__name__}"
-            )
-        with cm as conn:
-            run_id = conn.execute(text(_LATEST_SUCCESS), {"dag_id": dag_id}).scalar()
-            if run_id is None:
-                return {}, None
-            rows = conn.execute(text(_INSTANCES), {"dag_id": dag_id, "run_id": run_id}).all()
-    except SQLAlchemyError as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+    from wisefuse_plugins.adapters.airflow_db import connect, readable
+
+    if not readable(history):
         raise WiseFuseError(
-            f"cannot read Airflow run history from {shown}: {first}",
-            hint="pass the Airflow metadata database URL, e.g. sqlite:///$AIRFLOW_HOME/airflow.db",
-        ) from None
-    return {task_id: int(n) for task_id, n in rows if n}, str(run_id)
-
-
-def _check_sqlite_file(driver: str, database: str | None, shown: str) -> None:
-    """SQLite would silently create a missing file; a typo deserves an error instead."""
-    on_disk = driver.startswith("sqlite") and database and database != ":memory:"
-    if on_disk and not Path(database).is_file():
-        raise WiseFuseError(
-            f"cannot read Airflow run history from {shown}: the file does not exist",
-            hint="point at $AIRFLOW_HOME/airflow.db of the Airflow that ran the DAG",
+            "history must be a DagRun, a database URL, Engine, Connection or Session,"
+            f" not {type(history).__name__}",
+            hint="pass the DagRun of a past run, or Airflow's metadata database URL",
         )
+    with connect(history, what="Airflow run history") as conn:
+        run_id = conn.execute(text(_LATEST_SUCCESS), {"dag_id": dag_id}).scalar()
+        if run_id is None:
+            return {}, None
+        rows = conn.execute(text(_INSTANCES), {"dag_id": dag_id, "run_id": run_id}).all()
+    return {task_id: int(n) for task_id, n in rows if n}, str(run_id)

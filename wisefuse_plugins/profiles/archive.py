@@ -2,9 +2,10 @@
 
 One ``samples`` table holds what the profiler and the importers measured, one row per
 stage instance run, keyed by (workflow, stage, code_hash, memory_mb, arch, bundle_size,
-backend). The model never reads rows directly: :meth:`Archive.profiles_for` turns the
-rows of a workflow's *current* code into :class:`~wisefuse_plugins.model.profile.StageProfile`
-s, so a changed function (new code hash) never reuses old samples.
+backend). The model never reads rows directly: :meth:`Archive.profiles_for` queries the
+rows of a workflow's *current* code, so a changed function (new code hash) never reuses
+old samples, and hands them to :mod:`wisefuse_plugins.model.samples`, which turns them into
+:class:`~wisefuse_plugins.model.profile.StageProfile` s. This module holds the SQL only.
 
 Where it lives: ``sqlite:///$WISEFUSE_HOME/profiles.sqlite`` by default, any SQLAlchemy
 URL through ``WISEFUSE_DB_URL`` (PostgreSQL runs the same Core statements). SQLite is
@@ -21,14 +22,12 @@ import math
 import os
 import random
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import numpy as np
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -42,7 +41,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    create_engine,
     delete,
     event,
     func,
@@ -52,18 +50,18 @@ from sqlalchemy import (
     tuple_,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.pool import StaticPool
 
+from wisefuse_plugins.adapters.database import open_engine, parse_url
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir import Workflow
-from wisefuse_plugins.model.parallel import estimate, setting_cores
 from wisefuse_plugins.model.profile import Platform, StageProfile
-from wisefuse_plugins.model.skew import instance_factors, normalised
+from wisefuse_plugins.model.samples import Stats, setting_stats, stage_profiles
 from wisefuse_plugins.runtime.store import wisefuse_home
 
 if TYPE_CHECKING:
-    from wisefuse_plugins.model.predict import Corrections
+    from wisefuse_plugins.model.state import Corrections
 
 ENV_DB_URL = "WISEFUSE_DB_URL"
 #: Bumped on every incompatible change of the tables; an archive with a newer version is
@@ -76,6 +74,7 @@ OPAQUE_HASH = ""
 #: How long a writer keeps retrying a locked SQLite database before giving up.
 LOCK_RETRY_S = 120.0
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+URL_HINT = "use sqlite:///path/profiles.sqlite or postgresql://user@host/db"
 
 metadata = MetaData()
 
@@ -167,35 +166,6 @@ meta_table = Table(
 T = TypeVar("T")
 
 
-def _parallel_fraction(rows: Sequence[Sample]) -> tuple[float | None, dict[float, float]]:
-    """:func:`~wisefuse_plugins.model.parallel.estimate` over the bundle settings that can
-    tell (warm samples, per instance): their median (``None`` without any), and the
-    median per number of cores the instances shared (:func:`setting_cores`)."""
-    per: dict[tuple[str, int, int], dict[object, list[float]]] = defaultdict(
-        lambda: defaultdict(list)
-    )
-    for r in rows:
-        if not r.cold:
-            per[r.arch, r.memory_mb, r.bundle_size][r.instance].append(r.duration_ms)
-    found: dict[float, list[float]] = defaultdict(list)
-    for (arch, memory, bundle), together in per.items():
-        alone = per.get((arch, memory, 1))
-        if bundle == 1 or alone is None:
-            continue
-        phi = estimate(
-            {k: np.asarray(v) for k, v in alone.items()},
-            {k: np.asarray(v) for k, v in together.items()},
-            memory,
-            bundle,
-        )
-        if phi is not None:
-            found[round(setting_cores(memory, bundle), 2)].append(phi)
-    if not found:
-        return None, {}
-    every = [phi for phis in found.values() for phi in phis]
-    return float(np.median(every)), {n: float(np.median(v)) for n, v in sorted(found.items())}
-
-
 class ArchiveError(WiseFuseError):
     """The archive cannot be opened, read or written (bad URL, newer schema, locked too long)."""
 
@@ -275,16 +245,6 @@ class FailureRecord:
     kind: str
     message: str
     timestamp: datetime = field(default_factory=_now)
-
-
-@dataclass(frozen=True)
-class Stats:
-    """Summary of the samples of one (stage, memory, bundle) setting."""
-
-    count: int
-    p50_ms: float
-    p95_ms: float
-    mean_ms: float
 
 
 def default_url() -> str:
@@ -508,73 +468,18 @@ class Archive:
     ) -> dict[str, StageProfile]:
         """The model's input: one :class:`StageProfile` per stage with current samples.
 
-        Only samples whose code hash equals the stage's current hash count. Durations are
-        those of bundle size 1 (the model composes bundles itself); at each (arch, memory)
-        warm samples are used when there are any, as the model adds cold starts itself
-        (``init_ms``: the median of the cold samples' init). Samples of larger bundles
-        give the stage's ``parallel_fraction`` (:mod:`wisefuse_plugins.model.parallel`). ``output_bytes`` is the mean
-        per instance; ``peak_memory_mb`` the most any invocation used. ``arch=None`` keeps
-        every architecture. Stages without samples are absent.
+        Only samples whose code hash equals the stage's current hash count (``arch=None``:
+        of every architecture); the statistics are the model's
+        (:func:`wisefuse_plugins.model.samples.stage_profiles`). Stages without samples
+        are absent.
         """
-        by_stage: dict[str, list[Sample]] = defaultdict(list)
-        for s in self._current(workflow, backend, arch, stages):
-            by_stage[s.stage].append(s)
-        profiles = {}
-        for sid, rows in by_stage.items():
-            single = [r for r in rows if r.bundle_size == 1]
-            if not single:
-                continue
-            groups: dict[tuple[str, int], list[Sample]] = defaultdict(list)
-            for r in single:
-                groups[r.arch, r.memory_mb].append(r)
-            durations = {}
-            per_instance: dict[tuple[str, int], dict[int, np.ndarray]] = {}
-            for key, group in groups.items():
-                kept = [r for r in group if not r.cold] or group
-                durations[key] = np.asarray([r.duration_ms for r in kept], dtype=float)
-                by_index: dict[int, list[float]] = defaultdict(list)
-                for r in kept:
-                    if r.instance is not None:
-                        by_index[r.instance].append(r.duration_ms)
-                per_instance[key] = {i: np.asarray(v) for i, v in by_index.items()}
-            factors = instance_factors(per_instance)
-            phi, by_cores = _parallel_fraction(rows)
-            outputs = [r.output_bytes for r in rows if r.output_bytes is not None]
-            peaks = [r.peak_memory_mb for r in rows if r.peak_memory_mb is not None]
-            inits = [r.init_ms for r in rows if r.cold and r.init_ms is not None]
-            profiles[sid] = StageProfile(
-                stage=sid,
-                code_hash=rows[0].code_hash,
-                samples=durations,
-                output_bytes=float(np.mean(outputs)) if outputs else 0.0,
-                peak_memory_mb=float(max(peaks)) if peaks else 0.0,
-                init_ms=float(np.median(inits)) if inits else 0.0,
-                parallel_fraction=phi,
-                parallel_fractions=by_cores or None,
-                instance_factors=factors,
-                noise=None if factors is None else normalised(per_instance, factors),
-            )
-        return profiles
+        return stage_profiles(self._current(workflow, backend, arch, stages))
 
     def stats(
         self, workflow: Workflow, *, backend: str = "local", arch: str | None = "x86_64"
     ) -> dict[tuple[str, int, int], Stats]:
         """``(stage, memory_mb, bundle_size) -> Stats`` of the current code's warm samples."""
-        groups: dict[tuple[str, int, int], list[Sample]] = defaultdict(list)
-        for s in self._current(workflow, backend, arch, None):
-            groups[s.stage, s.memory_mb, s.bundle_size].append(s)
-        out = {}
-        for key, rows in sorted(groups.items()):
-            values = np.asarray(
-                [r.duration_ms for r in rows if not r.cold] or [r.duration_ms for r in rows]
-            )
-            out[key] = Stats(
-                count=len(rows),
-                p50_ms=float(np.quantile(values, 0.5)),
-                p95_ms=float(np.quantile(values, 0.95)),
-                mean_ms=float(values.mean()),
-            )
-        return out
+        return setting_stats(self._current(workflow, backend, arch, None))
 
     def forget(self, workflow: str, *, stage: str | None = None) -> int:
         """Delete a workflow's samples and failures (one stage's with ``stage``); returns rows.
@@ -785,27 +690,19 @@ def _engine(url: str, echo: bool) -> Engine:
     a writer can fail at once with "database is locked" whatever the timeout; taking the
     lock at BEGIN makes writers queue behind the busy timeout instead.
     """
-    try:
-        parsed = make_url(url)
-    except ArgumentError as err:
-        raise ArchiveError(
-            f"not a database URL: {url!r}",
-            hint="use sqlite:///path/profiles.sqlite or postgresql://user@host/db",
-        ) from err
+    parsed = parse_url(url, error=ArchiveError, hint=URL_HINT)
     if not parsed.drivername.startswith("sqlite"):
-        try:
-            return create_engine(url, echo=echo, pool_pre_ping=True)
-        except Exception as err:  # a missing driver module, bad options
-            raise ArchiveError(
-                f"cannot open the profile archive at {parsed.render_as_string(hide_password=True)}: {err}",
-                hint="install the database driver (e.g. psycopg for PostgreSQL)",
-            ) from err
+        return open_engine(
+            parsed, what="the profile archive", error=ArchiveError, echo=echo, pool_pre_ping=True
+        )
     database = parsed.database
     in_memory = database in (None, "", ":memory:")
     if not in_memory:
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(
-        url,
+    engine = open_engine(
+        parsed,
+        what="the profile archive",
+        error=ArchiveError,
         echo=echo,
         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
         **({"poolclass": StaticPool} if in_memory else {}),

@@ -24,15 +24,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from wisefuse_plugins.adapters.airflow_db import HistoryError, connect
 from wisefuse_plugins.adapters.prefect import task_name as _task_name
-from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir import Stage, Workflow
 from wisefuse_plugins.profiles.archive import OPAQUE_HASH, Archive, Sample
 from wisefuse_plugins.runtime.lambda_report import Report, parse_report_line
 
-
-class HistoryError(WiseFuseError):
-    """History that cannot be read (bad URL, no such table, framework missing)."""
+__all__ = [
+    "HistoryError",
+    "ImportResult",
+    "ReportLine",
+    "import_airflow",
+    "import_lambda_reports",
+    "import_prefect",
+    "parse_report",
+    "parse_reports",
+]
 
 
 @dataclass
@@ -159,13 +166,13 @@ def import_airflow(
     """Record task-instance durations of ``dag_id`` from an Airflow metadata database.
 
     ``db_url`` is Airflow's ``[database] sql_alchemy_conn``; only the ``task_instance``
-    table is read, with SQLAlchemy Core (no Airflow import needed). ``memory_mb`` is what
+    table is read, with SQLAlchemy Core (no Airflow import needed; a SQLite file that
+    does not exist is refused: :func:`wisefuse_plugins.adapters.airflow_db.connect`). ``memory_mb`` is what
     the Airflow worker had per task (a parameter: Airflow does not record it). Mapped
     instances keep their ``map_index`` as ``instance``. Task instances of tasks the
     workflow does not have are counted in ``unmatched``.
     """
-    from sqlalchemy import column, create_engine, select, table
-    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy import column, select, table
 
     dag_id = dag_id or workflow.source.entry or workflow.name
     ti = table(
@@ -183,23 +190,8 @@ def import_airflow(
     query = select(ti).where(ti.c.dag_id == dag_id, ti.c.state.in_(list(states)))
     if since is not None:
         query = query.where(ti.c.start_date >= since)
-    try:
-        engine = create_engine(db_url)
-    except Exception as err:
-        raise HistoryError(
-            f"not a usable database URL for Airflow's metadata: {err}",
-            hint="pass Airflow's [database] sql_alchemy_conn",
-        ) from err
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(query).mappings().all()
-    except SQLAlchemyError as err:
-        raise HistoryError(
-            f"cannot read task_instance from the Airflow database: {getattr(err, 'orig', err)}",
-            hint="is this an Airflow metadata database (airflow db migrate)?",
-        ) from err
-    finally:
-        engine.dispose()
+    with connect(db_url, what="task_instance of Airflow's metadata database") as conn:
+        rows = conn.execute(query).mappings().all()
     stages = _stages_by_name(workflow)
     unmatched: Counter[str] = Counter()
     samples = []
