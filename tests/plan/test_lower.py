@@ -29,7 +29,7 @@ def _plan(*units: Unit) -> Plan:
 
 
 def _invocations(wf, plan, counts) -> dict[str, list[list[int] | None]]:
-    return {u.io.unit: u.invocations for u in lower(wf, plan, counts)}
+    return {u.unit: u.invocations for u in lower(wf, plan, counts)}
 
 
 # --------------------------------------------------------------------------- workflows
@@ -167,7 +167,7 @@ def test_lowering(name):
 
 def test_units_come_in_dependency_order():
     wf, plan, counts, _ = CASES["diamond, two bundled branches of different sizes"]
-    order = [u.io.unit for u in lower(wf, plan, counts)]
+    order = [u.unit for u in lower(wf, plan, counts)]
     assert order[0] == "top" and order[-1] == "bottom"
 
 
@@ -176,7 +176,7 @@ def test_units_come_in_dependency_order():
 
 def test_reads_and_writes_of_each_unit():
     wf, plan, counts, _ = CASES["unmapped unit holding mapped stages: one invocation"]
-    got = {u.io.unit: u.io for u in lower(wf, plan, counts)}
+    got = {u.unit: u.io for u in lower(wf, plan, counts)}
     assert got == {
         # make is read only by square, inside the unit: not exported, not scattered
         "head": UnitIO("head", ("make", "square"), False, ("square",), (), ()),

@@ -341,6 +341,10 @@ class LoweredUnit:
     chunks: tuple[tuple[int, ...], ...] | None
 
     @property
+    def unit(self) -> str:
+        return self.io.unit
+
+    @property
     def invocations(self) -> list[list[int] | None]:
         """What each invocation's event names as ``instances`` (None: the whole unit)."""
         if self.chunks is None:
@@ -377,7 +381,7 @@ def lower(workflow: Workflow, plan: Plan, counts: Mapping[str, int]) -> list[Low
     >>> wf = Workflow(name="wf", stages=stages, edges=derive_edges(stages))
     >>> plan = Plan(workflow="wf", units=[Unit(id="split", stages=["split"]),
     ...                                   Unit(id="work", stages=["work"], bundle_size=2)])
-    >>> [(u.io.unit, u.invocations) for u in lower(wf, plan, {"split": 3})]
+    >>> [(u.unit, u.invocations) for u in lower(wf, plan, {"split": 3})]
     [('split', [None]), ('work', [[0, 1], [2]])]
     """
     units = {u.id for u in plan.units}
