@@ -28,7 +28,8 @@ from wisefuse_plugins.adapters.airflow_db import HistoryError, connect
 from wisefuse_plugins.adapters.prefect import task_name as _task_name
 from wisefuse_plugins.ir import Stage, Workflow
 from wisefuse_plugins.profiles.archive import OPAQUE_HASH, Archive, Sample
-from wisefuse_plugins.runtime.lambda_report import Report, parse_report_line
+from wisefuse_plugins.runtime.lambda_report import Report
+from wisefuse_plugins.runtime.lambda_report import full_report as parse_report
 
 __all__ = [
     "HistoryError",
@@ -68,24 +69,6 @@ def _record(archive: Archive, samples: list[Sample], unmatched: Counter[str]) ->
 # =========================================================================== Lambda REPORT
 
 ReportLine = Report  # one REPORT line (runtime.lambda_report), by its older name here
-
-
-def parse_report(line: str) -> Report | None:
-    """Parse a ``REPORT RequestId: ...`` line; None for any other log line.
-
-    Accepts the text format (tab- or space-separated fields, with or without a CloudWatch
-    timestamp in front) and the JSON log format (``{"type": "platform.report", ...}``).
-    Raises ValueError for a REPORT line that lacks a field a sample needs (the request id
-    and the peak memory, besides what was billed).
-    """
-    found = parse_report_line(line)
-    if found is None:
-        return None
-    needed = {"RequestId": found.request_id, "Max Memory Used": found.max_memory_mb}
-    missing = [name for name, value in needed.items() if value is None]
-    if missing:
-        raise ValueError(f"REPORT line without {', '.join(missing)}: {line.strip()[:200]!r}")
-    return found
 
 
 def parse_reports(lines: str | Iterable[str]) -> list[ReportLine]:

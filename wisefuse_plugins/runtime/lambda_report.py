@@ -1,8 +1,9 @@
 """Lambda's ``REPORT`` log line: what the platform measured and billed for one invocation.
 
 Two readers share this parser: the AWS backend takes the line from a synchronous
-invoke's log tail (``LogType=Tail``), and :mod:`wisefuse_plugins.profiles.importers`
-from CloudWatch logs a user exports, in the text or the JSON log format.
+invoke's log tail (``LogType=Tail``: :func:`last_report`), and
+:mod:`wisefuse_plugins.profiles.importers` from CloudWatch logs a user exports, in the text
+or the JSON log format (:func:`full_report`: a sample needs every field).
 
 >>> r = parse_report_line("REPORT RequestId: 1\\tDuration: 2.5 ms\\tBilled Duration: 3 ms\\t"
 ...                       "Memory Size: 128 MB\\tMax Memory Used: 40 MB\\tInit Duration: 99.1 ms")
@@ -93,3 +94,35 @@ def parse_report_line(line: str) -> Report | None:
         init_ms=float(init) if init is not None else None,
         status=fields.get("Status"),
     )
+
+
+def last_report(log: str) -> Report | None:
+    """The last ``REPORT`` line of a log tail, or None if there is none (or it is cut short):
+    what the AWS backend reads after a synchronous invoke, where what was billed is enough.
+
+    >>> r = last_report("START RequestId: 1\\nREPORT RequestId: 1\\tDuration: 2.5 ms\\t"
+    ...                 "Billed Duration: 3 ms\\tMemory Size: 128 MB\\tMax Memory Used: 40 MB")
+    >>> (r.billed_ms, r.memory_mb, r.cold)
+    (3.0, 128, False)
+    """
+    lines = [ln for ln in log.splitlines() if ln.startswith("REPORT ")]
+    if not lines:
+        return None
+    try:
+        return parse_report_line(lines[-1])
+    except ValueError:
+        return None
+
+
+def full_report(line: str) -> Report | None:
+    """:func:`parse_report_line`, for a sample: None for any other log line; ValueError for
+    a REPORT line that lacks a field a sample needs (the request id and the peak memory,
+    besides what was billed)."""
+    found = parse_report_line(line)
+    if found is None:
+        return None
+    needed = {"RequestId": found.request_id, "Max Memory Used": found.max_memory_mb}
+    missing = [name for name, value in needed.items() if value is None]
+    if missing:
+        raise ValueError(f"REPORT line without {', '.join(missing)}: {line.strip()[:200]!r}")
+    return found

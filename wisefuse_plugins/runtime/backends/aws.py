@@ -35,7 +35,7 @@ from wisefuse_plugins.plan.limits import MAX_SYNC_REQUEST_BYTES, MAX_TIMEOUT_S
 from wisefuse_plugins.plan.schema import Unit
 from wisefuse_plugins.runtime.executor import Invoked
 from wisefuse_plugins.runtime.handler import ENV_ROOT, ENV_SPEC, ENV_STORE
-from wisefuse_plugins.runtime.lambda_report import Report, parse_report_line
+from wisefuse_plugins.runtime.lambda_report import last_report as parse_report
 from wisefuse_plugins.runtime.packaging import (
     HANDLER,
     RUNTIME,
@@ -65,23 +65,6 @@ class AwsError(WiseFuseError):
 
 class EventTooLarge(WiseFuseError):
     """An invocation event over Lambda's synchronous payload limit."""
-
-
-def parse_report(log: str) -> Report | None:
-    """The last ``REPORT`` line of a log tail, or None if there is none (or it is cut short).
-
-    >>> r = parse_report("START RequestId: 1\\nREPORT RequestId: 1\\tDuration: 2.5 ms\\t"
-    ...                  "Billed Duration: 3 ms\\tMemory Size: 128 MB\\tMax Memory Used: 40 MB")
-    >>> (r.billed_ms, r.memory_mb, r.cold)
-    (3.0, 128, False)
-    """
-    lines = [ln for ln in log.splitlines() if ln.startswith("REPORT ")]
-    if not lines:
-        return None
-    try:
-        return parse_report_line(lines[-1])
-    except ValueError:
-        return None
 
 
 def function_name(prefix: str, unit_id: str) -> str:
