@@ -61,6 +61,8 @@ from pathlib import Path
 from typing import Any
 
 #: Variables of the caller the Airflow processes do not inherit (they get their own).
+#: tries of a trigger that failed on SQLite's write lock (see :meth:`AirflowLive.trigger`)
+TRIGGER_ATTEMPTS = 5
 DROPPED_PREFIXES = ("AIRFLOW_", "AIRFLOW__", "WISEFUSE_", "PREFECT_", "AWS_")
 PROCESSES = {
     "api-server": ["api-server"],
@@ -472,13 +474,32 @@ class AirflowLive:
     # -- runs -------------------------------------------------------------------------------
 
     def trigger(
-        self, dag_id: str, *, run_id: str | None = None, conf: Mapping[str, Any] | None = None
+        self,
+        dag_id: str,
+        *,
+        run_id: str | None = None,
+        conf: Mapping[str, Any] | None = None,
+        logical_date: str | None = None,
     ) -> str:
-        """Start a run through the REST API, as a user would; returns its run id."""
+        """Start a run through the REST API, as a user would; returns its run id.
+
+        ``logical_date`` (ISO 8601): the run's, as a scheduled run has one (``{{ ds }}``
+        needs it); none by default, as a manual run through the API."""
         run_id = run_id or f"live__{uuid.uuid4().hex[:12]}"
-        body = {"dag_run_id": run_id, "logical_date": None, "conf": dict(conf or {})}
-        answer = self._request("POST", f"/api/v2/dags/{_q(dag_id)}/dagRuns", body)
-        return str(answer["dag_run_id"])
+        body = {"dag_run_id": run_id, "logical_date": logical_date, "conf": dict(conf or {})}
+        for attempt in range(TRIGGER_ATTEMPTS):
+            try:
+                answer = self._request("POST", f"/api/v2/dags/{_q(dag_id)}/dagRuns", body)
+                return str(answer["dag_run_id"])
+            except LiveAirflowError as err:
+                # SQLite takes one writer at a time: with the scheduler busy, the API's
+                # insert can time out on the lock ("Database error", HTTP 500); retry it
+                if "HTTP 500" not in str(err) or attempt == TRIGGER_ATTEMPTS - 1:
+                    raise
+                if self.run_state(dag_id, run_id) is not None:
+                    return run_id  # the run was created; the audit log line failed
+                time.sleep(1.0 + attempt)
+        raise AssertionError("unreachable")
 
     def wait_runs(
         self, runs: Iterable[tuple[str, str]], timeout_s: float = 300.0
