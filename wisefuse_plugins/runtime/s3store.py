@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from wisefuse_plugins.errors import MissingExtraError
-from wisefuse_plugins.runtime.store import StoreError, check_key
+from wisefuse_plugins.runtime.keys import StoreError, check_key
 
 #: S3's DeleteObjects takes at most this many keys per call.
 DELETE_BATCH = 1000

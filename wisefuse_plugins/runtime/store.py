@@ -12,7 +12,7 @@ Values are pickled (protocol 5): the data and the code stay in the user's own ac
 Small values may skip the store and travel by value instead (:mod:`.passing`).
 Writes are atomic and first-write-wins (``put`` returns False when the key already
 exists), so a retried invocation never changes what a finished one wrote.
-Keys are validated: no absolute paths, no ``..``, nothing outside the root.
+Keys are validated: no absolute paths, no ``..``, nothing outside the root (:mod:`.keys`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from __future__ import annotations
 import io
 import os
 import pickle
-import re
 import tempfile
 import threading
 from pathlib import Path
@@ -28,46 +27,14 @@ from types import FunctionType
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
-from wisefuse_plugins.errors import WiseFuseError
+# the key scheme is part of this module's interface (callers write st.output_key(...))
+from wisefuse_plugins.runtime.keys import StoreError as StoreError
+from wisefuse_plugins.runtime.keys import check_key as check_key
+from wisefuse_plugins.runtime.keys import check_run_id as check_run_id
+from wisefuse_plugins.runtime.keys import element_key as element_key
+from wisefuse_plugins.runtime.keys import output_key as output_key
 
-_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 PICKLE_PROTOCOL = 5
-
-
-class StoreError(WiseFuseError):
-    """A key that is unsafe, or a value that is missing or cannot be stored."""
-
-
-def check_key(key: str) -> str:
-    """Return ``key`` if every ``/``-separated segment is a plain name; raise otherwise."""
-    parts = key.split("/")
-    if not key or any(not _SEGMENT.fullmatch(p) or p in {".", ".."} or ".." in p for p in parts):
-        raise StoreError(
-            f"unsafe store key {key!r}",
-            hint="keys are '/'-separated names of letters, digits, '_', '.', '-' (no '..', no leading '/')",
-        )
-    return key
-
-
-def check_run_id(run_id: str) -> str:
-    """Return ``run_id`` if it is one plain key segment (a ``/`` would nest one run's keys
-    inside another's: run ``r1/work`` would be counted as instances of run r1's ``work``)."""
-    check_key(run_id)
-    if "/" in run_id:
-        raise StoreError(
-            f"unsafe run id {run_id!r}: it must not contain '/'",
-            hint="run ids are names of letters, digits, '_', '.', '-'",
-        )
-    return run_id
-
-
-def output_key(run_id: str, stage: str, instance: int | None = None) -> str:
-    part = "out" if instance is None else f"i{instance}"
-    return check_key(f"runs/{run_id}/{stage}/{part}.pkl")
-
-
-def element_key(run_id: str, stage: str, index: int) -> str:
-    return check_key(f"runs/{run_id}/{stage}/e{index}.pkl")
 
 
 class _Pickler(pickle.Pickler):
