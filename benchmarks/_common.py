@@ -333,21 +333,21 @@ class Session:
         """Calibrate, profile every stage of the app into this session's archive; the fitted
         model (platform constants measured again per app, next to its measurements)."""
         from wisefuse_plugins.model.predict import Model
-        from wisefuse_plugins.profiles.profiler import profile_workflow
+        from wisefuse_plugins.profiles.profiler import ProfileBench, ProfileGrid, profile_workflow
 
         platform = self.calibrate(again=True)
         wf = loaded.workflow
         t0 = time.perf_counter()
         summary = profile_workflow(
             wf,
-            memories=memories,
-            bundles=bundles,
-            runs=runs,
-            backend=self.units(wf),
+            ProfileGrid(memories=memories, bundles=bundles, runs=runs),
+            ProfileBench(
+                backend=self.units(wf),
+                store=self.store,
+                code_root=wf.source.root,
+                workdir=self.tmp / "profile" / wf.name,
+            ),
             archive=self.archive,
-            code_root=wf.source.root,
-            store=self.store,
-            workdir=self.tmp / "profile" / wf.name,
             progress=False,
         )
         self.profile_s[loaded.app.key] = time.perf_counter() - t0

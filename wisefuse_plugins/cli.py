@@ -217,7 +217,7 @@ def profile(
 
     from rich.table import Table
 
-    from wisefuse_plugins.profiles import open_archive, profile_workflow
+    from wisefuse_plugins.profiles import ProfileBench, ProfileGrid, open_archive, profile_workflow
     from wisefuse_plugins.targets import load_workflow
 
     def numbers(text: str, option: str) -> list[int]:
@@ -253,16 +253,20 @@ def profile(
         with LocalLambda(keep_alive_s=600, preload=modules) as lam:
             summary = profile_workflow(
                 workflow,
-                memories=memories,
-                bundles=bundles,
-                runs=runs,
-                backend=LocalUnits(lam, store.url, root.resolve(), timeout_s=300),
+                ProfileGrid(
+                    memories=memories,
+                    bundles=bundles,
+                    runs=runs,
+                    max_instances=max_instances,
+                    retry_failed=retry_failed,
+                ),
+                ProfileBench(
+                    backend=LocalUnits(lam, store.url, root.resolve(), timeout_s=300),
+                    store=store,
+                    code_root=root,
+                    workdir=Path(tmp) / "units",
+                ),
                 archive=archive,
-                store=store,
-                code_root=root,
-                max_instances=max_instances,
-                retry_failed=retry_failed,
-                workdir=Path(tmp) / "units",
                 console=console,
             )
             platform = None

@@ -162,7 +162,7 @@ def _run(
     from wisefuse_plugins.plots import frontier_plot
     from wisefuse_plugins.profiles.archive import open_archive
     from wisefuse_plugins.profiles.calibrate import calibrate_local
-    from wisefuse_plugins.profiles.profiler import profile_workflow
+    from wisefuse_plugins.profiles.profiler import ProfileBench, ProfileGrid, profile_workflow
     from wisefuse_plugins.render import plan_table, workflow_view
     from wisefuse_plugins.runtime import store as st
     from wisefuse_plugins.runtime.backends.local import LocalLambda
@@ -194,14 +194,15 @@ def _run(
         console.print(f"local platform: {platform.describe()}")
         summary = profile_workflow(
             workflow,
-            memories=settings.memories,
-            bundles=(1, 2),  # 2: how the mapped stages share cores (where 2 threads run)
-            runs=settings.profile_runs,
-            backend=units,
+            ProfileGrid(
+                memories=settings.memories,
+                bundles=(1, 2),  # 2: how the mapped stages share cores (where 2 threads run)
+                runs=settings.profile_runs,
+            ),
+            ProfileBench(
+                backend=units, store=store, code_root=code_root, workdir=out / "profile-units"
+            ),
             archive=archive,
-            code_root=code_root,
-            store=store,
-            workdir=out / "profile-units",
             console=console,
         )
         for failure in getattr(summary, "failures", []):

@@ -9,7 +9,13 @@ import pytest
 from wisefuse_plugins.ir import Const, Item, Output, Stage, Workflow, callable_ref, derive_edges
 from wisefuse_plugins.model.predict import Model
 from wisefuse_plugins.plan.schema import single_stage_plan
-from wisefuse_plugins.profiles import Archive, Setting, profile_workflow
+from wisefuse_plugins.profiles import (
+    Archive,
+    ProfileBench,
+    ProfileGrid,
+    Setting,
+    profile_workflow,
+)
 from wisefuse_plugins.runtime.backends.local import LocalLambda
 from wisefuse_plugins.runtime.backends.units import LocalUnits
 from wisefuse_plugins.runtime.store import LocalStore
@@ -62,9 +68,12 @@ def run_profiler(
     store = LocalStore(tmp_path / "store")
     units = LocalUnits(lam, store.url, root, timeout_s=60)
     summary = profile_workflow(
-        wf, backend=units, store=store, archive=archive, progress=False,
-        workdir=tmp_path / "units", **kw,
-    )  # fmt: skip
+        wf,
+        ProfileGrid(**kw),
+        ProfileBench(backend=units, store=store, workdir=tmp_path / "units"),
+        archive=archive,
+        progress=False,
+    )
     assert store.list("runs") == []  # every run the profiler made is cleaned up
     return summary
 

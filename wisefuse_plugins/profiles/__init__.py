@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     )
     from wisefuse_plugins.profiles.profiler import (
         Failure,
+        ProfileBench,
+        ProfileGrid,
         ProfilerError,
         ProfileSummary,
         Setting,
@@ -56,6 +58,8 @@ _LAZY = {
     "open_archive": "archive",
     "profiles_for": "archive",
     "profile_workflow": "profiler",
+    "ProfileGrid": "profiler",
+    "ProfileBench": "profiler",
     "ProfileSummary": "profiler",
     "ProfilerError": "profiler",
     "Setting": "profiler",
@@ -82,6 +86,8 @@ __all__ = [
     "FailureRecord",
     "HistoryError",
     "ImportResult",
+    "ProfileBench",
+    "ProfileGrid",
     "ProfileSummary",
     "ProfilerError",
     "ReportLine",

@@ -38,7 +38,7 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -358,57 +358,106 @@ def _input_bytes(workflow: Workflow, stage: Stage, instance: int | None, inputs:
     return total
 
 
+@dataclass(frozen=True)
+class ProfileGrid:
+    """What to measure: each stage's settings and how many samples each needs.
+
+    ``runs``: samples wanted per (stage, memory, bundle); a mapped stage gets one per
+    sampled instance per round, so ``ceil(runs / instances)`` rounds. ``stages``: profile
+    only these stage ids (the workflow still runs whole once). ``max_instances``:
+    instances of a mapped stage sampled per round (spread over all of them).
+    ``retry_failed``: measure again settings that failed in an earlier call.
+    """
+
+    memories: Sequence[int] = DEFAULT_MEMORIES
+    bundles: Sequence[int] = (1,)
+    runs: int = 5
+    arch: Arch = "x86_64"
+    stages: Sequence[str] | None = None
+    max_instances: int = 8
+    retry_failed: bool = False
+
+
+@dataclass(frozen=True)
+class ProfileBench:
+    """Where the stages run.
+
+    ``backend``: the executor's invoker
+    (:class:`~wisefuse_plugins.runtime.backends.units.LocalUnits` or the AWS one);
+    default: a fresh local Lambda (closed at the end) with a temporary store, whose
+    functions time out after ``timeout_s`` and run the code under ``code_root`` (default:
+    the workflow's ``source.root``; a given backend has its own). ``store``: the store
+    the backend reads and writes (default: ``open_store(backend.store_url)``).
+    ``backend_name``: what the samples are recorded under. ``workdir``: where unit specs
+    are written (default: a temporary folder).
+    """
+
+    backend: Invoker | None = None
+    backend_name: str = "local"
+    store: st.Store | None = None
+    code_root: str | Path | None = None
+    workdir: str | Path | None = None
+    timeout_s: float = 120.0
+
+
 def profile_workflow(
     workflow: Workflow,
+    grid: ProfileGrid = ProfileGrid(),
+    bench: ProfileBench = ProfileBench(),
     *,
-    memories: Sequence[int] = DEFAULT_MEMORIES,
-    bundles: Sequence[int] = (1,),
-    runs: int = 5,
-    backend: Invoker | None = None,
     archive: Archive | None = None,
     progress: bool = True,
-    code_root: str | Path | None = None,
-    arch: Arch = "x86_64",
-    stages: Sequence[str] | None = None,
-    max_instances: int = 8,
-    timeout_s: float = 120.0,
-    retry_failed: bool = False,
-    backend_name: str = "local",
-    store: st.Store | None = None,
-    workdir: str | Path | None = None,
     console: Any = None,
 ) -> ProfileSummary:
-    """Measure every Python stage of ``workflow`` at ``memories`` x ``bundles``; record samples.
-
-    Parameters
-    ----------
-    backend
-        The executor's invoker (:class:`~wisefuse_plugins.runtime.backends.units.LocalUnits`
-        or the AWS one). Default: a fresh local Lambda (closed at the end) with a temporary
-        store; ``timeout_s`` is then the functions' timeout.
-    archive
-        Where samples go (default: :func:`~wisefuse_plugins.profiles.archive.open_archive`).
-    runs
-        Samples wanted per (stage, memory, bundle). A mapped stage gets one per sampled
-        instance per round, so ``ceil(runs / instances)`` rounds.
-    code_root
-        The folder the stages' source paths are relative to (default: ``source.root``),
-        when the profiler makes its own backend (a given backend has its own).
-    stages
-        Profile only these stage ids (the workflow still runs whole once).
-    max_instances
-        Instances of a mapped stage sampled per round (spread over all of them).
-    store
-        The store the backend reads and writes (default: ``open_store(backend.store_url)``).
+    """Measure every Python stage of ``workflow`` over ``grid`` on ``bench``; record samples
+    in ``archive`` (default: :func:`~wisefuse_plugins.profiles.archive.open_archive`).
 
     Returns a :class:`ProfileSummary`; settings that cannot run are in ``failures``,
     never raised. Raises :class:`ProfilerError` when the workflow cannot be profiled at
     all (opaque stages, or it fails even at the largest memory).
     """
     t0 = time.perf_counter()
-    _check_grid(memories, bundles, runs)
-    memories = sorted(set(memories), reverse=True)  # the largest first: warm from materialising
-    summary = ProfileSummary(workflow.name, backend_name, arch)
+    _check_grid(grid.memories, grid.bundles, grid.runs)
+    # the largest memory first: its settings are warm from the materialising run
+    grid = replace(grid, memories=tuple(sorted(set(grid.memories), reverse=True)))
+    summary = ProfileSummary(workflow.name, bench.backend_name, grid.arch)
+    wanted = _wanted_stages(workflow, grid.stages, summary)
+    with ExitStack() as stack:
+        if archive is None:
+            from wisefuse_plugins.profiles.archive import open_archive
+
+            archive = stack.enter_context(open_archive())
+        pending = _Pending(archive, workflow, grid, bench.backend_name)
+        expected = {s.id: min(s.parallelism, grid.max_instances) for s in wanted}
+        if not any(pending.settings(s, expected[s.id]) for s in wanted):
+            for s in wanted:
+                pending.settings(s, expected[s.id], summary)
+            summary.wall_s = time.perf_counter() - t0
+            return summary
+        _refuse_opaque(workflow)
+        run = _set_up(stack, workflow, grid, bench, archive, summary, _Progress(progress, console))
+        run.inputs = _materialise(stack, run)
+        jobs = _jobs(run, wanted, pending)
+        run.show.start(_total_invocations(jobs, grid.runs))
+        for stage, todo, sampled in jobs:
+            upstream = sorted(stage.upstream_ids())
+            for setting in todo:
+                run.show.describe(
+                    f"{setting.stage} @ {setting.memory_mb} MB x{setting.bundle_size}"
+                )
+                got, failure = _measure(run, stage, setting, sampled, upstream)
+                _record(run, pending, stage, setting, got, failure)
+            for up in upstream:
+                run.inputs.drop(up)
+    summary.wall_s = time.perf_counter() - t0
+    return summary
+
+
+def _wanted_stages(
+    workflow: Workflow, stages: Sequence[str] | None, summary: ProfileSummary
+) -> list[Stage]:
+    """The Python stages to profile (all, or those of ``stages``: an unknown id is an
+    error); the opaque ones asked for go to ``summary.unprofiled`` with the reason."""
     wanted = [s for s in workflow.python_stages if stages is None or s.id in stages]
     if stages is not None:
         unknown = sorted(set(stages) - {s.id for s in workflow.stages})
@@ -420,187 +469,233 @@ def profile_workflow(
     for s in workflow.stages:
         if not s.is_python and (stages is None or s.id in stages):
             summary.unprofiled[s.id] = f"opaque ({s.opaque_reason or 'not a Python function'})"
+    return wanted
 
-    with ExitStack() as stack:
-        if archive is None:
-            from wisefuse_plugins.profiles.archive import open_archive
 
-            archive = stack.enter_context(open_archive())
-        counts = archive.counts(workflow.name, backend=backend_name, arch=arch)
-        failed = {
+class _Pending:
+    """Which settings of a stage still need samples, from what the archive already holds
+    (samples and earlier failures of the stage's current code)."""
+
+    def __init__(
+        self, archive: Archive, workflow: Workflow, grid: ProfileGrid, backend_name: str
+    ) -> None:
+        self.grid = grid
+        self.counts = archive.counts(workflow.name, backend=backend_name, arch=grid.arch)
+        self.failed = {
             (f.stage, f.code_hash, f.memory_mb, f.bundle_size): f
-            for f in archive.failures(workflow.name, backend=backend_name, arch=arch)
+            for f in archive.failures(workflow.name, backend=backend_name, arch=grid.arch)
         }
 
-        def have(s: Stage, m: int, b: int) -> int:
-            assert s.callable is not None
-            return counts.get((s.id, s.callable.code_hash, m, b), 0)
-
-        def todo_for(s: Stage, instances: int, report: bool) -> list[Setting]:
-            assert s.callable is not None
-            out = []
-            for m in memories:
-                for b in _bundle_sizes(s, bundles, instances, m):
-                    setting = Setting(s.id, m, b)
-                    earlier = failed.get((s.id, s.callable.code_hash, m, b))
-                    if have(s, m, b) >= runs:
-                        if report:
-                            summary.skipped.append(setting)
-                    elif earlier is not None and not retry_failed:
-                        if report:
-                            summary.failures.append(
-                                Failure(setting, earlier.kind, earlier.message, earlier=True)
-                            )
-                    else:
-                        out.append(setting)
-            return out
-
-        expected = {s.id: min(s.parallelism, max_instances) for s in wanted}
-        if not any(todo_for(s, expected[s.id], report=False) for s in wanted):
-            for s in wanted:
-                todo_for(s, expected[s.id], report=True)
-            summary.wall_s = time.perf_counter() - t0
-            return summary
-        if any(not s.is_python for s in workflow.stages):
-            raise ProfilerError(
-                f"workflow {workflow.name!r} has opaque stages "
-                f"({', '.join(s.id for s in workflow.stages if not s.is_python)}) that only "
-                "their framework can run, so its inputs cannot be materialised here",
-                hint="import the task history instead (wisefuse_plugins.profiles.importers)",
-            )
-
-        root = Path(code_root if code_root is not None else workflow.source.root).resolve()
-        if backend is None:
-            from wisefuse_plugins.runtime.backends.local import LocalLambda
-            from wisefuse_plugins.runtime.backends.units import LocalUnits
-
-            lam = stack.enter_context(LocalLambda(keep_alive_s=600))
-            if store is None:
-                tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="wisefuse-prof-"))
-                store = st.LocalStore(Path(tmp) / "store")
-            backend = LocalUnits(lam, store.url, root, timeout_s=timeout_s)
-        elif store is None:
-            store_url = getattr(backend, "store_url", None)
-            if store_url is None:
-                raise ProfilerError(
-                    "pass the backend's store", hint="profile_workflow(..., store=...)"
-                )
-            store = st.open_store(store_url)
-        if workdir is None:
-            workdir = Path(
-                stack.enter_context(tempfile.TemporaryDirectory(prefix="wisefuse-units-"))
-            )
-        workdir = Path(workdir)
-
-        show = _Progress(progress, console)
-        stack.enter_context(show)
-        deployer = _Deployer(backend)
-        base = single_stage_plan(workflow, memory_mb=max(memories), arch=arch)
-        materialised = f"prof-{uuid.uuid4().hex[:10]}"
-        show.status(f"running {workflow.name} once at {max(memories)} MB to materialise inputs")
-        stack.callback(store.delete_prefix, f"runs/{materialised}")
-        try:
-            execute(  # one invocation at a time: one warm worker per unit, reused below
-                workflow,
-                base,
-                deployer,
-                store,
-                workdir=workdir,
-                run_id=materialised,
-                max_concurrency=1,
-                fetch_outputs=False,
-            )
-        except RunFailed as err:
-            raise ProfilerError(
-                f"cannot profile {workflow.name!r}: it fails when run whole at {max(memories)} MB: "
-                f"{err.message}",
-                hint="fix the failing task (run the DAG or flow as usual, e.g. dag.test(), to see"
-                " its traceback) or profile larger memory sizes",
-            ) from err
-        except WiseFuseError as err:  # the executor cannot run this workflow at all
-            raise ProfilerError(
-                f"cannot profile {workflow.name!r}: running it whole failed: {err.message}",
-                hint=err.hint,
-            ) from err
-        inputs = _Inputs(store, materialised)
-
-        jobs: list[tuple[Stage, list[Setting], list[int]]] = []
-        for s in wanted:
-            n = _instance_count(workflow, s, inputs) if s.mapped else 1
-            if s.mapped and n == 0:
-                summary.unprofiled[s.id] = "mapped over an empty list in the materialising run"
-                continue
-            sampled = _spread(n, max_instances) if s.mapped else []
-            todo = todo_for(s, len(sampled), report=True)
-            if todo:
-                jobs.append((s, todo, sampled))
-        total = sum(
-            _rounds(runs, sum(len(c) for c in chunks if c) or 1) * len(chunks)
-            for _, todo, sampled in jobs
-            for st_ in todo
-            for chunks in [_chunks(sampled, st_.bundle_size)]
-        )
-        show.start(total)
-        for stage, todo, sampled in jobs:
-            upstream = sorted(stage.upstream_ids())
-            for setting in todo:
-                show.describe(f"{setting.stage} @ {setting.memory_mb} MB x{setting.bundle_size}")
-                got, failure = _measure(
-                    workflow, base, stage, setting, sampled, runs, arch,
-                    deployer, store, inputs, upstream, workdir, show, summary, backend_name,
-                )  # fmt: skip
-                assert stage.callable is not None
-                if failure is not None:
-                    summary.failures.append(failure)
-                    show.log(
-                        f"[yellow]cannot run[/] {setting.stage} at {setting.memory_mb} MB"
-                        f" (bundle {setting.bundle_size}): {failure.kind}: {failure.message}"
-                    )
-                    archive.add_failure(
-                        FailureRecord(
-                            workflow.name, stage.id, stage.callable.code_hash,
-                            setting.memory_mb, arch, setting.bundle_size, backend_name,
-                            failure.kind, failure.message[:2000],
+    def settings(
+        self, s: Stage, instances: int, summary: ProfileSummary | None = None
+    ) -> list[Setting]:
+        """The settings of ``s`` to measure; with ``summary``, those skipped are reported
+        there (enough samples already, or failed before and not to be retried)."""
+        assert s.callable is not None
+        out = []
+        for m in self.grid.memories:
+            for b in _bundle_sizes(s, self.grid.bundles, instances, m):
+                setting = Setting(s.id, m, b)
+                earlier = self.failed.get((s.id, s.callable.code_hash, m, b))
+                if self.counts.get((s.id, s.callable.code_hash, m, b), 0) >= self.grid.runs:
+                    if summary is not None:
+                        summary.skipped.append(setting)
+                elif earlier is not None and not self.grid.retry_failed:
+                    if summary is not None:
+                        summary.failures.append(
+                            Failure(setting, earlier.kind, earlier.message, earlier=True)
                         )
-                    )  # fmt: skip
-                    continue
-                summary.samples += archive.add(got)
-                summary.measured.append(setting)
-                if (
-                    stage.id,
-                    stage.callable.code_hash,
-                    setting.memory_mb,
-                    setting.bundle_size,
-                ) in failed:
-                    archive.clear_failures(
-                        workflow.name, stage.id, memory_mb=setting.memory_mb,
-                        bundle_size=setting.bundle_size, backend=backend_name, arch=arch,
-                    )  # fmt: skip
-            for up in upstream:
-                inputs.drop(up)
-    summary.wall_s = time.perf_counter() - t0
-    return summary
+                else:
+                    out.append(setting)
+        return out
+
+    def failed_before(self, stage: Stage, setting: Setting) -> bool:
+        assert stage.callable is not None
+        key = (stage.id, stage.callable.code_hash, setting.memory_mb, setting.bundle_size)
+        return key in self.failed
+
+
+def _refuse_opaque(workflow: Workflow) -> None:
+    """Opaque stages only their framework can run: the inputs cannot be materialised."""
+    if any(not s.is_python for s in workflow.stages):
+        raise ProfilerError(
+            f"workflow {workflow.name!r} has opaque stages "
+            f"({', '.join(s.id for s in workflow.stages if not s.is_python)}) that only "
+            "their framework can run, so its inputs cannot be materialised here",
+            hint="import the task history instead (wisefuse_plugins.profiles.importers)",
+        )
+
+
+@dataclass
+class _Run:
+    """One profiling call's workflow, grid and bench, as set up (:func:`_set_up`)."""
+
+    workflow: Workflow
+    grid: ProfileGrid
+    backend_name: str
+    archive: Archive
+    summary: ProfileSummary
+    show: _Progress
+    deployer: _Deployer
+    store: st.Store
+    workdir: Path
+    base: Plan  # one unit per stage at the largest memory
+    inputs: _Inputs | None = None  # once materialised
+
+    @property
+    def materialised(self) -> _Inputs:
+        assert self.inputs is not None
+        return self.inputs
+
+
+def _set_up(
+    stack: ExitStack,
+    workflow: Workflow,
+    grid: ProfileGrid,
+    bench: ProfileBench,
+    archive: Archive,
+    summary: ProfileSummary,
+    show: _Progress,
+) -> _Run:
+    """The backend, store and work folder (made here when the bench gives none, and
+    closed with ``stack``), and the progress display, started."""
+    root = Path(bench.code_root if bench.code_root is not None else workflow.source.root).resolve()
+    backend, store = bench.backend, bench.store
+    if backend is None:
+        from wisefuse_plugins.runtime.backends.local import LocalLambda
+        from wisefuse_plugins.runtime.backends.units import LocalUnits
+
+        lam = stack.enter_context(LocalLambda(keep_alive_s=600))
+        if store is None:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="wisefuse-prof-"))
+            store = st.LocalStore(Path(tmp) / "store")
+        backend = LocalUnits(lam, store.url, root, timeout_s=bench.timeout_s)
+    elif store is None:
+        store_url = getattr(backend, "store_url", None)
+        if store_url is None:
+            raise ProfilerError(
+                "pass the backend's store", hint="profile_workflow(..., ProfileBench(store=...))"
+            )
+        store = st.open_store(store_url)
+    workdir = bench.workdir
+    if workdir is None:
+        workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="wisefuse-units-"))
+    stack.enter_context(show)
+    return _Run(
+        workflow=workflow,
+        grid=grid,
+        backend_name=bench.backend_name,
+        archive=archive,
+        summary=summary,
+        show=show,
+        deployer=_Deployer(backend),
+        store=store,
+        workdir=Path(workdir),
+        base=single_stage_plan(workflow, memory_mb=max(grid.memories), arch=grid.arch),
+    )
+
+
+def _materialise(stack: ExitStack, run: _Run) -> _Inputs:
+    """Run the workflow once, whole, so that every stage's real inputs are in the store
+    (deleted when ``stack`` closes)."""
+    workflow, top = run.workflow, max(run.grid.memories)
+    materialised = f"prof-{uuid.uuid4().hex[:10]}"
+    run.show.status(f"running {workflow.name} once at {top} MB to materialise inputs")
+    stack.callback(run.store.delete_prefix, f"runs/{materialised}")
+    try:
+        execute(  # one invocation at a time: one warm worker per unit, reused below
+            workflow,
+            run.base,
+            run.deployer,
+            run.store,
+            workdir=run.workdir,
+            run_id=materialised,
+            max_concurrency=1,
+            fetch_outputs=False,
+        )
+    except RunFailed as err:
+        raise ProfilerError(
+            f"cannot profile {workflow.name!r}: it fails when run whole at {top} MB: {err.message}",
+            hint="fix the failing task (run the DAG or flow as usual, e.g. dag.test(), to see"
+            " its traceback) or profile larger memory sizes",
+        ) from err
+    except WiseFuseError as err:  # the executor cannot run this workflow at all
+        raise ProfilerError(
+            f"cannot profile {workflow.name!r}: running it whole failed: {err.message}",
+            hint=err.hint,
+        ) from err
+    return _Inputs(run.store, materialised)
+
+
+def _jobs(
+    run: _Run, wanted: list[Stage], pending: _Pending
+) -> list[tuple[Stage, list[Setting], list[int]]]:
+    """Per stage, the settings to measure and the instances sampled (spread over the
+    instances the materialising run had); a stage mapped over nothing is unprofiled."""
+    jobs: list[tuple[Stage, list[Setting], list[int]]] = []
+    for s in wanted:
+        n = _instance_count(run.workflow, s, run.materialised) if s.mapped else 1
+        if s.mapped and n == 0:
+            run.summary.unprofiled[s.id] = "mapped over an empty list in the materialising run"
+            continue
+        sampled = _spread(n, run.grid.max_instances) if s.mapped else []
+        todo = pending.settings(s, len(sampled), run.summary)
+        if todo:
+            jobs.append((s, todo, sampled))
+    return jobs
+
+
+def _total_invocations(jobs: list[tuple[Stage, list[Setting], list[int]]], runs: int) -> int:
+    """Invocations all the jobs take (for the progress bar)."""
+    return sum(
+        _rounds(runs, sum(len(c) for c in chunks if c) or 1) * len(chunks)
+        for _, todo, sampled in jobs
+        for st_ in todo
+        for chunks in [_chunks(sampled, st_.bundle_size)]
+    )
+
+
+def _record(
+    run: _Run,
+    pending: _Pending,
+    stage: Stage,
+    setting: Setting,
+    got: list[Sample],
+    failure: Failure | None,
+) -> None:
+    """A measured setting's samples into the archive (its earlier failure cleared), or
+    its failure (reported, and kept so that the next call skips it)."""
+    assert stage.callable is not None
+    workflow, arch, summary = run.workflow, run.grid.arch, run.summary
+    if failure is not None:
+        summary.failures.append(failure)
+        run.show.log(
+            f"[yellow]cannot run[/] {setting.stage} at {setting.memory_mb} MB"
+            f" (bundle {setting.bundle_size}): {failure.kind}: {failure.message}"
+        )
+        run.archive.add_failure(
+            FailureRecord(
+                workflow.name, stage.id, stage.callable.code_hash,
+                setting.memory_mb, arch, setting.bundle_size, run.backend_name,
+                failure.kind, failure.message[:2000],
+            )
+        )  # fmt: skip
+        return
+    summary.samples += run.archive.add(got)
+    summary.measured.append(setting)
+    if pending.failed_before(stage, setting):
+        run.archive.clear_failures(
+            workflow.name, stage.id, memory_mb=setting.memory_mb,
+            bundle_size=setting.bundle_size, backend=run.backend_name, arch=arch,
+        )  # fmt: skip
 
 
 def _measure(
-    workflow: Workflow,
-    base: Plan,
-    stage: Stage,
-    setting: Setting,
-    sampled: list[int],
-    runs: int,
-    arch: Arch,
-    deployer: _Deployer,
-    store: st.Store,
-    inputs: _Inputs,
-    upstream: list[str],
-    workdir: Path,
-    show: _Progress,
-    summary: ProfileSummary,
-    backend_name: str,
+    run: _Run, stage: Stage, setting: Setting, sampled: list[int], upstream: list[str]
 ) -> tuple[list[Sample], Failure | None]:
     """All rounds of one setting: its samples, or the failure that stopped it."""
     assert stage.callable is not None
+    workflow, inputs, arch = run.workflow, run.materialised, run.grid.arch
     unit = Unit(
         id=stage.id,
         stages=[stage.id],
@@ -608,16 +703,17 @@ def _measure(
         memory_mb=setting.memory_mb,
         arch=arch,
     )
+    base = run.base
     plan = base.model_copy(update={"units": [unit if u.id == unit.id else u for u in base.units]})
     spec_path = write_spec(
         unit_spec(workflow, plan, unit.id),
-        workdir / f"{stage.id}.unit.json",  # one path: a new bundle size keeps warm workers
+        run.workdir / f"{stage.id}.unit.json",  # one path: a new bundle size keeps warm workers
     )
-    deployer.deploy(unit, spec_path)
+    run.deployer.deploy(unit, spec_path)
     counts = {up: inputs.count(up) for up in upstream if inputs.count(up)}
     chunks = _chunks(sampled, setting.bundle_size)
     samples: list[Sample] = []
-    for _ in range(_rounds(runs, sum(len(c) for c in chunks if c) or 1)):
+    for _ in range(_rounds(run.grid.runs, sum(len(c) for c in chunks if c) or 1)):
         run_id = f"prof-{uuid.uuid4().hex[:10]}"
         inputs.copy_into(run_id, upstream)
         try:
@@ -625,15 +721,15 @@ def _measure(
                 event: dict[str, Any] = {"run_id": run_id, "counts": counts}
                 if chunk is not None:
                     event["instances"] = chunk
-                call = deployer.call(unit.id, event)
-                summary.invocations += 1
-                show.advance()
+                call = run.deployer.call(unit.id, event)
+                run.summary.invocations += 1
+                run.show.advance()
                 problem = _failure(call)
                 if problem is not None:
                     return [], Failure(setting, *problem)
-                samples += _samples(workflow, stage, setting, arch, call, inputs, backend_name)
+                samples += _samples(workflow, stage, setting, arch, call, inputs, run.backend_name)
         finally:
-            store.delete_prefix(f"runs/{run_id}")
+            run.store.delete_prefix(f"runs/{run_id}")
     return samples, None
 
 
