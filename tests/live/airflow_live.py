@@ -27,6 +27,7 @@ expires raises :class:`LiveAirflowError` with the tail of every process's log)::
     live.task_log_path(...)                # AIRFLOW_HOME/logs/dag_id=../run_id=../task_id=..
                                            # [/map_index=N]/attempt=K.log (JSON lines)
     live.query("SELECT ...", params)       # rows of the metadata DB (sqlite3.Row)
+    live.request("GET", "/api/v2/pools")   # any REST call, authenticated: the decoded JSON
     live.stop()                            # SIGTERM then SIGKILL each process group, by pid;
                                            # also any process whose environment points into
                                            # ``root`` (task processes, unit workers)
@@ -223,7 +224,7 @@ class AirflowLive:
 
     def _healthy(self) -> bool:
         try:
-            health = self._request("GET", "/api/v2/monitor/health", auth=False)
+            health = self.request("GET", "/api/v2/monitor/health", auth=False)
         except (OSError, LiveAirflowError):
             return False
         return all(
@@ -489,7 +490,7 @@ class AirflowLive:
         body = {"dag_run_id": run_id, "logical_date": logical_date, "conf": dict(conf or {})}
         for attempt in range(TRIGGER_ATTEMPTS):
             try:
-                answer = self._request("POST", f"/api/v2/dags/{_q(dag_id)}/dagRuns", body)
+                answer = self.request("POST", f"/api/v2/dags/{_q(dag_id)}/dagRuns", body)
                 return str(answer["dag_run_id"])
             except LiveAirflowError as err:
                 # SQLite takes one writer at a time: with the scheduler busy, the API's
@@ -561,7 +562,8 @@ class AirflowLive:
         try_number: int | None = None,
     ) -> str:
         """A task's log as text: one line per event (Airflow 3 writes JSON lines; each
-        becomes ``[level] logger: event``, other lines are kept as they are)."""
+        becomes ``[level] logger: event``, with ``type: message`` of each exception it
+        carries under it; other lines are kept as they are)."""
         path = self.task_log_path(
             dag_id, run_id, task_id, map_index=map_index, try_number=try_number
         )
@@ -580,12 +582,14 @@ class AirflowLive:
     def token(self) -> str:
         """A JWT from the simple auth manager (every user is an admin here)."""
         if self._token is None:
-            self._token = str(self._request("GET", "/auth/token", auth=False)["access_token"])
+            self._token = str(self.request("GET", "/auth/token", auth=False)["access_token"])
         return self._token
 
-    def _request(
+    def request(
         self, method: str, path: str, body: Any = None, *, auth: bool = True
     ) -> dict[str, Any]:
+        """One REST call (with the auth manager's token unless ``auth=False``): the decoded
+        JSON answer, or :class:`LiveAirflowError` with the status and the server's detail."""
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(f"{self.base_url}{path}", data=data, method=method)
         req.add_header("Accept", "application/json")
@@ -614,6 +618,9 @@ def _render(raw: str) -> str:
             continue
         level, logger = event.get("level", ""), event.get("logger", "")
         lines.append(f"[{level}] {logger}: {event.get('event', '')}")
+        for exc in event.get("error_detail") or []:  # an exception, as the UI shows it
+            if isinstance(exc, dict):
+                lines.append(f"    {exc.get('exc_type', '')}: {exc.get('exc_value', '')}")
     return "\n".join(lines)
 
 

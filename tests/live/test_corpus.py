@@ -59,7 +59,7 @@ def values(live: AirflowLive, dag_id: str, run_id: str, chunked: set[str]) -> di
 def corpus_runs(airflow_live: AirflowLive) -> dict[str, Any]:
     live = airflow_live
     for pool, slots in POOLS.items():
-        live._request("POST", "/api/v2/pools", {"name": pool, "slots": slots})
+        live.request("POST", "/api/v2/pools", {"name": pool, "slots": slots})
     staging = live.root / "staging-corpus"
     built: dict[str, tuple[Workflow, Plan]] = {}
     for name in NAMES:

@@ -46,12 +46,12 @@ def _tags(live: AirflowLive, dag_id: str) -> set[str]:
 
 def _details(live: AirflowLive, dag_id: str) -> dict[str, Any]:
     """The DAG as the UI's details page reads it."""
-    return live._request("GET", f"/api/v2/dags/{dag_id}/details")
+    return live.request("GET", f"/api/v2/dags/{dag_id}/details")
 
 
 def _served_tasks(live: AirflowLive, dag_id: str) -> set[str]:
     """The task ids of the DAG's latest serialized version (what the next run gets)."""
-    return {t["task_id"] for t in live._request("GET", f"/api/v2/dags/{dag_id}/tasks")["tasks"]}
+    return {t["task_id"] for t in live.request("GET", f"/api/v2/dags/{dag_id}/tasks")["tasks"]}
 
 
 def _task_errors(live: AirflowLive, dag_id: str, run: str, task: str) -> list[tuple]:
