@@ -16,8 +16,9 @@ from wisefuse_plugins.ir import (
     derive_edges,
 )
 from wisefuse_plugins.ir.nodes import CallableRef
+from wisefuse_plugins.plan.lower import chunks as chunk_list
 from wisefuse_plugins.plan.schema import Plan, Unit, hashes_of, plan_problems
-from wisefuse_plugins.providers.airflow.layout import chunk_list, count_key, layout
+from wisefuse_plugins.providers.airflow.layout import count_key, layout
 
 HASH = "0" * 64
 

@@ -36,8 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from wisefuse_plugins.ir import Collect, Item, Output, Workflow
-from wisefuse_plugins.plan.lower import CountOrigin, count_source
-from wisefuse_plugins.plan.lower import chunks as chunk_list  # the name operators.py imports
+from wisefuse_plugins.plan.lower import CountOrigin, chunks, count_source
 from wisefuse_plugins.plan.schema import Plan, Unit, is_bundled_unit, unit_order
 from wisefuse_plugins.runtime.spec import UnitSpec, unit_spec
 
@@ -364,7 +363,7 @@ def _chunk_source(
     size = unit.bundle_size
     src = count_source(workflow, plan, unit.id)
     if isinstance(src, int):
-        return ChunkSource("static", size, chunks=chunk_list(src, size))
+        return ChunkSource("static", size, chunks=chunks(src, size))
     chunk_task = _unique(f"{task_id}{CHUNKS_SUFFIX}", taken)
     if isinstance(src, CountOrigin):
         return ChunkSource(

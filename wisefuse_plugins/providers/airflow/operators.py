@@ -37,9 +37,10 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
+from wisefuse_plugins.plan.lower import chunks
 from wisefuse_plugins.plan.schema import Arch
 from wisefuse_plugins.providers.airflow.hooks import Backend, Deployed, WiseFuseLambdaHook
-from wisefuse_plugins.providers.airflow.layout import OpaqueInput, chunk_list, count_key
+from wisefuse_plugins.providers.airflow.layout import OpaqueInput, count_key
 from wisefuse_plugins.providers.airflow.planfiles import (
     EMITTED_FIX,
     PlanFileError,
@@ -610,7 +611,7 @@ class WiseFuseChunksOperator(BaseOperator):
                     else ti.xcom_pull(task_ids=self.source_task_id, key=self.key)
                 )
             n = len(value or [])
-        return chunk_list(n, self.size)
+        return chunks(n, self.size)
 
 
 class WiseFuseXComRelayOperator(BaseOperator):
