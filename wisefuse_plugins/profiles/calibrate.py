@@ -53,10 +53,6 @@ NOOP_SOURCE = 'def noop():\n    """Does nothing: what is left is the runtime\'s 
 NOOP_UNIT = "wisefuse-calibrate-noop"
 
 
-def _median_ms(samples: list[float]) -> float:
-    return statistics.median(samples) * 1000
-
-
 def _time_store(store: st.Store, size: int, repeats: int) -> tuple[float, float]:
     """Median seconds of a PUT and of a GET of ``size`` bytes."""
     data = bytes(range(256)) * (size // 256) + b"\0" * (size % 256)
