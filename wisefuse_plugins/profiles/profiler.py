@@ -32,29 +32,28 @@ archive's ``failures`` table and skipped next time unless ``retry_failed``.
 from __future__ import annotations
 
 import math
-import pickle
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from wisefuse_plugins.errors import WiseFuseError
-from wisefuse_plugins.ir import Collect, Item, Output, Stage, Workflow
+from wisefuse_plugins.ir import Stage, Workflow
 from wisefuse_plugins.plan.limits import MAX_MEMORY_MB, MIN_MEMORY_MB, bundle_threads
-from wisefuse_plugins.plan.lower import agreed_count
 from wisefuse_plugins.plan.schema import Arch, Plan, Unit, single_stage_plan
 from wisefuse_plugins.profiles.archive import Archive, FailureRecord, Sample
+from wisefuse_plugins.profiles.deployer import Call, Deployer, failure_of
+from wisefuse_plugins.profiles.materialised import Inputs, input_bytes, instance_count
+from wisefuse_plugins.profiles.progress import Progress
 from wisefuse_plugins.runtime import store as st
-from wisefuse_plugins.runtime.backends.units import runtime_error
-from wisefuse_plugins.runtime.executor import Invoked, Invoker, RunFailed, execute
+from wisefuse_plugins.runtime.executor import Invoker, RunFailed, execute
 from wisefuse_plugins.runtime.spec import unit_spec, write_spec
 
 DEFAULT_MEMORIES = (512, 1769, 3538)
-COLDSTART_HANDLER = "wisefuse_plugins.profiles.coldstart:handler"
 
 
 class ProfilerError(WiseFuseError):
@@ -98,141 +97,6 @@ class ProfileSummary:
     @property
     def ok(self) -> bool:
         return not self.failures
-
-
-@dataclass
-class _Call:
-    """One invocation as the profiler needs it (``wall_ms`` None: the backend is Lambda itself)."""
-
-    payload: dict[str, Any]
-    duration_ms: float
-    wall_ms: float | None
-    init_ms: float | None
-    cold: bool
-    max_memory_mb: float
-    error: dict[str, Any] | None
-    billed_ms: float = 0.0
-    cost_usd: float = 0.0
-
-
-class _Deployer:
-    """The invoker the profiler runs through; on the local Lambda, with code loaded at INIT.
-
-    On a :class:`~wisefuse_plugins.runtime.backends.local.LocalLambda` units become
-    functions of their own (``wfprof-<unit>``, so the backend's plan units keep their
-    configuration) whose handler is :mod:`.coldstart`'s. A function is registered again
-    only when its configuration changes (a new memory size; a bundle size travels in the
-    event), so it keeps its warm workers: the materialising run's workers serve the first
-    setting at the same memory. Elsewhere the backend's own deploy and invoke are used.
-    """
-
-    def __init__(self, backend: Invoker) -> None:
-        self.backend = backend
-        self.lam = getattr(backend, "lam", None)
-        if self.lam is not None and not hasattr(self.lam, "register"):
-            self.lam = None
-        self._configs: dict[str, Any] = {}
-        self.names: dict[str, str] = {}
-
-    def deploy(self, unit: Unit, spec_path: Path) -> None:
-        if self.lam is None:
-            self.backend.deploy(unit, spec_path)
-            self.names[unit.id] = unit.id
-            return
-        from wisefuse_plugins.ir.names import safe_name
-        from wisefuse_plugins.runtime.backends.local import FunctionConfig
-        from wisefuse_plugins.runtime.handler import ENV_ROOT, ENV_SPEC, ENV_STORE
-
-        name = safe_name(f"wfprof-{unit.id}")
-        root = str(getattr(self.backend, "code_root", Path.cwd()))
-        env_of = getattr(self.backend, "function_env", None)  # the units' own (LocalUnits)
-        config = FunctionConfig(
-            name=name,
-            handler=COLDSTART_HANDLER,
-            memory_mb=unit.memory_mb,
-            arch=unit.arch,
-            timeout_s=float(getattr(self.backend, "timeout_s", 120.0)),
-            env=env_of(spec_path)
-            if env_of is not None
-            else {
-                ENV_SPEC: str(spec_path),
-                ENV_ROOT: root,
-                ENV_STORE: str(getattr(self.backend, "store_url", "")),
-            },
-            code_dir=root,
-        )
-        if self._configs.get(name) != config:
-            self.lam.register(config)
-            self._configs[name] = config
-        self.names[unit.id] = name
-
-    def call(self, unit_id: str, event: dict[str, Any]) -> _Call:
-        """Invoke through the local Lambda when there is one (it reports wall time too)."""
-        name = self.names.get(unit_id, unit_id)
-        if self.lam is not None:
-            inv = self.lam.invoke(name, event)
-            return _Call(
-                payload=inv.payload if isinstance(inv.payload, dict) else {},
-                duration_ms=inv.duration_ms,
-                wall_ms=inv.wall_ms,
-                init_ms=inv.init_duration_ms,
-                cold=inv.cold,
-                max_memory_mb=float(inv.max_memory_used_mb),
-                error=inv.error,
-                billed_ms=float(inv.billed_duration_ms),
-                cost_usd=inv.cost_usd,
-            )
-        got = self.backend.invoke(name, event)
-        error = None
-        if got.error is not None:
-            error = {
-                "errorType": got.error.get("type", ""),
-                "errorMessage": got.error.get("message", ""),
-            }
-        return _Call(
-            payload=got.payload,
-            duration_ms=got.duration_ms,
-            wall_ms=None,
-            init_ms=got.init_ms if got.cold else None,
-            cold=got.cold,
-            max_memory_mb=float(got.max_memory_mb),
-            error=error,
-            billed_ms=got.billed_ms,
-            cost_usd=got.cost_usd,
-        )
-
-    def invoke(self, unit_id: str, event: dict[str, Any]) -> Invoked:
-        """The executor's view of :meth:`call` (for the materialising run)."""
-        call = self.call(unit_id, event)
-        error = runtime_error(unit_id, call.error)
-        return Invoked(
-            payload=call.payload,
-            duration_ms=call.duration_ms,
-            billed_ms=call.billed_ms,
-            init_ms=call.init_ms or 0.0,
-            cold=call.cold,
-            max_memory_mb=call.max_memory_mb,
-            cost_usd=call.cost_usd,
-            error=error,
-        )
-
-
-def _failure(call: _Call) -> tuple[str, str] | None:
-    """(kind, message) when the invocation did not run the stage to the end."""
-    if call.error is not None:
-        kind = str(call.error.get("errorType", ""))
-        message = str(call.error.get("errorMessage", ""))
-        if "OutOfMemory" in kind:
-            return "out-of-memory", message or "out of memory"
-        if "Timedout" in kind or "timed out" in message.lower():
-            return "timeout", message
-        return "crash", f"{kind}: {message}"
-    if not call.payload.get("ok"):
-        err = call.payload.get("error") or {}
-        kind = str(err.get("type", "Error"))
-        message = f"{kind}: {err.get('message', '')}"
-        return ("out-of-memory" if kind == "MemoryError" else "error"), message
-    return None
 
 
 def _check_grid(memories: Sequence[int], bundles: Sequence[int], runs: int) -> None:
@@ -287,75 +151,6 @@ def _chunks(sampled: list[int], bundle_size: int) -> list[list[int] | None]:
 
 def _rounds(runs: int, per_round: int) -> int:
     return max(1, math.ceil(runs / max(per_round, 1)))
-
-
-class _Inputs:
-    """The materialised run's stored outputs, copied into fresh run ids on demand."""
-
-    def __init__(self, store: st.Store, run_id: str) -> None:
-        self.store = store
-        self.run_id = run_id
-        self._cache: dict[str, list[tuple[str, bytes]]] = {}
-
-    def of(self, stage: str) -> list[tuple[str, bytes]]:
-        """(file name, bytes) of everything ``stage`` wrote: out, i<k>, e<k>."""
-        if stage not in self._cache:
-            prefix = f"runs/{self.run_id}/{stage}"
-            self._cache[stage] = [
-                (key.rsplit("/", 1)[-1], self.store.get_bytes(key))
-                for key in self.store.list(prefix)
-            ]
-        return self._cache[stage]
-
-    def drop(self, stage: str) -> None:
-        self._cache.pop(stage, None)
-
-    def count(self, stage: str) -> int:
-        """Instances of a mapped stage, or elements of a scattered list (as the handler counts)."""
-        names = [name for name, _ in self.of(stage)]
-        per_instance = sum(1 for n in names if n.startswith("i"))
-        return per_instance or sum(1 for n in names if n.startswith("e"))
-
-    def value(self, stage: str) -> Any:
-        """The unpickled output of an unmapped stage."""
-        return pickle.loads(dict(self.of(stage))["out.pkl"])
-
-    def size(self, stage: str, name: str) -> int:
-        return sum(len(data) for n, data in self.of(stage) if n == name)
-
-    def copy_into(self, run_id: str, stages: Iterable[str]) -> None:
-        for stage in stages:
-            for name, data in self.of(stage):
-                self.store.put_bytes(f"runs/{run_id}/{stage}/{name}", data)
-
-
-def _instance_count(workflow: Workflow, stage: Stage, inputs: _Inputs) -> int:
-    """How many instances ``stage`` had in the materialising run (all its inputs agree)."""
-
-    def items(b: Item) -> int:
-        if workflow.stage(b.stage).mapped or b.key is None:
-            return inputs.count(b.stage)  # instances, or the scattered elements
-        return len(inputs.value(b.stage)[b.key])  # a list inside a dict output
-
-    return agreed_count(f"stage {stage.id!r}", stage.bindings, items)
-
-
-def _input_bytes(workflow: Workflow, stage: Stage, instance: int | None, inputs: _Inputs) -> int:
-    """Bytes the stage instance reads from the store (pickled, as stored)."""
-    total = 0
-    for b in stage.bindings.values():
-        if isinstance(b, Output):
-            total += inputs.size(b.stage, "out.pkl")
-        elif isinstance(b, Item) and instance is not None:
-            if workflow.stage(b.stage).mapped:
-                total += inputs.size(b.stage, f"i{instance}.pkl")
-            elif b.key is None:
-                total += inputs.size(b.stage, f"e{instance}.pkl")  # only its element
-            else:
-                total += inputs.size(b.stage, "out.pkl")  # the whole dict is read
-        elif isinstance(b, Collect):
-            total += sum(len(d) for n, d in inputs.of(b.stage) if n.startswith("i"))
-    return total
 
 
 @dataclass(frozen=True)
@@ -435,7 +230,7 @@ def profile_workflow(
             summary.wall_s = time.perf_counter() - t0
             return summary
         _refuse_opaque(workflow)
-        run = _set_up(stack, workflow, grid, bench, archive, summary, _Progress(progress, console))
+        run = _set_up(stack, workflow, grid, bench, archive, summary, Progress(progress, console))
         run.inputs = _materialise(stack, run)
         jobs = _jobs(run, wanted, pending)
         run.show.start(_total_invocations(jobs, grid.runs))
@@ -535,15 +330,15 @@ class _Run:
     backend_name: str
     archive: Archive
     summary: ProfileSummary
-    show: _Progress
-    deployer: _Deployer
+    show: Progress
+    deployer: Deployer
     store: st.Store
     workdir: Path
     base: Plan  # one unit per stage at the largest memory
-    inputs: _Inputs | None = None  # once materialised
+    inputs: Inputs | None = None  # once materialised
 
     @property
-    def materialised(self) -> _Inputs:
+    def materialised(self) -> Inputs:
         assert self.inputs is not None
         return self.inputs
 
@@ -555,7 +350,7 @@ def _set_up(
     bench: ProfileBench,
     archive: Archive,
     summary: ProfileSummary,
-    show: _Progress,
+    show: Progress,
 ) -> _Run:
     """The backend, store and work folder (made here when the bench gives none, and
     closed with ``stack``), and the progress display, started."""
@@ -588,14 +383,14 @@ def _set_up(
         archive=archive,
         summary=summary,
         show=show,
-        deployer=_Deployer(backend),
+        deployer=Deployer(backend),
         store=store,
         workdir=Path(workdir),
         base=single_stage_plan(workflow, memory_mb=max(grid.memories), arch=grid.arch),
     )
 
 
-def _materialise(stack: ExitStack, run: _Run) -> _Inputs:
+def _materialise(stack: ExitStack, run: _Run) -> Inputs:
     """Run the workflow once, whole, so that every stage's real inputs are in the store
     (deleted when ``stack`` closes)."""
     workflow, top = run.workflow, max(run.grid.memories)
@@ -624,7 +419,7 @@ def _materialise(stack: ExitStack, run: _Run) -> _Inputs:
             f"cannot profile {workflow.name!r}: running it whole failed: {err.message}",
             hint=err.hint,
         ) from err
-    return _Inputs(run.store, materialised)
+    return Inputs(run.store, materialised)
 
 
 def _jobs(
@@ -634,7 +429,7 @@ def _jobs(
     instances the materialising run had); a stage mapped over nothing is unprofiled."""
     jobs: list[tuple[Stage, list[Setting], list[int]]] = []
     for s in wanted:
-        n = _instance_count(run.workflow, s, run.materialised) if s.mapped else 1
+        n = instance_count(run.workflow, s, run.materialised) if s.mapped else 1
         if s.mapped and n == 0:
             run.summary.unprofiled[s.id] = "mapped over an empty list in the materialising run"
             continue
@@ -724,7 +519,7 @@ def _measure(
                 call = run.deployer.call(unit.id, event)
                 run.summary.invocations += 1
                 run.show.advance()
-                problem = _failure(call)
+                problem = failure_of(call)
                 if problem is not None:
                     return [], Failure(setting, *problem)
                 samples += _samples(workflow, stage, setting, arch, call, inputs, run.backend_name)
@@ -738,8 +533,8 @@ def _samples(
     stage: Stage,
     setting: Setting,
     arch: str,
-    call: _Call,
-    inputs: _Inputs,
+    call: Call,
+    inputs: Inputs,
     backend_name: str,
 ) -> list[Sample]:
     """One sample per stage instance the invocation ran."""
@@ -774,7 +569,7 @@ def _samples(
                 instance=instance,
                 init_ms=call.init_ms if call.cold else None,
                 cold=call.cold,
-                input_bytes=_input_bytes(workflow, stage, instance, inputs),
+                input_bytes=input_bytes(workflow, stage, instance, inputs),
                 output_bytes=out_bytes.get(instance),
                 peak_memory_mb=call.max_memory_mb or None,
                 source="profiler",
@@ -807,58 +602,3 @@ def _function_ms(timing: dict[str, Any], ratio: float) -> float:
     if "fn_eq_ms" in timing:
         return float(timing["fn_eq_ms"])
     return float(timing.get("fn_ms", 0.0)) * ratio
-
-
-class _Progress:
-    """A Rich progress bar, or nothing (tests, ``progress=False``)."""
-
-    def __init__(self, enabled: bool, console: Any = None) -> None:
-        self.enabled = enabled
-        self._bar: Any = None
-        self._task: Any = None
-        if enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
-            self._bar = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=console,
-                transient=False,
-            )
-
-    def __enter__(self) -> _Progress:
-        if self._bar is not None:
-            self._bar.start()
-            self._task = self._bar.add_task("starting", total=None)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-
-    def status(self, text: str) -> None:
-        if self._bar is not None:
-            self._bar.update(self._task, description=text)
-
-    def start(self, total: int) -> None:
-        if self._bar is not None:
-            self._bar.update(self._task, total=total, completed=0, description="profiling")
-
-    def describe(self, text: str) -> None:
-        self.status(text)
-
-    def advance(self) -> None:
-        if self._bar is not None:
-            self._bar.advance(self._task)
-
-    def log(self, text: str) -> None:
-        if self._bar is not None:
-            self._bar.console.print(text)
