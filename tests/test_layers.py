@@ -55,11 +55,6 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
 ALLOWED: dict[tuple[str, str], str] = {
     # owned by ir (the validator imports the nodes it checks; nodes call it lazily), to fix
     ("wisefuse_plugins.ir.nodes", "wisefuse_plugins.ir.validate"): "ir: nodes <-> validate",
-    # owned by the lead (providers/airflow rewrite), to fix
-    (
-        "wisefuse_plugins.providers.airflow.original",
-        "wisefuse_plugins.providers.airflow.tasks",
-    ): "providers/airflow: original <-> tasks",
 }
 
 

@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wisefuse_plugins.errors import WiseFuseError
-from wisefuse_plugins.providers.airflow.xcomrefs import repoint_task, walk_xcoms
+from wisefuse_plugins.providers.airflow.groups import group_in, sentinels
+from wisefuse_plugins.providers.airflow.xcomrefs import repoint_task
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
 
-__all__ = ["OriginalDag", "copy_task", "empty_copy", "loading_original", "task_group_in"]
+__all__ = ["OriginalDag", "copy_task", "empty_copy", "loading_original"]
 
 _loading_original: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "wisefuse_loading_original", default=False
@@ -72,8 +73,8 @@ def copy_task(
             return XComArg(mapping[task_id], key=key)
 
     source = task.dag
-    group = _group_in(target, task.task_group, repoint)
-    memo: dict[int, Any] = {id(source): None, **_sentinels()}
+    group = group_in(target, task.task_group, repoint)
+    memo: dict[int, Any] = {id(source): None, **sentinels()}
     for other in source.task_dict.values():  # referenced tasks stay references
         if other is not task:
             memo[id(other)] = other
@@ -96,55 +97,6 @@ def copy_task(
     return copied
 
 
-def _sentinels() -> dict[int, Any]:
-    """Memo entries that keep Airflow's identity-tested sentinels through a deep copy."""
-    from airflow.sdk.definitions._internal.expandinput import EXPAND_INPUT_EMPTY
-    from airflow.sdk.definitions._internal.types import NOTSET
-
-    return {id(EXPAND_INPUT_EMPTY): EXPAND_INPUT_EMPTY, id(NOTSET): NOTSET}
-
-
-def task_group_in(target: DAG, group: Any) -> Any:
-    """The task group of ``target`` standing for ``group`` of another DAG (see
-    :func:`_group_in`), for a group whose tasks read no XCom through it (not mapped)."""
-
-    def unexpected(task_id: str, key: str) -> Any:
-        raise WiseFuseError(f"task group {group.group_id!r} maps over {task_id!r}")
-
-    return _group_in(target, group, unexpected)
-
-
-def _group_in(target: DAG, group: Any, repoint: Callable[[str, str], Any]) -> Any:
-    """The task group of ``target`` standing for ``group`` of another DAG, made on first use.
-
-    It has the original's id, label, tooltip, colours and default_args; a mapped task
-    group gets a copy of the original's expansion, its XCom inputs re-pointed by ``repoint``
-    (in place: the tasks in the group read that very object through their mapped arguments).
-    """
-    import attrs
-
-    if group is None or group.group_id is None:
-        return target.task_group
-    found = target.task_group.get_task_group_dict().get(group.group_id)
-    if found is not None:
-        return found
-    parent = _group_in(target, group.parent_group, repoint)
-    skip = {"parent_group", "dag", "children", "used_group_ids"}
-    cls = group.__class__  # a task's task_group is a weakref proxy: type() would name the proxy
-    kwargs = {
-        f.alias or f.name: copy.deepcopy(getattr(group, f.name), _sentinels())
-        for f in attrs.fields(cls)
-        if f.init and f.name not in skip
-    }
-    made = cls(parent_group=parent, dag=target, **kwargs)
-    expansion = getattr(made, "_expand_input", None)
-    if expansion is not None:
-        object.__setattr__(expansion, "value", walk_xcoms(expansion.value, repoint))
-        for op in made.iter_mapped_dependencies():  # Airflow counts instances from these
-            made.upstream_task_ids.add(op.task_id)
-    return made
-
-
 def empty_copy(dag: DAG) -> DAG:
     """A copy of ``dag`` with every DAG setting and no tasks or task groups.
 
@@ -154,7 +106,7 @@ def empty_copy(dag: DAG) -> DAG:
     """
     from airflow.sdk.definitions.taskgroup import TaskGroup
 
-    memo: dict[int, Any] = {id(dag.task_dict): {}, id(dag.task_group): None, **_sentinels()}
+    memo: dict[int, Any] = {id(dag.task_dict): {}, id(dag.task_group): None, **sentinels()}
     new = copy.deepcopy(dag, memo)
     new.__dict__.pop("task_group_dict", None)  # a cached view of the original's groups
     object.__setattr__(new, "task_group", TaskGroup.create_root(new))

@@ -199,7 +199,7 @@ def unit_settings(original: DAG | None, task_ids: Sequence[str]) -> dict[str, An
 def unit_group(dag: DAG, original: DAG | None, task_id: str) -> tuple[str, Any]:
     """The task group a unit task goes in (its last stage's, made in ``dag`` on first use)
     and the label that gives it ``task_id`` there; the root group when there is none."""
-    from wisefuse_plugins.providers.airflow.original import task_group_in
+    from wisefuse_plugins.providers.airflow.groups import task_group_in
 
     task = original.task_dict.get(task_id) if original is not None else None
     if task is None or task.task_group is None or task.task_group.group_id is None:
