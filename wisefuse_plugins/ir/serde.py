@@ -143,7 +143,11 @@ def read_text(path: Path, what: str) -> str:
 
 def write_atomic(path: Path, text: str) -> Path:
     """Write ``text`` to ``path`` through a temporary file of this call's own (concurrent
-    writers of the same path do not collide; a failed write leaves no file behind)."""
+    writers of the same path do not collide; a failed write leaves no file behind).
+
+    A missing parent folder is created: ``--out $WISEFUSE_HOME/plans/x.plan.json`` must not
+    fail, after the work that produced ``text``, because ``plans/`` was never made."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         tmp.write_text(text, encoding="utf-8")
