@@ -391,6 +391,7 @@ def optimize(
             f"--feedback runs plans on the local Lambda, but the profiles are {backend!r}'s",
             hint="drop --feedback, or plan with --backend local",
         )
+    _check_writable(out, "--out")  # before the work: a plan that cannot be written is lost
     workflow = load_workflow(target)
     if observe_run and any(
         s.mapped and s.parallelism_source == "expected" for s in workflow.stages
@@ -448,6 +449,30 @@ def optimize(
                 points, others, plot, title=f"{workflow.name}: cost vs P95", slos=[planned.slo_s]
             )
         console.print(f"Pareto frontier saved to {plot}")
+
+
+def _check_writable(path: Path, option: str) -> None:
+    """Raise unless ``path`` can be written (its missing folders are made when it is)."""
+    import os
+
+    if path.is_dir():
+        raise WiseFuseError(
+            f"{option} {path} is a folder, not a file",
+            hint=f"give a file name, e.g. {option} {path / 'plan.json'}",
+        )
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise WiseFuseError(
+            f"{option} {path} cannot be written: {folder} is a file, not a folder",
+            hint=f"write elsewhere, or move {folder} away",
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise WiseFuseError(
+            f"{option} {path} cannot be written: no permission to write in {folder}",
+            hint=f"write elsewhere, or make {folder} writable",
+        )
 
 
 def _tuned(workflow, model, slo: str, headroom: float, runs: int):
