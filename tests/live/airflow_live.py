@@ -62,6 +62,9 @@ from pathlib import Path
 from typing import Any
 
 #: Variables of the caller the Airflow processes do not inherit (they get their own).
+#: the module (in AIRFLOW_HOME/config) holding the metadata DB's connect arguments
+DB_SETTINGS = "wisefuse_live_db"
+SQLITE_LOCK_TIMEOUT_S = 60
 #: tries of a trigger that failed on SQLite's write lock (see :meth:`AirflowLive.trigger`)
 TRIGGER_ATTEMPTS = 5
 DROPPED_PREFIXES = ("AIRFLOW_", "AIRFLOW__", "WISEFUSE_", "PREFECT_", "AWS_")
@@ -118,6 +121,11 @@ def airflow_env(
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
             "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "1",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            # SQLite takes one writer at a time and sqlite3 waits 5 s for the lock: with
+            # dozens of runs at once on a loaded host the scheduler died on "database is
+            # locked". Wait up to a minute instead (the dict is written by start(), into
+            # AIRFLOW_HOME/config, which Airflow puts on sys.path before opening the DB)
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": f"{DB_SETTINGS}.CONNECT_ARGS",
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(port),
             "AIRFLOW__API__BASE_URL": base,
@@ -180,8 +188,11 @@ class AirflowLive:
     def start(self, timeout_s: float = 300.0) -> AirflowLive:
         """Migrate the database and start the processes; returns when all are healthy."""
         t0 = time.monotonic()
-        for d in (self.home, self.dags, self.wisefuse_home):
+        for d in (self.home, self.dags, self.wisefuse_home, self.home / "config"):
             d.mkdir(parents=True, exist_ok=True)
+        (self.home / "config" / f"{DB_SETTINGS}.py").write_text(
+            f"CONNECT_ARGS = {{'timeout': {SQLITE_LOCK_TIMEOUT_S}}}\n"
+        )
         try:
             migrate = subprocess.run(
                 [*self.airflow, "db", "migrate"],
