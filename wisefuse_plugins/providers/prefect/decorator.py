@@ -12,9 +12,10 @@ On each call the decorated flow decides, before any flow run starts:
   (:func:`~wisefuse_plugins.adapters.prefect.trace_flow`, the same single run): the IR
   goes to ``$WISEFUSE_HOME/traces/<flow>.ir.json`` (the latest, for ``wisefuse optimize``)
   and ``traces/<flow>/<parameters digest>.ir.json`` (found again by parameters), and the
-  task timings into the profile archive. A missing plan is logged at INFO; a plan that
-  does not fit (stale code, other parameters, problems) at WARNING, with the reason and
-  the fix.
+  task timings into the profile archive. A missing plan, a plan that does not fit (stale
+  code, other parameters, problems) and the recorded trace are logged at WARNING, with
+  the reason and the fix, in the flow run's own logs (``prefect.flow_runs``: shown on the
+  console and in Prefect's UI; the root logger's default level hides INFO).
 
 Parameters: the IR is specialised to the traced parameters (they become constants in the
 stages' bindings), so a plan only runs on a trace made with exactly the call's
@@ -41,6 +42,7 @@ import hashlib
 import inspect
 import json
 import logging
+import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -107,7 +109,7 @@ def wisefuse(
     plain runs are filed under in the profile archive.
     """
     config = _Config(
-        slo=slo,
+        slo=_checked_slo(slo),
         plan=Path(plan) if isinstance(plan, str | Path) else plan,
         block=block,
         root=Path(root).resolve() if root is not None else None,
@@ -194,7 +196,7 @@ class WiseFuseFlow(Flow):
                     False,
                     f"no WiseFuse plan for flow {self.name!r} at {plan_path}: running it as it "
                     "is" + (" and recording its trace" if self._wisefuse.record else ""),
-                    logging.INFO,
+                    logging.WARNING,
                     plan_path=plan_path,
                 )
             try:
@@ -342,12 +344,18 @@ class WiseFuseFlow(Flow):
         if decision.planned:
             planned = self._planned_flow(decision)
             return planned(*args, return_state=return_state, wait_for=wait_for, **kwargs)
-        if decision.reason:
-            logger.log(decision.level, decision.reason)
+        notice = (decision.level, decision.reason) if decision.reason else None
         nested = _inside_a_run()
         if not self._wisefuse.record or return_state or wait_for is not None or nested:
-            return plain(*args, **kwargs)
-        return self._traced_call(args, kwargs)
+            if notice is None:
+                return plain(*args, **kwargs)
+            if self._wisefuse.record:  # check() assumed a traced call; this one is not
+                why = "this call is not traced (return_state, wait_for or inside another run)"
+                notice = (notice[0], f"{notice[1].removesuffix(' and recording its trace')}; {why}")
+            told = self.with_options()
+            told.fn = _telling(self.fn, notice)
+            return told(*args, return_state=return_state, wait_for=wait_for, **kwargs)
+        return self._traced_call(args, kwargs, notice)
 
     def _planned_flow(self, decision: PlanCheck) -> Flow:
         """A flow of the same name whose body runs the plan's units as Prefect tasks."""
@@ -382,8 +390,12 @@ class WiseFuseFlow(Flow):
         planned.fn = run_plan
         return planned
 
-    def _traced_call(self, args: tuple, kwargs: dict[str, Any]) -> Any:
-        """Run the flow as it is, once, traced; return what ``flow()`` returns (or raise)."""
+    def _traced_call(
+        self, args: tuple, kwargs: dict[str, Any], notice: tuple[int, str] | None = None
+    ) -> Any:
+        """Run the flow as it is, once, traced; return what ``flow()`` returns (or raise).
+
+        ``notice``: (level, message) to log in the flow run's logs as it starts."""
         from wisefuse_plugins.adapters.prefect import trace_flow
 
         box: dict[str, Any] = {}
@@ -397,7 +409,7 @@ class WiseFuseFlow(Flow):
             on_crashed=[*self.on_crashed_hooks, keep_state],
             on_cancellation=[*self.on_cancellation_hooks, keep_state],
         )
-        traced.fn = _returning(self.fn, box)
+        traced.fn = _returning(_telling(self.fn, notice) if notice else self.fn, box)
         try:
             workflow = trace_flow(traced, *args, root=self.code_root, **kwargs)
         except Exception as err:
@@ -405,15 +417,21 @@ class WiseFuseFlow(Flow):
             if state is None:
                 raise
             if state.is_completed():  # the flow ran; only the trace failed
-                logger.warning(
-                    "flow %r ran, but its trace could not be recorded: %s", self.name, err
+                _tell(
+                    logging.WARNING,
+                    f"flow {self.name!r} ran, but its trace could not be recorded: {err}",
+                    state.state_details.flow_run_id,
                 )
             return state.result()  # raises the flow's own error when it failed
         value = box["state"].result()
         try:
             self._record(workflow, box, args, kwargs)
         except Exception as err:  # recording must never fail a run that succeeded
-            logger.warning("flow %r ran, but its trace could not be recorded: %s", self.name, err)
+            _tell(
+                logging.WARNING,
+                f"flow {self.name!r} ran, but its trace could not be recorded: {err}",
+                box["state"].state_details.flow_run_id,
+            )
         return value
 
     # ---------------------------------------------------------------- recording
@@ -455,13 +473,12 @@ class WiseFuseFlow(Flow):
         dump(workflow, exact)
         dump(workflow, latest)
         archived = self._archive(workflow)
-        logger.info(
-            "recorded the trace of flow %r at %s (%d stages)%s; to plan it: %s",
-            self.name,
-            latest,
-            len(workflow.stages),
-            archived,
-            self._fix_hint().removeprefix("re-plan from the latest trace: "),
+        _tell(
+            logging.WARNING,
+            f"recorded the trace of flow {self.name!r} at {latest} "
+            f"({len(workflow.stages)} stages){archived}; to plan it: "
+            + self._fix_hint().removeprefix("re-plan from the latest trace: "),
+            box["state"].state_details.flow_run_id,
         )
 
     def _archive(self, workflow: Workflow) -> str:
@@ -495,6 +512,28 @@ class WiseFuseFlow(Flow):
 
 
 # =========================================================================== helpers
+
+
+def _checked_slo(slo: Any) -> float | str | None:
+    """``slo`` as ``wisefuse optimize --slo`` reads it, or an error now: at decoration time,
+    not in the hint a user copies after the first run."""
+    from wisefuse_plugins.optimizer.space import SLOError, parse_slo
+
+    if slo is None:
+        return None
+    hint = "give seconds (12.5, or '12.5s') or a multiple of User-Max's P95 ('1.5x')"
+    if not isinstance(slo, int | float | str) or isinstance(slo, bool):
+        raise WiseFuseError(
+            f"@wisefuse(slo={slo!r}): an SLO is a number or a string, not {type(slo).__name__}",
+            hint=hint,
+        )
+    try:
+        seconds = parse_slo(slo, 1.0)  # a relative SLO: only its form is checked here
+    except SLOError as err:
+        raise WiseFuseError(f"@wisefuse(slo={slo!r}): {err.message}", hint=hint) from None
+    if not math.isfinite(seconds):
+        raise WiseFuseError(f"@wisefuse(slo={slo!r}): the SLO must be finite", hint=hint)
+    return slo.strip() if isinstance(slo, str) else slo
 
 
 def _home() -> Path:
@@ -542,6 +581,31 @@ def _inside_a_run() -> bool:
     from prefect.context import FlowRunContext, TaskRunContext
 
     return FlowRunContext.get() is not None or TaskRunContext.get() is not None
+
+
+def _tell(level: int, message: str, flow_run_id: Any = None) -> None:
+    """Log ``message`` in the flow run's logs (console, API, UI), else on this module's logger.
+
+    After a run has finished there is no run context: the run's id names it."""
+    if flow_run_id is not None:
+        from prefect.logging.loggers import flow_run_logger
+
+        flow_run_logger(flow_run_id=flow_run_id).log(level, message)
+    else:
+        logger.log(level, message)
+
+
+def _telling(fn: Callable, notice: tuple[int, str]) -> Callable:
+    """``fn``, logging ``notice`` (level, message) in the flow run's logs as the run starts."""
+
+    @functools.wraps(fn)
+    def body(*args: Any, **kwargs: Any) -> Any:
+        from prefect.logging import get_run_logger
+
+        get_run_logger().log(*notice)
+        return fn(*args, **kwargs)
+
+    return body
 
 
 def _returning(fn: Callable, box: dict[str, Any]) -> Callable:
