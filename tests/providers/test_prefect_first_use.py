@@ -80,6 +80,7 @@ def test_no_plan_and_the_recorded_trace_are_warnings_in_the_run_logs(
     decorated = wisefuse(slo="2x")(first_use)
     assert decorated() == 6
     wf = load(decorated.trace_paths()[0])
+    assert wf.meta["returns"] == {"kind": "output", "stage": "double"}  # the notice changes nothing
     warned = [m for level, m in run_logs(wf.meta["flow_run_id"], 2) if level >= logging.WARNING]
     plan = home / "plans" / "first-use.plan.json"
     assert any(f"no WiseFuse plan for flow 'first-use' at {plan}" in m for m in warned), warned

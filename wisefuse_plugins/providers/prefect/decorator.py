@@ -409,7 +409,8 @@ class WiseFuseFlow(Flow):
             on_crashed=[*self.on_crashed_hooks, keep_state],
             on_cancellation=[*self.on_cancellation_hooks, keep_state],
         )
-        traced.fn = _returning(_telling(self.fn, notice) if notice else self.fn, box)
+        body = _telling(self.fn, notice) if notice else self.fn
+        traced.fn = _returning(body, box, self.fn)
         try:
             workflow = trace_flow(traced, *args, root=self.code_root, **kwargs)
         except Exception as err:
@@ -421,6 +422,7 @@ class WiseFuseFlow(Flow):
                     logging.WARNING,
                     f"flow {self.name!r} ran, but its trace could not be recorded: {err}",
                     state.state_details.flow_run_id,
+                    self,
                 )
             return state.result()  # raises the flow's own error when it failed
         value = box["state"].result()
@@ -431,6 +433,7 @@ class WiseFuseFlow(Flow):
                 logging.WARNING,
                 f"flow {self.name!r} ran, but its trace could not be recorded: {err}",
                 box["state"].state_details.flow_run_id,
+                self,
             )
         return value
 
@@ -479,6 +482,7 @@ class WiseFuseFlow(Flow):
             f"({len(workflow.stages)} stages){archived}; to plan it: "
             + self._fix_hint().removeprefix("re-plan from the latest trace: "),
             box["state"].state_details.flow_run_id,
+            self,
         )
 
     def _archive(self, workflow: Workflow) -> str:
@@ -583,14 +587,14 @@ def _inside_a_run() -> bool:
     return FlowRunContext.get() is not None or TaskRunContext.get() is not None
 
 
-def _tell(level: int, message: str, flow_run_id: Any = None) -> None:
+def _tell(level: int, message: str, flow_run_id: Any = None, flow: Any = None) -> None:
     """Log ``message`` in the flow run's logs (console, API, UI), else on this module's logger.
 
     After a run has finished there is no run context: the run's id names it."""
     if flow_run_id is not None:
         from prefect.logging.loggers import flow_run_logger
 
-        flow_run_logger(flow_run_id=flow_run_id).log(level, message)
+        flow_run_logger(flow_run_id=flow_run_id, flow=flow).log(level, message)
     else:
         logger.log(level, message)
 
@@ -608,8 +612,9 @@ def _telling(fn: Callable, notice: tuple[int, str]) -> Callable:
     return body
 
 
-def _returning(fn: Callable, box: dict[str, Any]) -> Callable:
-    """``fn``, noting in ``box`` what its return value is made of (inside the flow run)."""
+def _returning(fn: Callable, box: dict[str, Any], source: Callable | None = None) -> Callable:
+    """``fn``, noting in ``box`` what its return value is made of (inside the flow run);
+    ``source``: the function whose code makes that value (default ``fn``)."""
     from wisefuse_plugins.providers.prefect.returns import (
         ReturnsUnknown,
         describe_return,
@@ -622,7 +627,7 @@ def _returning(fn: Callable, box: dict[str, Any]) -> Callable:
         box.pop("returns", None)
         try:
             box["run_order"] = run_order_from_tracer()
-            box["returns"] = describe_return(value, fn)
+            box["returns"] = describe_return(value, source or fn)
         except ReturnsUnknown as err:
             box["returns_problem"] = str(err)
         except Exception as err:
