@@ -118,11 +118,12 @@ def discover(names: set[str] | None) -> list[tuple[str, Path]]:
 
 def build(name: str, path: Path, root: Path) -> dict[str, Any]:
     """The three files of one DAG under ``root/<stem>/``; what was built, or why not."""
+    from tests.plans import chains_plan
     from wisefuse_plugins.adapters.airflow import from_dag, load_dag_file
     from wisefuse_plugins.emitters.airflow import emit_dag
     from wisefuse_plugins.errors import WiseFuseError
     from wisefuse_plugins.ir import dump
-    from wisefuse_plugins.plan.schema import chains_plan, dump_plan
+    from wisefuse_plugins.plan.schema import dump_plan
 
     stem = path.stem
     source = with_dag_variable(path.read_text())

@@ -76,7 +76,7 @@ def dag_id(app: str, form: str) -> str:
 def write_apps(live: AirflowLive, apps: Sequence[str], bundle: int) -> dict[str, Any]:
     """Each app's folder (DAG file + drop-in line, emitted file, plan, IR) into the dags
     folder at once; returns the apps' workflows."""
-    from wisefuse_plugins.plan.schema import chains_plan
+    from tests.plans import chains_plan
 
     staging = live.root / "staging"
     workflows = {}

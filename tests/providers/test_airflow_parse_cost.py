@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from wisefuse_plugins.plan.schema import chains_plan
+from tests.plans import chains_plan
 
 from ..airflow_helpers import write_app
 

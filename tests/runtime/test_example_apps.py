@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.plans import chains_plan
 from wisefuse_plugins.ir import Source, Workflow, callable_ref
-from wisefuse_plugins.plan.schema import chains_plan, single_stage_plan
+from wisefuse_plugins.plan.schema import single_stage_plan
 from wisefuse_plugins.runtime import store as st
 from wisefuse_plugins.runtime.backends.local import LocalLambda
 from wisefuse_plugins.runtime.backends.units import LocalUnits

@@ -27,9 +27,10 @@ from typing import Any
 
 import pytest
 
+from tests.plans import chains_plan
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir import Source, Workflow, callable_ref
-from wisefuse_plugins.plan.schema import Unit, chains_plan, single_stage_plan
+from wisefuse_plugins.plan.schema import Unit, single_stage_plan
 from wisefuse_plugins.runtime import loader, shim
 from wisefuse_plugins.runtime import store as st
 from wisefuse_plugins.runtime.executor import Invoked, RunFailed, execute

@@ -10,7 +10,6 @@ import math
 
 MIN_MEMORY_MB = 128
 MAX_MEMORY_MB = 10_240
-MEMORY_STEP_MB = 1
 
 #: Memory at which a function gets exactly one vCPU; the share grows linearly with memory.
 MB_PER_VCPU = 1_769
