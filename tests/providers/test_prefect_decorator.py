@@ -326,9 +326,26 @@ def test_emitted_flow_file_runs(
 
     emitted = load_flow_file(path)
     assert emitted.name == wf.name
+    # the original's parameters, with the traced values as defaults, then block (issue 22)
+    import inspect
+
+    original = inspect.signature(got["flow"].fn).parameters
+    params = inspect.signature(emitted.fn).parameters
+    assert list(params) == [*original, "block"]
+    assert {k: p.default for k, p in params.items() if k != "block"} == wf.meta["parameters"]
+    assert all(params[k].annotation == "int" for k in original)
+    assert params["block"].kind == inspect.Parameter.KEYWORD_ONLY
     state = emitted(block=block, return_state=True)
     assert state.is_completed()
     assert state.result() == got["expected"]
+    # the traced values, given explicitly, run; other values are refused before any unit runs
+    assert emitted(**wf.meta["parameters"], block=block) == got["expected"]
+    first = next(iter(original))
+    other = {first: wf.meta["parameters"][first] + 1}
+    refused = emitted(**other, block=block, return_state=True)
+    assert refused.is_failed()
+    with pytest.raises(Exception, match=f"traced parameters only.*other values for {first}"):
+        refused.result()
     expected = Counter({"+".join(u.stages): u.invocations(wf) for u in plan.units})
     runs = task_runs(state.state_details.flow_run_id, sum(expected.values()))
     assert Counter(r.name.split(" [")[0] for r in runs) == expected

@@ -243,7 +243,7 @@ class WiseFuseFlow(Flow):
                 plan_path,
                 trace_path,
             )
-        opaque = opaque_problem(workflow)
+        opaque = opaque_problem(workflow) or tolerated_failures(workflow)
         if opaque is not None:
             return self._unfit(opaque, "keep the flow as it is", plan_path, trace_path)
         if not isinstance(workflow.meta.get("returns"), dict):
@@ -516,6 +516,30 @@ class WiseFuseFlow(Flow):
 
 
 # =========================================================================== helpers
+
+#: Prefect state types of a task run that did not complete.
+_FAILED_STATES = ("FAILED", "CRASHED", "CANCELLED")
+
+
+def tolerated_failures(workflow: Workflow) -> str | None:
+    """Why a plan cannot run a flow whose traced run completed with failed task runs.
+
+    Such a flow tolerates failures (``.map(return_state=True)``, ``allow_failure``); a plan
+    runs every instance and fails the run at the first error, where the flow goes on, and
+    the IR does not record which values the flow kept. (The adapter records the traced task
+    runs' states in ``Stage.meta["states"]``.)"""
+    failed = {
+        s.id: [x for x in s.meta.get("states") or [] if x in _FAILED_STATES]  # type: ignore[union-attr]
+        for s in workflow.stages
+    }
+    shown = "; ".join(f"{sid} ({', '.join(states)})" for sid, states in failed.items() if states)
+    if not shown:
+        return None
+    return (
+        f"its traced run completed although task runs of it did not: {shown}. The flow "
+        "tolerates failed tasks (return_state=True or allow_failure), and a plan runs every "
+        "instance and fails the run at the first error"
+    )
 
 
 def _checked_slo(slo: Any) -> float | str | None:
