@@ -877,7 +877,7 @@ def _reason(check: Any, level: int) -> str:
 
 @trigger("prefect-no-plan")
 def _(sc: Scene) -> str:
-    return _reason(_prefect_checks(sc)["no-plan"], logging.INFO)
+    return _reason(_prefect_checks(sc)["no-plan"], logging.WARNING)
 
 
 @trigger("prefect-other-parameters")
