@@ -1,46 +1,27 @@
-"""The local Lambda as a service: the Lambda REST API (the subset our AWS backend uses) on 127.0.0.1.
-
-boto3's own Lambda client with ``endpoint_url=`` drives it, so the AWS backend can be the
-one code path for AWS and for this machine (issue 21). Behind the API runs
-:class:`~wisefuse_plugins.runtime.backends.local.LocalLambda`: each function's zip is
-unpacked under ``<root>/functions/<name>/<code sha256>/`` and registered with that folder
-as its code and only its configured environment. A published version keeps a snapshot
-of the configuration; ``name:3`` and ``name:alias`` invoke that snapshot.
-
-Preview: no layers, no tags API, state is in memory (a restart forgets the functions).
-Run it with ``python -m wisefuse_plugins.runtime.backends.service --port 9001``.
-"""
+"""Lambda's functions, versions and aliases over a LocalLambda: one method per API operation."""
 
 from __future__ import annotations
 
-import argparse
 import base64
 import contextlib
 import copy
 import hashlib
 import io
 import json
-import os
 import re
 import threading
 import time
 import uuid
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote
 
-from wisefuse_plugins.errors import WiseFuseError
-from wisefuse_plugins.runtime.backends.local import FunctionConfig, Invocation, LocalLambda
-from wisefuse_plugins.runtime.store import wisefuse_home
+from wisefuse_plugins.runtime.backends.local import FunctionConfig, LocalLambda
 
 PREFIX = "/2015-03-31/functions"
 ACCOUNT = "000000000000"
-LOG_TAIL_BYTES = 4096  # Lambda returns the last 4 KB of the log with LogType Tail
-LOCK_NAME = "service.pid"
 
 
 class ApiError(Exception):
@@ -77,7 +58,7 @@ def _arn(region: str, name: str, qualifier: str | None = None) -> str:
     return f"{arn}:{qualifier}" if qualifier else arn
 
 
-def _split_name(raw: str, qualifier: str | None) -> tuple[str, str | None]:
+def split_name(raw: str, qualifier: str | None) -> tuple[str, str | None]:
     """A FunctionName (name, ``name:qualifier`` or an ARN) as (name, qualifier)."""
     name = unquote(raw)
     if name.startswith("arn:"):
@@ -358,248 +339,3 @@ class LambdaService:
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S.000+0000", time.gmtime())
-
-
-def log_tail(inv: Invocation) -> str:
-    """Base64 of the invocation's log ending with its REPORT line (Lambda's last 4 KB)."""
-    text = (
-        f"START RequestId: {inv.request_id} Version: $LATEST\n{inv.logs}"
-        f"{'' if not inv.logs or inv.logs.endswith(chr(10)) else chr(10)}"
-        f"END RequestId: {inv.request_id}\n{inv.report_line()}\n"
-    )
-    return base64.b64encode(text.encode()[-LOG_TAIL_BYTES:]).decode()
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet: no access log on stderr
-        pass
-
-    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        for key, value in {"Content-Type": "application/json", **(headers or {})}.items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _json(self, status: int, obj: Any) -> None:
-        self._send(status, json.dumps(obj).encode())
-
-    def _dispatch(self) -> None:
-        url = urlsplit(self.path)
-        query = {k: v[0] for k, v in parse_qs(url.query).items()}
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        svc = self.server.service
-        try:
-            if not url.path.startswith(PREFIX):
-                raise ApiError(404, "UnrecognizedClientException", f"unknown path {url.path}")
-            parts = [p for p in url.path[len(PREFIX) :].split("/") if p]
-            method = self.command
-            if method == "POST" and parts == []:
-                return self._json(201, svc.create_function(_body(raw)))
-            if method == "GET" and parts == []:
-                return self._json(200, svc.list_functions())
-            name, qualifier = _split_name(parts[0], query.get("Qualifier"))
-            rest = parts[1:]
-            if rest == ["invocations"] and method == "POST":
-                return self._invoke(name, qualifier, raw)
-            if rest == [] and method == "GET":
-                return self._json(200, svc.get_function(name, qualifier))
-            if rest == [] and method == "DELETE":
-                svc.delete_function(name, qualifier)
-                return self._send(204, b"")
-            if rest == ["configuration"] and method == "GET":
-                return self._json(200, svc.get_function_configuration(name, qualifier))
-            if rest == ["configuration"] and method == "PUT":
-                return self._json(200, svc.update_function_configuration(name, _body(raw)))
-            if rest == ["code"] and method == "PUT":
-                return self._json(200, svc.update_function_code(name, _body(raw)))
-            if rest == ["versions"] and method == "POST":
-                return self._json(201, svc.publish_version(name, _body(raw)))
-            if rest == ["aliases"] and method == "POST":
-                body = _body(raw)
-                return self._json(201, svc.put_alias(name, body.get("Name", ""), body, create=True))
-            if len(rest) == 2 and rest[0] == "aliases" and method == "GET":
-                return self._json(200, svc.get_alias(name, unquote(rest[1])))
-            if len(rest) == 2 and rest[0] == "aliases" and method == "PUT":
-                return self._json(
-                    200, svc.put_alias(name, unquote(rest[1]), _body(raw), create=False)
-                )
-            raise ApiError(404, "UnrecognizedClientException", f"unsupported: {method} {url.path}")
-        except ApiError as err:
-            self._send(
-                err.status,
-                json.dumps({"Type": "User", "message": err.message}).encode(),
-                {"x-amzn-ErrorType": err.code},
-            )
-        except WiseFuseError as err:  # the engine refused (throttled, too large, closed)
-            code = {
-                "TooManyRequests": "TooManyRequestsException",
-                "RequestTooLarge": "RequestTooLargeException",
-            }
-            kind = code.get(type(err).__name__, "ServiceException")
-            status = {"TooManyRequestsException": 429, "RequestTooLargeException": 413}.get(
-                kind, 500
-            )
-            self._send(
-                status, json.dumps({"message": str(err)}).encode(), {"x-amzn-ErrorType": kind}
-            )
-
-    def _invoke(self, name: str, qualifier: str | None, raw: bytes) -> None:
-        kind = self.headers.get("X-Amz-Invocation-Type") or "RequestResponse"
-        _, version, outcome = self.server.service.invoke(name, qualifier, raw, kind)
-        if kind == "Event":
-            return self._send(202, b"", {"X-Amz-Executed-Version": version})
-        inv: Invocation = outcome
-        headers = {"X-Amz-Executed-Version": version}
-        if self.headers.get("X-Amz-Log-Type") == "Tail":
-            headers["X-Amz-Log-Result"] = log_tail(inv)
-        if inv.error is not None:
-            headers["X-Amz-Function-Error"] = "Unhandled"
-            body = {k: inv.error.get(k) for k in ("errorMessage", "errorType", "stackTrace")}
-            return self._send(200, json.dumps(body).encode(), headers)
-        self._send(200, json.dumps(inv.payload).encode(), headers)
-
-    do_GET = do_POST = do_PUT = do_DELETE = _dispatch
-
-
-def _body(raw: bytes) -> dict[str, Any]:
-    try:
-        body = json.loads(raw or b"{}")
-    except ValueError:
-        raise ApiError(
-            400, "InvalidRequestContentException", "the request body is not JSON"
-        ) from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "InvalidRequestContentException", "the request body is not an object")
-    return body
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    service: LambdaService
-
-
-@dataclass
-class Handle:
-    """A running service: its URL and port; ``stop()`` shuts it down and releases the root."""
-
-    url: str
-    port: int
-    service: LambdaService
-    _server: _Server
-    _thread: threading.Thread
-    _lock: Path
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
-        self.service.engine.close()
-        with contextlib.suppress(FileNotFoundError):
-            self._lock.unlink()
-
-    def __enter__(self) -> Handle:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def _take_root(root: Path) -> Path:
-    """Claim ``root`` with a pid file; a clear error if a live service already owns it."""
-    root.mkdir(parents=True, exist_ok=True)
-    lock = root / LOCK_NAME
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            owner = _alive_owner(lock)
-            if owner is not None:
-                raise WiseFuseError(
-                    f"another Lambda service (pid {owner['pid']}, {owner.get('url', '?')}) owns {root}",
-                    hint="use that service's URL, stop it, or pass another --root",
-                ) from None
-            with contextlib.suppress(FileNotFoundError):
-                lock.unlink()  # stale: its process is gone
-            continue
-        os.write(fd, json.dumps({"pid": os.getpid()}).encode())
-        os.close(fd)
-        return lock
-    raise WiseFuseError(
-        f"could not take the service lock {lock}", hint="remove it if no service runs"
-    )
-
-
-def _alive_owner(lock: Path) -> dict[str, Any] | None:
-    try:
-        owner = json.loads(lock.read_text() or "{}")
-        os.kill(int(owner["pid"]), 0)
-    except (ValueError, KeyError, OSError):
-        return None
-    return owner
-
-
-def serve(
-    host: str = "127.0.0.1",
-    port: int = 0,
-    root: str | Path | None = None,
-    *,
-    region: str = "us-east-1",
-    engine: LocalLambda | None = None,
-) -> Handle:
-    """Start the service in a background thread; ``port=0`` picks a free port."""
-    root = Path(root) if root is not None else wisefuse_home() / "lambda-service"
-    lock = _take_root(root)
-    try:
-        server = _Server((host, port), _Handler)
-    except OSError as err:
-        lock.unlink()
-        raise WiseFuseError(
-            f"cannot listen on {host}:{port}: {err.strerror}",
-            hint="another process uses the port: pick another --port, or 0 for a free one",
-        ) from None
-    server.service = LambdaService(root, region, engine)
-    bound = server.server_address[1]
-    url = f"http://{host}:{bound}"
-    lock.write_text(json.dumps({"pid": os.getpid(), "url": url}))
-    thread = threading.Thread(
-        target=server.serve_forever, name="wisefuse-lambda-service", daemon=True
-    )
-    thread.start()
-    return Handle(url, bound, server.service, server, thread, lock)
-
-
-@contextlib.contextmanager
-def running(**kwargs: Any) -> Iterator[Handle]:
-    handle = serve(**kwargs)
-    try:
-        yield handle
-    finally:
-        handle.stop()
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=9001)
-    parser.add_argument("--root", default=None, help="default: $WISEFUSE_HOME/lambda-service")
-    parser.add_argument("--region", default="us-east-1")
-    args = parser.parse_args(argv)
-    handle = serve(args.host, args.port, args.root, region=args.region)
-    print(f"Lambda API at {handle.url} (root {handle.service.root}); Ctrl-C stops", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        handle.stop()
-
-
-if __name__ == "__main__":
-    main()
