@@ -26,7 +26,8 @@ that trace. A plan is never run on a trace of other values.
 The return value: the traced run records which stages' outputs make up the returned
 value (see :mod:`.returns`: the adapter does not record it, so the decorator finds it
 during the traced run and adds it to the IR's ``meta``). A flow whose return value cannot
-be rebuilt from stage outputs always runs plain, with a warning that says why.
+be rebuilt from stage outputs always runs plain, with a warning that says why; so does a
+flow whose traced run completed with failed task runs (:func:`tolerated_failures`).
 
 Not intercepted: ``return_state=True`` and ``wait_for`` calls, calls inside another
 flow or task run (they run plain and are not traced, but use a fitting plan), async flows,
