@@ -168,3 +168,54 @@ def test_root_is_owned_by_one_service(service: Handle) -> None:
     with pytest.raises(WiseFuseError, match="cannot listen"):
         serve(port=service.port, root=other)
     assert not (other / "service.pid").exists()
+
+
+def test_the_aws_backend_runs_a_plan_on_the_service(
+    service: Handle, aws_env: str, tmp_path: Path
+) -> None:
+    """AwsLambdaBackend, unchanged, deploys and invokes through the service (S3: moto)."""
+    from botocore.config import Config
+
+    from wisefuse_plugins.runtime.backends.aws import AwsLambdaBackend
+    from wisefuse_plugins.runtime.executor import execute
+    from wisefuse_plugins.runtime.s3store import S3Store
+
+    from .toyflows import PLANS, ROOT, plan, toy_workflow
+
+    s3 = boto3.client("s3", region_name="us-east-1")
+    bucket = f"wf-{os.urandom(6).hex()}"
+    s3.create_bucket(Bucket=bucket)
+    store = S3Store(bucket, "data")
+
+    def clients(name: str) -> Any:
+        assert name == "lambda"
+        config = Config(retries={"total_max_attempts": 1}, read_timeout=120)
+        return boto3.client("lambda", endpoint_url=service.url, config=config)
+
+    backend = AwsLambdaBackend(
+        role_arn="arn:aws:iam::000000000000:role/x",
+        store_url=store.url,
+        prefix="svc",
+        code_root=ROOT,
+        plan_hash="abc123",
+        # the function's S3 client reaches moto only through its configuration
+        environment={
+            "AWS_ENDPOINT_URL": aws_env,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        },
+        client_factory=clients,
+    )
+    wf = toy_workflow()
+    p = plan(wf, *PLANS["chain-fused"])
+    result = execute(wf, p, backend, store, workdir=tmp_path / "units", run_id="r1")
+    assert result.outputs and result.cost_usd > 0
+    assert all(c.invoked.billed_ms > 0 and c.invoked.log_tail for c in result.calls)
+    invoked = [c for c in backend.calls if c[0] == "create_function"]
+    assert invoked and all(name.startswith("svc-") for _, name in invoked)
+    functions = {f["FunctionName"] for f in service.service.list_functions()["Functions"]}
+    assert functions == {backend.function_name(u.id) for u in p.units}
+    lam = clients("lambda")
+    for unit in p.units:
+        alias = lam.get_alias(FunctionName=backend.function_name(unit.id), Name="plan-abc123")
+        assert alias["FunctionVersion"] == "1"

@@ -22,6 +22,7 @@ from wisefuse_plugins.runtime.backends.local import FunctionConfig, LocalLambda
 
 PREFIX = "/2015-03-31/functions"
 ACCOUNT = "000000000000"
+TASK_ROOT = "/var/task"  # where Lambda unpacks a function's zip
 
 
 class ApiError(Exception):
@@ -111,7 +112,7 @@ class LambdaService:
                 memory_mb=int(cfg["MemorySize"]),
                 arch=cfg["Architectures"][0],
                 timeout_s=float(cfg["Timeout"]),
-                env=(cfg.get("Environment") or {}).get("Variables") or {},
+                env=task_paths((cfg.get("Environment") or {}).get("Variables") or {}, code_dir),
                 code_dir=code_dir,
             )
         except (ValueError, KeyError, TypeError) as err:
@@ -335,6 +336,21 @@ class LambdaService:
         if kind == "RequestResponse":
             return engine_name, version, self.engine.invoke(engine_name, event)
         raise invalid(f"InvocationType must be RequestResponse or Event, got {kind!r}")
+
+
+def task_paths(env: dict[str, str], code_dir: str) -> dict[str, str]:
+    """``env`` with paths under Lambda's task root (``/var/task``) moved to the unpacked zip.
+
+    The function's code is at ``code_dir`` here, not at ``/var/task`` (which the service
+    cannot create), so a configured ``/var/task/x`` (the AWS backend's unit spec and code
+    root) is given as ``<code_dir>/x``; GetFunctionConfiguration still shows what was set.
+    """
+    out = {}
+    for key, value in env.items():
+        if value == TASK_ROOT or value.startswith(TASK_ROOT + "/"):
+            value = code_dir + value[len(TASK_ROOT) :]
+        out[key] = value
+    return out
 
 
 def _now() -> str:
