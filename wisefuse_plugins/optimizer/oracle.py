@@ -24,7 +24,6 @@ bounds, visits a few thousand nodes where brute force would score ~10^8 plans.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Sequence
 
@@ -60,9 +59,7 @@ def oracle(
     for more than ``max_stages`` Python stages: partitions grow like Bell(n).
     """
     if memory_grid is not None:
-        space = dataclasses.replace(
-            space, memory_grid=tuple(sorted(set(memory_grid))), _cache={}, _menus={}
-        )
+        space = space.variant(memory_grid=tuple(sorted(set(memory_grid))))
     wf = space.workflow
     python = [s for s in wf.topological_order() if wf.stage(s).is_python]
     if len(python) > max_stages:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 from dataclasses import dataclass
@@ -16,8 +15,15 @@ from wisefuse_plugins.optimizer.baselines import BASELINES, Planner, user_max
 from wisefuse_plugins.optimizer.menu import LIMIT_MS, build_menu, quantile
 from wisefuse_plugins.optimizer.oracle import oracle
 from wisefuse_plugins.optimizer.passes import PASSES
-from wisefuse_plugins.optimizer.passes.memory import SMALL_UNITS, claw_back, meet
-from wisefuse_plugins.optimizer.space import MEMORY_GRID, Space, is_relative, parse_slo, signature
+from wisefuse_plugins.optimizer.sizing import SMALL_UNITS, claw_back, meet
+from wisefuse_plugins.optimizer.space import (
+    MEMORY_GRID,
+    Space,
+    is_relative,
+    parse_slo,
+    profiled_arches,
+    signature,
+)
 from wisefuse_plugins.optimizer.state import State
 from wisefuse_plugins.plan.limits import MAX_TIMEOUT_S
 from wisefuse_plugins.plan.schema import Plan, Unit
@@ -53,17 +59,19 @@ def _space(
     arches: tuple[str, ...] | None,
     memory_grid: tuple[int, ...] | None = None,
     profiled_floor: bool = True,
+    default_arches: bool = True,
 ) -> Space:
+    """The space to plan in. ``arches`` not given: every profiled architecture (with
+    ``default_arches``) or :class:`Space`'s default."""
     space = Space(
         workflow,
         model,
-        arches=arches or ("x86_64", "arm64"),
+        arches=arches or (profiled_arches(model, workflow) if default_arches else None),
         memory_grid=tuple(memory_grid) if memory_grid else MEMORY_GRID,
         profiled_floor=profiled_floor,
     )
     ref = space.score(user_max(space)).p95_s if is_relative(slo) else None
-    space.slo_s = parse_slo(slo, ref)
-    return space
+    return space.with_slo(parse_slo(slo, ref))
 
 
 def _finish(space: Space, name: str, plan: Plan) -> Planned:
@@ -120,17 +128,14 @@ def search(space: Space, max_rounds: int = 6) -> Plan:
             if signature(plan) == before:
                 break
         return plan
-    work = dataclasses.replace(
-        space,
-        model=space.model.with_draws(PLAN_DRAWS) if space.model.draws > PLAN_DRAWS else space.model,
+    model = space.model.with_draws(PLAN_DRAWS) if space.model.draws > PLAN_DRAWS else space.model
+    work = space.variant(
+        model=model,
         memory_grid=LARGE_MEMORY_GRID if space.memory_grid == MEMORY_GRID else space.memory_grid,
         prune_memory=True,
         bundle_limit=min(space.bundle_limit, LARGE_BUNDLE_LIMIT),
-        _cache={},
-        _menus={},
+        slo_s=space.slo_s * (1 - PLAN_MARGIN) if model is not space.model else space.slo_s,
     )
-    if work.model is not space.model:
-        work.slo_s = space.slo_s * (1 - PLAN_MARGIN)
     plan = initial_plan(work)
     for rule in PASSES:
         plan = rule(work, plan)
@@ -224,12 +229,8 @@ def optimize(
         return Planned(found.planner, plan, found.prediction, asked, meets)
     space = _space(workflow, model, slo, arches, memory_grid)
     _refuse_impossible_stages(space)
-    if objective == "latency":
-        target = space.slo_s
-        space.slo_s = 0.0
-        plan = search(space)
-        space.slo_s = target
-        space._cache.clear()
+    if objective == "latency":  # the fastest plan: the least cost among those with P95 <= 0
+        plan = search(space.with_slo(0.0))
         return _finish(space, "wisefuse", plan)
     if objective != "cost":
         raise ValueError(f"objective must be 'cost' or 'latency', got {objective!r}")
@@ -263,9 +264,16 @@ def baseline(
     """Plan with one of :data:`PLANNERS` (for baselines ``slo`` only decides ``meets_slo``;
     ``"oracle"`` searches every plan on the grid for the cheapest that meets it)."""
     # the baselines keep their own definitions (User-Min: the smallest memory that runs
-    # every function); the oracle searches what the optimizer searches
+    # every function; x86_64 unless asked, or unprofiled: Space's default); the oracle
+    # searches what the optimizer searches
     space = _space(
-        workflow, model, slo, arches or ("x86_64",), memory_grid, profiled_floor=name == "oracle"
+        workflow,
+        model,
+        slo,
+        arches,
+        memory_grid,
+        profiled_floor=name == "oracle",
+        default_arches=False,
     )
     try:
         planner = PLANNERS[name]

@@ -9,6 +9,7 @@ inside the 900 s timeout.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -17,7 +18,7 @@ from wisefuse_plugins.ir import Workflow
 from wisefuse_plugins.ir.names import safe_name
 from wisefuse_plugins.model.predict import Model, Prediction
 from wisefuse_plugins.optimizer.menu import TIMEOUT_MARGIN, Menu, build_menu, useful_memories
-from wisefuse_plugins.plan.limits import MAX_MEMORY_MB, MAX_TIMEOUT_S, vcpus
+from wisefuse_plugins.plan.limits import ARCHITECTURES, MAX_MEMORY_MB, MAX_TIMEOUT_S, vcpus
 from wisefuse_plugins.plan.schema import Plan, Unit, hashes_of, is_bundled_unit
 
 MEMORY_GRID = (
@@ -49,6 +50,17 @@ MEMORY_HEADROOM = 1.1
 
 class SLOError(WiseFuseError):
     """An SLO that cannot be parsed."""
+
+
+class ArchError(WiseFuseError):
+    """Architectures asked for that the workflow's profiles do not cover."""
+
+
+def profiled_arches(model: Model, workflow: Workflow) -> tuple[str, ...]:
+    """The architectures every Python stage of ``workflow`` has profiles for, in
+    :data:`~wisefuse_plugins.plan.limits.ARCHITECTURES` order."""
+    available = set(model.arches(workflow))
+    return tuple(a for a in ARCHITECTURES if a in available)
 
 
 def is_relative(slo: float | str) -> bool:
@@ -100,13 +112,20 @@ class Score:
 
 @dataclass
 class Space:
-    """A workflow, its model and the SLO, with a cache of scored plans."""
+    """A workflow, its model and the SLO, with a cache of scored plans.
+
+    Searches do not change a space: a different SLO or grid is another space
+    (:meth:`with_slo`, :meth:`variant`), with caches of its own.
+    ``arches``: the architectures to plan for; each must have profiles for every Python
+    stage (:class:`ArchError` otherwise). ``None``: x86_64, or when x86_64 has no
+    profiles, every profiled one.
+    """
 
     workflow: Workflow
     model: Model
     slo_s: float = math.inf
     memory_grid: tuple[int, ...] = MEMORY_GRID
-    arches: tuple[str, ...] = ("x86_64",)
+    arches: tuple[str, ...] | None = None
     bundle_limit: int = 24  # bundle sizes tried per mapped unit (all of them when N is small)
     prune_memory: bool = False  # skip memory beyond the vCPUs a unit can use (large plans)
     #: no unit below the smallest memory its stages were profiled at: below it a stage
@@ -119,7 +138,27 @@ class Space:
     def __post_init__(self) -> None:
         self.model.check(self.workflow)
         available = set(self.model.arches(self.workflow))
-        self.arches = tuple(a for a in self.arches if a in available) or tuple(sorted(available))
+        if self.arches is None:
+            self.arches = ("x86_64",) if "x86_64" in available else tuple(sorted(available))
+            return
+        missing = [a for a in self.arches if a not in available]
+        if missing:
+            raise ArchError(
+                f"no profiles on {', '.join(missing)} for every Python stage of "
+                f"{self.workflow.name!r} (profiled on every stage: "
+                f"{', '.join(sorted(available)) or 'none'})",
+                hint="profile the stages on that architecture, or leave it out of the arches asked for",
+            )
+
+    def with_slo(self, slo_s: float) -> Space:
+        """This space for another SLO: a new one with an empty score cache (scores are per
+        SLO); the menus, which do not depend on the SLO, are shared."""
+        return dataclasses.replace(self, slo_s=slo_s, _cache={})
+
+    def variant(self, **changes) -> Space:
+        """A new space with ``changes`` (model, grids, ...) and empty caches: scores and
+        menus depend on them."""
+        return dataclasses.replace(self, **changes, _cache={}, _menus={})
 
     # -- constraints ----------------------------------------------------------------------
 
@@ -236,10 +275,6 @@ def _in_plan_order(plan: Plan, pred: Prediction):
 
 def signature(plan: Plan) -> tuple:
     return tuple(sorted((tuple(u.stages), u.bundle_size, u.memory_mb, u.arch) for u in plan.units))
-
-
-def replace_unit(plan: Plan, old: Unit, new: Unit) -> Plan:
-    return plan.model_copy(update={"units": [new if u is old else u for u in plan.units]})
 
 
 def bundle_candidates(n: int, limit: int = 24) -> list[int]:

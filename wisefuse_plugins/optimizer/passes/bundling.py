@@ -1,8 +1,8 @@
-"""Bundle size per mapped unit, chosen together with that unit's memory."""
+"""The bundling pass: the bundle size of each mapped unit, chosen with its memory and arch."""
 
 from __future__ import annotations
 
-from wisefuse_plugins.optimizer.passes.memory import SMALL_UNITS
+from wisefuse_plugins.optimizer.sizing import SMALL_UNITS
 from wisefuse_plugins.optimizer.space import Space
 from wisefuse_plugins.optimizer.state import q95, state_of
 from wisefuse_plugins.plan.schema import Plan
@@ -10,6 +10,11 @@ from wisefuse_plugins.plan.schema import Plan
 
 def choose_bundles(space: Space, plan: Plan) -> Plan:
     """For each bundled unit, the best (bundle size, memory, arch) with the rest fixed.
+
+    Applies to a bundled unit (every stage mapped, linked one-to-one) of a plan of at most
+    :data:`~wisefuse_plugins.optimizer.sizing.SMALL_UNITS` units, when another setting of
+    its menu lowers the plan's ``(SLO violation, cost)`` with every other unit as it is;
+    units are taken in the plan's topological order, each seeing the changes before it.
 
     Sizes are every ``b`` that gives a distinct number of invocations ``ceil(N / b)``
     (a geometric subset when N is large), not only a fixed menu like {1, 2, 5, 10}; each

@@ -26,7 +26,7 @@ import numpy as np
 
 from wisefuse_plugins.optimizer.menu import Menu, build_menu
 from wisefuse_plugins.optimizer.partition import acyclic, block_ok, merged, neighbours
-from wisefuse_plugins.optimizer.passes.memory import (
+from wisefuse_plugins.optimizer.sizing import (
     SMALL_UNITS,
     budget,
     claw_back,
@@ -43,7 +43,14 @@ MOVES_UP_TO = 10
 
 
 def fuse(space: Space, plan: Plan) -> Plan:
-    """Merge units where it pays (see the module docstring for small and large plans)."""
+    """Merge units where it pays (see the module docstring for small and large plans).
+
+    Applies to an edge between two units when the merged unit is valid (Python stages,
+    connected, mapped ones one-to-one with one parallelism: :func:`.partition.block_ok`),
+    the units stay acyclic (:func:`.partition.acyclic`), and the merged plan, right-sized
+    (:func:`~wisefuse_plugins.optimizer.sizing.settle`), scores better. The result is
+    right-sized: settings are chosen afresh, not kept from ``plan``.
+    """
     blocks = [tuple(u.stages) for u in plan.units]
     if len(blocks) <= SMALL_UNITS:
         state = search_merges(space, blocks)
