@@ -109,7 +109,7 @@ def test_deploy_update_version_alias_and_invoke(client: Any, tmp_path: Path) -> 
     response, body = invoke(client, "fn", {}, Qualifier="live")
     assert body["version"] == 1 and response["ExecutedVersion"] == "1"
     log = base64.b64decode(response["LogResult"]).decode()
-    assert "hello from" in log
+    assert "hello from" in log and log.startswith("START RequestId: ") and "Version: 1" in log
     report = log.strip().splitlines()[-1]
     assert report.startswith("REPORT RequestId:") and "Memory Size: 256 MB" in report
 

@@ -20,10 +20,10 @@ from wisefuse_plugins.runtime.backends.service.functions import (
 LOG_TAIL_BYTES = 4096  # Lambda returns the last 4 KB of the log with LogType Tail
 
 
-def log_tail(inv: Invocation) -> str:
+def log_tail(inv: Invocation, version: str = "$LATEST") -> str:
     """Base64 of the invocation's log ending with its REPORT line (Lambda's last 4 KB)."""
     text = (
-        f"START RequestId: {inv.request_id} Version: $LATEST\n{inv.logs}"
+        f"START RequestId: {inv.request_id} Version: {version}\n{inv.logs}"
         f"{'' if not inv.logs or inv.logs.endswith(chr(10)) else chr(10)}"
         f"END RequestId: {inv.request_id}\n{inv.report_line()}\n"
     )
@@ -117,7 +117,7 @@ class Handler(BaseHTTPRequestHandler):
         inv: Invocation = outcome
         headers = {"X-Amz-Executed-Version": version}
         if self.headers.get("X-Amz-Log-Type") == "Tail":
-            headers["X-Amz-Log-Result"] = log_tail(inv)
+            headers["X-Amz-Log-Result"] = log_tail(inv, version)
         if inv.error is not None:
             headers["X-Amz-Function-Error"] = "Unhandled"
             body = {k: inv.error.get(k) for k in ("errorMessage", "errorType", "stackTrace")}
