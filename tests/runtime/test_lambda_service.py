@@ -121,7 +121,9 @@ def test_deploy_update_version_alias_and_invoke(client: Any, tmp_path: Path) -> 
     assert [f["FunctionName"] for f in client.list_functions()["Functions"]] == ["fn"]
 
 
-def test_async_errors_and_missing(client: Any, tmp_path: Path) -> None:
+def test_async_errors_and_missing(
+    client: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     create(client)
     target = tmp_path / "written"
     response = client.invoke(
@@ -132,6 +134,13 @@ def test_async_errors_and_missing(client: Any, tmp_path: Path) -> None:
     while not target.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert target.read_text() == "done"
+
+    with caplog.at_level("WARNING", logger="wisefuse_plugins.runtime.backends.service"):
+        client.invoke(FunctionName="fn", InvocationType="Event", Payload=b'{"fail": true}')
+        deadline = time.monotonic() + 30
+        while "asked to fail" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert "async invocation of fn:$LATEST raised ValueError: asked to fail" in caplog.text
 
     response, body = invoke(client, "fn", {"fail": True})
     assert response["FunctionError"] == "Unhandled"

@@ -8,6 +8,7 @@ import copy
 import hashlib
 import io
 import json
+import logging
 import re
 import threading
 import time
@@ -22,6 +23,7 @@ from wisefuse_plugins.runtime.backends.local import FunctionConfig, LocalLambda
 
 PREFIX = "/2015-03-31/functions"
 ACCOUNT = "000000000000"
+log = logging.getLogger(__name__)
 TASK_ROOT = "/var/task"  # where Lambda unpacks a function's zip
 
 
@@ -332,10 +334,29 @@ class LambdaService:
                 400, "InvalidRequestContentException", "Could not parse request body into json"
             ) from None
         if kind == "Event":
-            return engine_name, version, self.engine.invoke_async(engine_name, event)
+            future = self.engine.invoke_async(engine_name, event)
+            future.add_done_callback(lambda f: _log_async(f"{name}:{version}", f))
+            return engine_name, version, future
         if kind == "RequestResponse":
             return engine_name, version, self.engine.invoke(engine_name, event)
         raise invalid(f"InvocationType must be RequestResponse or Event, got {kind!r}")
+
+
+def _log_async(function: str, future: Any) -> None:
+    """An Event invocation has no caller to answer: its failure goes to the service's log."""
+    if future.cancelled():
+        return
+    err = future.exception()
+    if err is not None:
+        log.error("async invocation of %s failed: %s", function, err)
+    elif future.result().error is not None:
+        error = future.result().error
+        log.warning(
+            "async invocation of %s raised %s: %s",
+            function,
+            error.get("errorType"),
+            error.get("errorMessage"),
+        )
 
 
 def task_paths(env: dict[str, str], code_dir: str) -> dict[str, str]:

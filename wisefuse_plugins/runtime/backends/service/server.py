@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import signal
 import threading
@@ -129,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--root", default=None, help="default: $WISEFUSE_HOME/lambda-service")
     parser.add_argument("--region", default="us-east-1")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         handle = serve(args.host, args.port, args.root, region=args.region)
     except WiseFuseError as err:
