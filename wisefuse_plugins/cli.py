@@ -377,7 +377,6 @@ def optimize(
     Needs profiles of every Python stage of the current code (wisefuse profile)."""
     from wisefuse_plugins.model.correct import changed
     from wisefuse_plugins.model.predict import Model
-    from wisefuse_plugins.model.profile import Platform
     from wisefuse_plugins.optimizer.baselines import BASELINES
     from wisefuse_plugins.optimizer.search import baseline, frontier
     from wisefuse_plugins.optimizer.search import optimize as plan_for
@@ -402,7 +401,7 @@ def optimize(
             workflow, _ = observe(workflow)
     with open_archive(db) as archive:
         profiles = archive.profiles_for(workflow, backend=backend)
-        platform = archive.load_platform(backend) or Platform()
+        platform = _platform(archive, backend)
         learned = archive.corrections_for(workflow, backend=backend)
     model = Model(profiles, platform)
     if learned:  # earlier --feedback runs of this code, against these profiles
@@ -449,6 +448,29 @@ def optimize(
                 points, others, plot, title=f"{workflow.name}: cost vs P95", slos=[planned.slo_s]
             )
         console.print(f"Pareto frontier saved to {plot}")
+
+
+def _platform(archive, backend: str):
+    """The backend's calibrated platform, or the default constants with a visible warning:
+    planning from constants measured elsewhere is allowed, but never silently."""
+    from wisefuse_plugins.model.profile import Platform
+
+    platform = archive.load_platform(backend)
+    if platform is not None:
+        return platform
+    fix = (
+        "calibrate it with: wisefuse profile TARGET --backend local --calibrate"
+        if backend == "local"
+        else "only the local backend can be calibrated yet (wisefuse profile TARGET --calibrate)"
+    )
+    err_console.print(
+        f"[yellow]warning:[/] the {escape(backend)} backend was never calibrated in this"
+        " archive: predicting with the default platform constants (store and invocation"
+        f" costs); {fix}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return Platform()
 
 
 def _check_writable(path: Path, option: str) -> None:
@@ -551,7 +573,6 @@ def report(
     import tempfile
 
     from wisefuse_plugins.model.predict import Model
-    from wisefuse_plugins.model.profile import Platform
     from wisefuse_plugins.plan.schema import load_plan
     from wisefuse_plugins.profiles import open_archive
     from wisefuse_plugins.report import Report, write
@@ -575,7 +596,7 @@ def report(
         workflow, _ = observe(workflow)
     plan = load_plan(plan_file, workflow)
     with open_archive(db) as archive:
-        model = Model(archive.profiles_for(workflow), archive.load_platform("local") or Platform())
+        model = Model(archive.profiles_for(workflow), _platform(archive, "local"))
     prediction = model.predict(workflow, plan)
     lam_ctx = LocalLambda(preload=preload_for(workflow), concurrency_limit=WARM_WORKERS)
     with tempfile.TemporaryDirectory(prefix="wisefuse-report-") as tmp, lam_ctx as lam:
@@ -622,8 +643,8 @@ def deploy(
     One function per unit of the plan. Needs the aws extra (boto3) and AWS credentials."""
     from rich.table import Table
 
-    from wisefuse_plugins.plan.schema import load_plan
     from wisefuse_plugins.deploy import deploy_plan
+    from wisefuse_plugins.plan.schema import load_plan
     from wisefuse_plugins.targets import load_workflow
 
     if not store.startswith("s3://"):

@@ -59,13 +59,31 @@ def split_target(target: str | Path) -> tuple[Path, str | None]:
 
 
 def framework_of(path: Path) -> str:
-    """The framework a workflow file is written for, from what it imports (Airflow by default)."""
+    """The framework a workflow file is written for, from what it imports at line start.
+
+    A file that cannot be read, or that imports both frameworks or neither, is an error
+    naming the file and the reason: guessing would send it to the wrong adapter, whose
+    error would then be about the wrong thing.
+    """
+    choose = f"pass framework= ({' or '.join(repr(n) for n in sorted(_IMPORTS))}) to load_workflow"
     try:
-        source = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return "airflow"
+        source = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise WiseFuseError(
+            f"cannot read workflow file {str(path)!r} to find its framework: {e}",
+            hint="check the path and its permissions; workflow files are UTF-8 Python",
+        ) from e
     found = [name for name, pattern in _IMPORTS.items() if pattern.search(source)]
-    return found[0] if len(found) == 1 else "airflow"
+    if len(found) == 1:
+        return found[0]
+    if found:
+        reason = f"it imports both {' and '.join(found)}"
+    else:
+        reason = f"it imports none of {', '.join(sorted(_IMPORTS))}"
+    raise WiseFuseError(
+        f"cannot tell which framework {str(path)!r} is written for: {reason}",
+        hint=f"a DAG file imports airflow, a flow file prefect (one of them); or {choose}",
+    )
 
 
 def load_workflow(

@@ -176,11 +176,20 @@ def backend_processes(lam: LocalLambda) -> set[int]:
     return keep
 
 
+def own_groups(hierarchy: cgroups.Hierarchy, pid: int | None = None) -> list[Path]:
+    """Cgroup folders owned by ``pid`` (default: this process): for leak checks."""
+    owner = f"{cgroups.PREFIX}{os.getpid() if pid is None else pid}-"
+    try:
+        return sorted(d for d in hierarchy.base.iterdir() if d.name.startswith(owner))
+    except OSError:
+        return []
+
+
 def own_cgroups() -> list[Path]:
     found: list[Path] = []
     for h in (HOST.cpu_cgroup, HOST.memory_cgroup):
         if h is not None:
-            found += cgroups.own_groups(h)
+            found += own_groups(h)
     return found
 
 

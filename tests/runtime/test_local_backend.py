@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 
 from wisefuse_plugins.plan import limits, pricing
-from wisefuse_plugins.runtime.backends import cgroups
 from wisefuse_plugins.runtime.backends.cpuclock import CpuClock, equivalent_s
 from wisefuse_plugins.runtime.backends.local import (
     FunctionConfig,
@@ -32,6 +31,8 @@ from wisefuse_plugins.runtime.backends.local import (
     host_info,
 )
 from wisefuse_plugins.runtime.lambda_report import parse_report_line
+
+from ..reliability.harness import own_groups
 
 HOST = host_info()
 needs_cpu_cgroup = pytest.mark.skipif(
@@ -111,6 +112,14 @@ def ll(code_dir: str):
         yield backend
 
 
+def invoke_many(lam: LocalLambda, name: str, events: list[object]) -> list[Invocation]:
+    """Invoke ``name`` once per event, at most the concurrency limit at once (never throttled);
+    results in the order of ``events``."""
+    n = max(1, min(len(events), lam.concurrency_limit))
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        return list(pool.map(lambda e: lam.invoke(name, e), events))
+
+
 def alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -124,7 +133,7 @@ def our_cgroups() -> list[Path]:
     found: list[Path] = []
     for h in (HOST.cpu_cgroup, HOST.memory_cgroup):
         if h is not None:
-            found += cgroups.own_groups(h)
+            found += own_groups(h)
     return found
 
 
@@ -338,7 +347,7 @@ def test_concurrency_separate_workers_limit_respected(code_dir: str) -> None:
     with LocalLambda(concurrency_limit=2) as backend:
         backend.register(fn(code_dir, "conc", "nap", memory_mb=1769))
         start = time.perf_counter()
-        results = backend.invoke_many("conc", [{"s": 0.3}] * 5)
+        results = invoke_many(backend, "conc", [{"s": 0.3}] * 5)
         elapsed = time.perf_counter() - start
         assert all(r.ok for r in results)
         spans = [(r.payload["start"], r.payload["end"], r.payload["pid"]) for r in results]
@@ -528,7 +537,7 @@ def test_no_leaks_after_close_even_on_exceptions(code_dir: str) -> None:
         backend.register(fn(code_dir, "leak2", "nap", memory_mb=1769, timeout_s=0.3))
         inv = backend.invoke("leak")
         pids += [inv.worker_pid, inv.payload]  # the worker and the process it started
-        pids += [r.worker_pid for r in backend.invoke_many("leak2", [{"s": 0.05}, {"s": 5}])]
+        pids += [r.worker_pid for r in invoke_many(backend, "leak2", [{"s": 0.05}, {"s": 5}])]
         assert len(set(our_cgroups()) - before) >= 1 or HOST.memory_cgroup is None
         raise RuntimeError("user code failed")
     deadline = time.monotonic() + 5
@@ -581,10 +590,7 @@ def test_workers_die_with_a_killed_parent_and_folders_are_swept(code_dir: str) -
         assert proc.stdout is not None
         worker = int(proc.stdout.readline())
         owned = [
-            g
-            for h in (HOST.cpu_cgroup, HOST.memory_cgroup)
-            if h
-            for g in cgroups.own_groups(h, proc.pid)
+            g for h in (HOST.cpu_cgroup, HOST.memory_cgroup) if h for g in own_groups(h, proc.pid)
         ]
         owned += Path(tempfile.gettempdir()).glob(f"wisefuse-local-{proc.pid}-*")  # logs
         assert alive(worker)
@@ -807,10 +813,7 @@ def test_preload_workers_die_with_a_killed_parent(code_dir: str) -> None:
     assert not alive(worker) and not alive(server)
     LocalLambda().close()  # sweeps the dead owner's folders
     assert not [
-        g
-        for h in (HOST.cpu_cgroup, HOST.memory_cgroup)
-        if h
-        for g in cgroups.own_groups(h, proc.pid)
+        g for h in (HOST.cpu_cgroup, HOST.memory_cgroup) if h for g in own_groups(h, proc.pid)
     ]
 
 

@@ -27,7 +27,6 @@ is passed on (a task process's Airflow settings broke every unit that imported A
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import os
 import threading
@@ -42,6 +41,7 @@ from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir.names import safe_name
 from wisefuse_plugins.plan.schema import Arch, Unit
 from wisefuse_plugins.runtime import store as st
+from wisefuse_plugins.runtime.backends import shared
 from wisefuse_plugins.runtime.spec import UnitSpec, write_spec
 
 if TYPE_CHECKING:
@@ -63,9 +63,8 @@ EXTRA_STORE = "wisefuse_store"
 EXTRA_PREFIX = "wisefuse_function_prefix"
 
 _lock = threading.Lock()
-_local_lambda: LocalLambda | None = None
-#: (store URL, code root, environment) -> units
-_local_units: dict[tuple[str, str, tuple[tuple[str, str], ...]], LocalUnits] = {}
+#: (Lambda options, store URL, code root, environment) -> units
+_local_units: dict[tuple[Any, ...], LocalUnits] = {}
 _aws_deployed: dict[tuple[str, str, int, str], str] = {}  # (prefix, unit, memory, arch) -> spec
 
 
@@ -83,36 +82,37 @@ def spec_sha(spec: UnitSpec) -> str:
     return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
 
 
-def _shared_local_lambda(options: Mapping[str, Any] | None) -> LocalLambda:
-    global _local_lambda
-    if _local_lambda is None:
-        from wisefuse_plugins.runtime.backends.local import LocalLambda
+def _local_lambda_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The hook's local Lambda options: the environment settings, then ``local_options``."""
+    # units import DAG files through the framework shim (no Airflow in the worker, as on
+    # Lambda): preloading airflow.sdk in a fork server cost every task process of a real
+    # executor 1.5 s of CPU for modules each worker then hides; modules may be named here
+    preload = os.environ.get(ENV_LOCAL_PRELOAD, DEFAULT_PRELOAD)
+    kwargs: dict[str, Any] = {"preload": tuple(m for m in preload.split(",") if m.strip())}
+    if os.environ.get(ENV_LOCAL_CONCURRENCY):
+        kwargs["concurrency_limit"] = int(os.environ[ENV_LOCAL_CONCURRENCY])
+    if os.environ.get(ENV_LOCAL_KEEP_ALIVE):
+        kwargs["keep_alive_s"] = float(os.environ[ENV_LOCAL_KEEP_ALIVE])
+    kwargs.update(options or {})
+    return kwargs
 
-        # units import DAG files through the framework shim (no Airflow in the worker, as on
-        # Lambda): preloading airflow.sdk in a fork server cost every task process of a real
-        # executor 1.5 s of CPU for modules each worker then hides; modules may be named here
-        preload = os.environ.get(ENV_LOCAL_PRELOAD, DEFAULT_PRELOAD)
-        kwargs: dict[str, Any] = {"preload": tuple(m for m in preload.split(",") if m.strip())}
-        if os.environ.get(ENV_LOCAL_CONCURRENCY):
-            kwargs["concurrency_limit"] = int(os.environ[ENV_LOCAL_CONCURRENCY])
-        if os.environ.get(ENV_LOCAL_KEEP_ALIVE):
-            kwargs["keep_alive_s"] = float(os.environ[ENV_LOCAL_KEEP_ALIVE])
-        kwargs.update(options or {})
-        _local_lambda = LocalLambda(**kwargs)
-    return _local_lambda
+
+def _shared_local_lambda(options: Mapping[str, Any] | None) -> LocalLambda:
+    """The process's local Lambda with these options (shared with every hook asking alike)."""
+    return shared.shared_local_lambda(**_local_lambda_options(options))
+
+
+def _forget_units() -> None:
+    with _lock:
+        _local_units.clear()
+
+
+shared.on_close(_forget_units)  # units bound to a closed Lambda must not be reused
 
 
 def close_local() -> None:
-    """Stop the process-wide local Lambda (its workers and cgroups); the next use starts a new one."""
-    global _local_lambda
-    with _lock:
-        lam, _local_lambda = _local_lambda, None
-        _local_units.clear()
-    if lam is not None:
-        lam.close()
-
-
-atexit.register(close_local)
+    """Stop the process-wide local Lambdas (workers and cgroups); the next use starts anew."""
+    shared.close_shared_local_lambdas()
 
 
 def _check_environment(environment: Mapping[str, str] | None) -> dict[str, str]:
@@ -232,7 +232,9 @@ class WiseFuseLambdaHook(BaseHook):
     def preloads(self) -> bool:
         """True when local cold starts fork from preloaded modules: their INIT then leaves
         out the framework's import, which a real Lambda cold start pays."""
-        return self.backend == "local" and bool(_local_lambda and _local_lambda.preload)
+        return self.backend == "local" and bool(
+            _local_lambda_options(self.local_options)["preload"]
+        )
 
     def invoke(self, deployed: Deployed, event: dict[str, Any]) -> Invoked:
         """Invoke a deployed unit synchronously; task errors come back in the payload."""
@@ -273,8 +275,9 @@ class WiseFuseLambdaHook(BaseHook):
             units.deploy(unit, path)
         return Deployed(name, sha, str(root))
 
-    def _units_key(self, code_root: str) -> tuple[str, str, tuple[tuple[str, str], ...]]:
-        return (self.store_url, code_root, tuple(sorted(self.environment.items())))
+    def _units_key(self, code_root: str) -> tuple[Any, ...]:
+        lam = shared.options_key(_local_lambda_options(self.local_options))
+        return (lam, self.store_url, code_root, tuple(sorted(self.environment.items())))
 
     def _deploy_aws(
         self, spec: UnitSpec, sha: str, memory_mb: int, arch: Arch, root: Path, workflow: str

@@ -15,7 +15,6 @@ use their execution role).
 
 from __future__ import annotations
 
-import atexit
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -27,6 +26,7 @@ from pydantic import Field
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir.names import safe_name
 from wisefuse_plugins.plan.schema import Unit
+from wisefuse_plugins.runtime.backends import shared
 
 if TYPE_CHECKING:
     from wisefuse_plugins.runtime.backends.local import LocalLambda
@@ -185,26 +185,23 @@ class WiseFuseLambda(Block):
 
 
 _LOCK = threading.Lock()
-_LAMBDAS: dict[tuple[int, tuple[str, ...]], LocalLambda] = {}
 _UNITS: dict[tuple[int, str, Path], Any] = {}
+
+
+def _forget_units() -> None:
+    with _LOCK:
+        _UNITS.clear()
+
+
+shared.on_close(_forget_units)  # units bound to a closed Lambda must not be reused
 
 
 def shared_local_lambda(concurrency_limit: int = 16, preload: tuple[str, ...] = ()) -> LocalLambda:
     """One embedded Lambda per process (and settings), so warm workers are reused from one
     flow run to the next, as Lambda keeps execution environments alive."""
-    from wisefuse_plugins.runtime.backends.local import LocalLambda
-
-    key = (concurrency_limit, tuple(preload))
-    with _LOCK:
-        lam = _LAMBDAS.get(key)
-        if lam is None:
-            lam = LocalLambda(
-                keep_alive_s=LOCAL_KEEP_ALIVE_S,
-                concurrency_limit=concurrency_limit,
-                preload=tuple(preload),
-            )
-            _LAMBDAS[key] = lam
-        return lam
+    return shared.shared_local_lambda(
+        keep_alive_s=LOCAL_KEEP_ALIVE_S, concurrency_limit=concurrency_limit, preload=tuple(preload)
+    )
 
 
 def _shared_units(lam: LocalLambda, store_url: str, code_root: Path) -> Any:
@@ -214,20 +211,14 @@ def _shared_units(lam: LocalLambda, store_url: str, code_root: Path) -> Any:
     key = (id(lam), store_url, code_root)
     with _LOCK:
         units = _UNITS.get(key)
-        if units is None:
+        if units is None or units.lam is not lam:
             units = _UNITS[key] = LocalUnits(lam, store_url, code_root)
         return units
 
 
-@atexit.register
 def close_local_lambdas() -> None:
     """Stop every shared local Lambda's workers (at exit; tests call it at session end)."""
-    with _LOCK:
-        lams = list(_LAMBDAS.values())
-        _LAMBDAS.clear()
-        _UNITS.clear()
-    for lam in lams:
-        lam.close()
+    shared.close_shared_local_lambdas()
 
 
 class _Prefixed:

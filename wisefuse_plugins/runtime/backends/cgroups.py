@@ -210,12 +210,3 @@ def sweep_stale(hierarchy: Hierarchy) -> list[Path]:
         if _remove(d, 1.0):
             removed.append(d)
     return removed
-
-
-def own_groups(hierarchy: Hierarchy, pid: int | None = None) -> list[Path]:
-    """Folders owned by ``pid`` (default: this process): for leak checks."""
-    owner = f"{PREFIX}{os.getpid() if pid is None else pid}-"
-    try:
-        return sorted(d for d in hierarchy.base.iterdir() if d.name.startswith(owner))
-    except OSError:
-        return []

@@ -32,7 +32,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -637,18 +637,6 @@ class LocalLambda:
                 )
             executor = self._executor
         return executor.submit(self._run, name, body)
-
-    def invoke_many(
-        self, name: str, events: Iterable[Any], *, max_parallel: int | None = None
-    ) -> list[Invocation]:
-        """Invoke ``name`` once per event, concurrently; results in the order of ``events``."""
-        bodies = [self._encode(name, e, limits.MAX_SYNC_REQUEST_BYTES) for e in events]
-        if not bodies:
-            return []
-        n = min(len(bodies), max_parallel or self._state.limit)
-        with ThreadPoolExecutor(max_workers=n, thread_name_prefix="wisefuse-many") as pool:
-            futures = [pool.submit(self._run, name, body) for body in bodies]
-            return [f.result() for f in futures]
 
     def close(self) -> None:
         """Kill every worker and remove every cgroup and temporary file; idempotent."""
