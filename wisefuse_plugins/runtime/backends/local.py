@@ -12,6 +12,12 @@ and wall time (clock "cpu-clock", see :mod:`.cpuclock`). Every invocation is bil
 :mod:`wisefuse_plugins.plan.pricing`. With ``preload``, new workers are forked from a
 fork server that imported heavy modules once (:mod:`.forkserver`) instead of spawned. How
 it works and how it differs from Lambda: docs/local-backend.md.
+
+This module is the facade and the invoke path (start a worker, send the event, wait,
+measure, bill); the ideas it uses have their own modules: :mod:`.functions` (a function's
+configuration and environment, request errors), :mod:`.environments` (workers, their pool,
+keep-alive and teardown), :mod:`.host` (what this machine can enforce), :mod:`.invocation`
+(the result and its REPORT line), :mod:`.cgroups` and :mod:`.cpuclock` (CPU and memory).
 """
 
 from __future__ import annotations
@@ -23,28 +29,48 @@ import logging
 import math
 import os
 import select
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
 import weakref
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.plan import limits
 from wisefuse_plugins.plan.pricing import DEFAULT as DEFAULT_PRICING
 from wisefuse_plugins.plan.pricing import Pricing, billed_ms, lambda_cost
 from wisefuse_plugins.runtime.backends import cgroups
-from wisefuse_plugins.runtime.backends.cpuclock import CpuClock, equivalent_s, schedstat_available
+from wisefuse_plugins.runtime.backends.cpuclock import CpuClock
+from wisefuse_plugins.runtime.backends.environments import (
+    Function,
+    Pool,
+    Waited,
+    Worker,
+    destroy_worker,
+    reap_idle,
+    sweep_tmpdirs,
+)
 from wisefuse_plugins.runtime.backends.forkserver import ForkedProcess, ForkServer, ForkServerError
+from wisefuse_plugins.runtime.backends.functions import (
+    HOST_VARS,
+    RESERVED_VARS,
+    RUNTIME_DIR,
+    FunctionConfig,
+    FunctionNotFound,
+    LocalLambdaError,
+    RequestTooLarge,
+    TooManyRequests,
+    base_env,
+    check_environment,
+    with_config,
+)
+from wisefuse_plugins.runtime.backends.host import HostInfo, host_info
+from wisefuse_plugins.runtime.backends.invocation import Invocation
 from wisefuse_plugins.runtime.backends.worker import OOM_ERROR, read_frame, write_frame
 
 Clock = Literal["auto", "cgroup", "cpu-clock"]
@@ -73,42 +99,12 @@ CFS_MAX_PERIOD_US = 20_000
 #: quota still caps it at its share in cgroup mode.
 DEFAULT_CPU_WEIGHT = 16_384
 LOG_TAIL_BYTES = 4096
-TMP_PREFIX = "wisefuse-local-"  # + owner pid and pid namespace: the workers' log folder
 ACCOUNT_ID = "000000000000"
 #: Imported by the fork server before the ``preload`` modules: the runtime's Lambda handler.
 RUNTIME_HANDLER_MODULE = "wisefuse_plugins.runtime.handler"
 #: How long the fork server may take to import its preloads before the backend gives up
 #: on preloading (airflow.sdk took 3-40 s here, depending on the load).
 PRELOAD_TIMEOUT_S = 300.0
-#: The only variables a function gets from the caller's environment: what a process
-#: needs to run at all on this host (Lambda sets its own PATH, LANG and TZ). Nothing else
-#: of the caller's reaches a function: not its credentials, not Airflow's settings (a task
-#: process's ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=airflow-db-not-allowed:///`` broke every
-#: unit that imported Airflow), not ``PYTHONPATH``. Give a function what it needs in its
-#: configuration: ``FunctionConfig.env``, or ``LocalLambda(environment=...)`` for all.
-HOST_VARS = ("PATH", "LANG", "LC_ALL", "TZ")
-#: Set by the backend for every function, as Lambda sets them: a configuration may not.
-RESERVED_VARS = frozenset(
-    {
-        "_HANDLER",
-        "AWS_REGION",
-        "AWS_DEFAULT_REGION",
-        "AWS_EXECUTION_ENV",
-        "AWS_LAMBDA_FUNCTION_NAME",
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
-        "AWS_LAMBDA_FUNCTION_VERSION",
-        "AWS_LAMBDA_INITIALIZATION_TYPE",
-        "AWS_LAMBDA_LOG_GROUP_NAME",
-        "LAMBDA_TASK_ROOT",
-        "LAMBDA_RUNTIME_DIR",
-        "HOME",
-        "TMPDIR",
-        "WISEFUSE_LOCAL_LAMBDA",
-    }
-)
-#: The folder holding our package: the local runtime's /var/runtime, on every function's
-#: PYTHONPATH so the handler imports however the caller found it.
-RUNTIME_DIR = str(Path(__file__).resolve().parents[3])
 #: The spawning shell joins the worker's cgroups, then becomes it (without the PWD it sets).
 _JOIN_CGROUPS = (
     'while [ "$1" != -- ]; do echo $$ > "$1" || exit 97; shift; done; shift; unset PWD; exec "$@"'
@@ -116,353 +112,23 @@ _JOIN_CGROUPS = (
 _instances = itertools.count(1)
 log = logging.getLogger(__name__)
 
-
-class LocalLambdaError(WiseFuseError):
-    """The backend could not run an invocation (not an error of the function itself)."""
-
-
-class FunctionNotFound(LocalLambdaError):
-    """Like Lambda's ResourceNotFoundException."""
-
-
-class RequestTooLarge(LocalLambdaError):
-    """Like Lambda's RequestEntityTooLargeException: the event is over the payload limit."""
-
-
-class TooManyRequests(LocalLambdaError):
-    """Like Lambda's TooManyRequestsException: the concurrency limit is reached."""
-
-
-@dataclass(frozen=True)
-class FunctionConfig:
-    """A function as Lambda knows it. ``code_dir`` is prepended to sys.path (Lambda's /var/task).
-
-    ``timeout_s`` may be fractional here (Lambda takes whole seconds), which keeps tests fast.
-    """
-
-    name: str
-    handler: str
-    memory_mb: int = 128
-    arch: str = "x86_64"
-    timeout_s: float = 3.0
-    env: Mapping[str, str] = field(default_factory=dict)
-    code_dir: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.code_dir is not None:
-            object.__setattr__(self, "code_dir", os.fspath(self.code_dir))
-        if not self.name or not all(c.isalnum() or c in "-_" for c in self.name):
-            raise ValueError(f"function name must be letters, digits, '-' or '_': {self.name!r}")
-        if "." not in self.handler and ":" not in self.handler:
-            raise ValueError(
-                f"handler must be 'module.function' or 'module:function': {self.handler!r}"
-            )
-        limits.check_memory(self.memory_mb)
-        limits.check_arch(self.arch)
-        limits.check_timeout(self.timeout_s)
-        object.__setattr__(self, "env", check_environment(self.env, f"function {self.name!r}"))
-
-    @property
-    def vcpus(self) -> float:
-        return limits.vcpus(self.memory_mb)
-
-
-def check_environment(env: Mapping[str, str] | None, owner: str) -> dict[str, str]:
-    """``env`` as a plain dict of strings, or a ValueError naming the bad variable."""
-    if env is None:
-        return {}
-    if not isinstance(env, Mapping):
-        raise ValueError(f"{owner}: environment must be a mapping of names to strings, got {env!r}")
-    out: dict[str, str] = {}
-    for key, value in env.items():
-        if not isinstance(key, str) or not key or "=" in key or "\0" in key:
-            raise ValueError(f"{owner}: not an environment variable name: {key!r}")
-        if not isinstance(value, str) or "\0" in value:
-            raise ValueError(f"{owner}: environment variable {key} must be a string, got {value!r}")
-        if key in RESERVED_VARS:
-            raise ValueError(
-                f"{owner}: environment variable {key} is reserved: the backend sets it, as "
-                "Lambda does (see docs/local-backend.md)"
-            )
-        out[key] = value
-    return out
-
-
-def base_env(
-    home: Path, region: str, environment: Mapping[str, str] | None = None
-) -> dict[str, str]:
-    """What every function's environment starts from (and the fork server's, whole).
-
-    The host's :data:`HOST_VARS` when set, ``HOME`` and ``TMPDIR`` at ``home`` (a private
-    writable folder, as Lambda's only writable place is /tmp: a library writing under ``~``
-    does not touch the host's home), the region, the runtime on ``PYTHONPATH``
-    (``environment``'s own ``PYTHONPATH`` comes first), unbuffered output, then
-    ``environment`` (the variables common to every function).
-    """
-    env = {k: os.environ[k] for k in HOST_VARS if k in os.environ}
-    env.setdefault("PATH", os.defpath)
-    py = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    env.update(
-        {
-            "HOME": str(home),
-            "TMPDIR": str(home),
-            "AWS_REGION": region,
-            "AWS_DEFAULT_REGION": region,
-            "AWS_EXECUTION_ENV": f"AWS_Lambda_{py}",
-            "LAMBDA_RUNTIME_DIR": RUNTIME_DIR,
-            "PYTHONUNBUFFERED": "1",
-            "WISEFUSE_LOCAL_LAMBDA": "1",
-        }
-    )
-    return with_config(env, environment or {})
-
-
-def with_config(env: Mapping[str, str], config: Mapping[str, str]) -> dict[str, str]:
-    """``env`` updated with configured variables; a configured ``PYTHONPATH`` goes before the
-    runtime's folder instead of replacing it (the handler must stay importable)."""
-    out = {**env, **config}
-    out["PYTHONPATH"] = os.pathsep.join(
-        p for p in (config.get("PYTHONPATH"), env.get("PYTHONPATH") or RUNTIME_DIR) if p
-    )
-    return out
-
-
-@dataclass(frozen=True)
-class Invocation:
-    """What one invocation returned and what it cost, as Lambda's response and REPORT line."""
-
-    request_id: str
-    function_name: str
-    payload: Any  # the handler's return value, JSON round-tripped; None on error
-    error: dict[str, Any] | None  # {errorType, errorMessage, stackTrace}
-    duration_ms: float  # Lambda-equivalent, in the clock mode below
-    billed_duration_ms: int  # ceil(duration) + ceil(init) on a cold start
-    init_duration_ms: float | None  # None when warm
-    max_memory_used_mb: int
-    memory_size_mb: int
-    arch: str
-    cold: bool
-    cost_usd: float  # compute at memory_size_mb and arch + one request
-    clock: str  # "cgroup" | "cpu-clock"
-    memory_mode: str  # "cgroup" | "rlimit" | "none"
-    worker_pid: int | None
-    wall_ms: float  # measured wall time of the invocation on this host
-    cpu_ms: float  # CPU time the handler used (all threads and reaped children)
-    logs: str = ""  # the tail of what the handler printed during this invocation
-    #: cpu-clock only: time its threads were runnable but waited for a host CPU (other
-    #: load); discounted from duration_ms, and a sign of a noisy measurement when large
-    host_wait_ms: float | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    def report_line(self) -> str:
-        """The invocation as a Lambda ``REPORT`` log line."""
-        line = (
-            f"REPORT RequestId: {self.request_id}\tDuration: {self.duration_ms:.2f} ms\t"
-            f"Billed Duration: {self.billed_duration_ms} ms\tMemory Size: {self.memory_size_mb} MB\t"
-            f"Max Memory Used: {self.max_memory_used_mb} MB"
-        )
-        if self.init_duration_ms is not None:
-            line += f"\tInit Duration: {self.init_duration_ms:.2f} ms"
-        return line
-
-
-@dataclass(frozen=True)
-class HostInfo:
-    """What this machine lets the backend do, with the reason when it cannot."""
-
-    cores: int
-    cpu_cgroup: cgroups.Hierarchy | None
-    cpu_reason: str
-    memory_cgroup: cgroups.Hierarchy | None
-    memory_reason: str
-    schedstat: bool
-
-
-def host_info() -> HostInfo:
-    cpu, mem = cgroups.detect("cpu"), cgroups.detect("memory")
-    return HostInfo(
-        cores=len(os.sched_getaffinity(0)),
-        cpu_cgroup=cpu.hierarchy,
-        cpu_reason=cpu.reason,
-        memory_cgroup=mem.hierarchy,
-        memory_reason=mem.reason,
-        schedstat=schedstat_available(),
-    )
-
-
-@dataclass
-class _Function:
-    config: FunctionConfig
-    generation: int
-    clock: str
-    memory_mode: str
-
-
-@dataclass(eq=False)
-class _Worker:
-    fn: _Function
-    proc: subprocess.Popen[bytes] | ForkedProcess  # spawned, or forked by the fork server
-    req_w: int
-    resp_r: int
-    life_w: int
-    groups: dict[str, cgroups.Cgroup]
-    log_path: Path
-    last_used: float = 0.0
-    dead: bool = False
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    @property
-    def reusable(self) -> bool:
-        """Alive, and not forked by a fork server that has died since (its exit status
-        would be unknown): such workers finish their invocation and are retired."""
-        if isinstance(self.proc, ForkedProcess) and self.proc.orphaned:
-            return False
-        return self.proc.poll() is None
-
-
-@dataclass
-class _Waited:
-    """What waiting for a worker's frame gave, on the parent's clock (CLOCK_MONOTONIC)."""
-
-    frame: tuple[dict[str, Any], bytes] | None  # None: timed out or the worker died
-    start: float
-    end: float
-    clock: CpuClock | None  # cpu-clock samples, if sampled
-    timed_out: bool
-
-    def measure(
-        self,
-        share: float,
-        start: float | None = None,
-        end: float | None = None,
-        cpu_fallback: float = 0.0,
-    ) -> tuple[float, float, float | None, float]:
-        """(equivalent s, wall s, host wait s, CPU s) over [start, end], by default the
-        whole wait; the worker's own timestamps keep the parent's wake-up latency out."""
-        lo = self.start if start is None else start
-        hi = self.end if end is None else end
-        wall = max(hi - lo, 0.0)
-        if self.clock is None:
-            return wall, wall, None, cpu_fallback
-        if not self.clock.available:  # no schedstat: the whole-run formula, no wait known
-            return equivalent_s(wall, cpu_fallback, 0.0, share), wall, None, cpu_fallback
-        eq, cpu, delay = self.clock.window(lo, hi)
-        return eq, wall, delay, cpu
-
-
-_teardown_lock = threading.Lock()
-
-
-def _kill(worker: _Worker) -> None:
-    """SIGKILL a worker's process group and whatever else is in its cgroups."""
-    if isinstance(worker.proc, ForkedProcess):
-        worker.proc.kill()  # by pidfd: the very process, whatever happened to its pid
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(worker.pid, signal.SIGKILL)
-    for group in worker.groups.values():
-        for pid in group.pids():
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-
-
-def _destroy(worker: _Worker) -> None:
-    """Kill a worker, its children and its cgroups, close its pipes; once, never raises.
-
-    Only the thread that owns the worker (its invoker, or whoever took it from the idle
-    pool) calls this: closing the pipes under another thread's feet could close a reused
-    fd number.
-    """
-    with _teardown_lock:
-        if worker.dead:
-            return
-        worker.dead = True
-    _kill(worker)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        worker.proc.wait(timeout=10)
-    if isinstance(worker.proc, ForkedProcess):
-        worker.proc.close()  # the fork server may reap it now
-    for fd in (worker.req_w, worker.resp_r, worker.life_w):
-        with contextlib.suppress(OSError):
-            os.close(fd)
-    for group in worker.groups.values():
-        group.remove()
-    with contextlib.suppress(OSError):
-        worker.log_path.unlink()
-
-
-class _State:
-    """Everything the cleanup needs, kept apart from LocalLambda so a finalizer can own it."""
-
-    def __init__(self, limit: int) -> None:
-        self.cond = threading.Condition()
-        self.limit = limit
-        self.workers: set[_Worker] = set()
-        self.idle: dict[str, list[_Worker]] = {}
-        self.busy = 0  # running invocations, including workers being started
-        self.closed = False
-        owner = f"{TMP_PREFIX}{os.getpid()}-{cgroups.pid_namespace()}-"
-        self.tmpdir = Path(tempfile.mkdtemp(prefix=owner))
-        self.stop = threading.Event()
-        # the fork server (preload): started lazily under fs_lock; None when not running
-        self.forkserver: ForkServer | None = None
-        self.fs_lock = threading.Lock()
-        self.fs_disabled: str | None = None  # why preloading was given up, for good
-        self.fs_starts = 0
-
-    def take_idle(self, predicate: Any) -> list[_Worker]:
-        """Remove (under the lock) and return idle workers matching ``predicate``."""
-        out = []
-        for name, pool in list(self.idle.items()):
-            keep = [w for w in pool if not predicate(w)]
-            out += [w for w in pool if predicate(w)]
-            self.idle[name] = keep
-        for w in out:
-            self.workers.discard(w)
-        return out
-
-    def shutdown(self) -> None:
-        """Close: idle workers are destroyed here; busy ones are killed, and their invoking
-        threads (which see the worker die) destroy them; stragglers after 10 s go anyway."""
-        with self.cond:
-            self.closed = True
-            idle = [w for pool in self.idle.values() for w in pool]
-            self.idle.clear()
-            self.workers.difference_update(idle)
-            busy = list(self.workers)
-            self.cond.notify_all()
-        self.stop.set()
-        for w in idle:
-            _destroy(w)
-        for w in busy:
-            _kill(w)
-        with self.cond:
-            self.cond.wait_for(lambda: not self.workers, timeout=10)
-            stragglers = list(self.workers)
-            self.workers.clear()
-        for w in stragglers:
-            _destroy(w)
-        with self.cond:  # after the workers: their exit statuses come through it
-            fs, self.forkserver = self.forkserver, None
-        if fs is not None:
-            fs.close()
-        shutil.rmtree(self.tmpdir, ignore_errors=True)
-
-
-def _reaper(state: _State, keep_alive_s: float) -> None:
-    """Retire workers idle for longer than the keep-alive window, as Lambda does."""
-    period = min(max(keep_alive_s / 4, 0.05), 30.0)
-    while not state.stop.wait(period):
-        now = time.monotonic()
-        with state.cond:
-            expired = state.take_idle(lambda w, now=now: now - w.last_used > keep_alive_s)
-        for w in expired:
-            _destroy(w)
+__all__ = [  # what callers import from here (the names moved to the modules above stay here)
+    "HOST_VARS",
+    "RESERVED_VARS",
+    "RUNTIME_DIR",
+    "FunctionConfig",
+    "FunctionNotFound",
+    "HostInfo",
+    "Invocation",
+    "LocalLambda",
+    "LocalLambdaError",
+    "RequestTooLarge",
+    "TooManyRequests",
+    "base_env",
+    "check_environment",
+    "host_info",
+    "with_config",
+]
 
 
 class LocalLambda:
@@ -548,17 +214,17 @@ class LocalLambda:
         limit = concurrency_limit or max(4, 2 * self.host.cores)
         self._id = next(_instances)
         self._seq = itertools.count(1)
-        self._functions: dict[str, _Function] = {}
+        self._functions: dict[str, Function] = {}
         self._generations = itertools.count(1)
         self._executor: ThreadPoolExecutor | None = None
-        self._state = _State(limit)
+        self._state = Pool(limit)
         for h in (self.host.cpu_cgroup, self.host.memory_cgroup):
             if h is not None:
                 cgroups.sweep_stale(h)
-        _sweep_tmpdirs()
+        sweep_tmpdirs()
         self._finalizer = weakref.finalize(self, self._state.shutdown)
         threading.Thread(
-            target=_reaper, args=(self._state, keep_alive_s), name="wisefuse-reaper", daemon=True
+            target=reap_idle, args=(self._state, keep_alive_s), name="wisefuse-reaper", daemon=True
         ).start()
 
     # --- configuration ---------------------------------------------------------------
@@ -591,7 +257,7 @@ class LocalLambda:
             memory = "cgroup" if self.host.memory_cgroup is not None else "rlimit"
         else:
             memory = self.memory
-        fn = _Function(config, next(self._generations), clock, memory)
+        fn = Function(config, next(self._generations), clock, memory)
         with self._state.cond:
             self._check_open()
             self._functions[config.name] = fn
@@ -599,7 +265,7 @@ class LocalLambda:
                 lambda w: w.fn.config.name == config.name and w.fn is not fn
             )
         for w in stale:
-            _destroy(w)
+            destroy_worker(w)
 
     def function(self, name: str) -> FunctionConfig:
         return self._function(name).config
@@ -658,7 +324,7 @@ class LocalLambda:
         if self._state.closed:
             raise LocalLambdaError("this LocalLambda is closed")
 
-    def _function(self, name: str) -> _Function:
+    def _function(self, name: str) -> Function:
         try:
             return self._functions[name]
         except KeyError:
@@ -680,10 +346,10 @@ class LocalLambda:
     def _invoke(self, name: str, event: Any, limit: int) -> Invocation:
         return self._run(name, self._encode(name, event, limit))
 
-    def _acquire(self, fn: _Function) -> _Worker | None:
+    def _acquire(self, fn: Function) -> Worker | None:
         """A warm worker of ``fn``, or None with a slot reserved to start one."""
         state = self._state
-        doomed: list[_Worker] = []
+        doomed: list[Worker] = []
         try:
             with state.cond:
                 while True:
@@ -713,9 +379,9 @@ class LocalLambda:
                     state.cond.wait()
         finally:
             for w in doomed:
-                _destroy(w)
+                destroy_worker(w)
 
-    def _release(self, worker: _Worker | None, healthy: bool) -> None:
+    def _release(self, worker: Worker | None, healthy: bool) -> None:
         """Give the slot back; a healthy worker goes to the idle pool, any other is destroyed
         before its slot is freed (so the limit also bounds workers alive)."""
         state = self._state
@@ -736,14 +402,14 @@ class LocalLambda:
                 state.cond.notify_all()
                 return
         if worker is not None:
-            _destroy(worker)
+            destroy_worker(worker)
         with state.cond:
             if worker is not None:
                 state.workers.discard(worker)
             state.busy -= 1
             state.cond.notify_all()
 
-    def _spawn(self, fn: _Function) -> tuple[_Worker, float]:
+    def _spawn(self, fn: Function) -> tuple[Worker, float]:
         """Start a worker (forked from the fork server with ``preload``, else spawned), in
         its cgroups when the modes ask for them: (worker, perf_counter when it started)."""
         server = self._forkserver() if self.preload else None
@@ -807,7 +473,7 @@ class LocalLambda:
             self.preload_ms, self.preload_cpu_ms = fs.preload_ms, fs.preload_cpu_ms
             return fs
 
-    def _start_worker(self, fn: _Function, server: ForkServer | None) -> tuple[_Worker, float]:
+    def _start_worker(self, fn: Function, server: ForkServer | None) -> tuple[Worker, float]:
         cfg = fn.config
         tag = cgroups.group_name(self._id, next(self._seq))
         groups: dict[str, cgroups.Cgroup] = {}
@@ -888,7 +554,7 @@ class LocalLambda:
                 logf.close()
         for fd in (req_r, resp_w, life_r):
             os.close(fd)
-        worker = _Worker(fn, proc, req_w, resp_r, life_w, groups, log_path)
+        worker = Worker(fn, proc, req_w, resp_r, life_w, groups, log_path)
         with self._state.cond:
             if self._state.closed:
                 worker_closed = True
@@ -896,7 +562,7 @@ class LocalLambda:
                 worker_closed = False
                 self._state.workers.add(worker)
         if worker_closed:
-            _destroy(worker)
+            destroy_worker(worker)
             self._check_open()
         return worker, t_start
 
@@ -924,14 +590,14 @@ class LocalLambda:
 
     def _await(
         self,
-        worker: _Worker,
+        worker: Worker,
         budget_s: float,
         share: float,
         sampled: bool,
         *,
         request: tuple[dict[str, Any], bytes] | None = None,
         start: float | None = None,
-    ) -> _Waited:
+    ) -> Waited:
         """Send ``request`` (if any) and wait for the worker's next frame within ``budget_s``.
 
         ``budget_s`` is in Lambda-equivalent time: wall time, unless ``sampled``
@@ -945,7 +611,7 @@ class LocalLambda:
             except OSError:  # the worker is gone (BrokenPipeError)
                 if clock:
                     clock.tick()
-                return _Waited(None, start, time.perf_counter(), clock, False)
+                return Waited(None, start, time.perf_counter(), clock, False)
         poller = select.poll()
         poller.register(worker.resp_r, select.POLLIN | select.POLLHUP | select.POLLERR)
         # cpu-clock may run faster than Lambda (share > host cores): bound the wall time too
@@ -962,11 +628,11 @@ class LocalLambda:
                 frame = read_frame(worker.resp_r)
                 if clock:
                     clock.tick()
-                return _Waited(frame, start, time.perf_counter(), clock, False)
+                return Waited(frame, start, time.perf_counter(), clock, False)
             now = time.perf_counter()
             elapsed = clock.tick() if clock else now - start
             if elapsed >= budget_s or now >= hard_stop:
-                return _Waited(None, start, now, clock, True)
+                return Waited(None, start, now, clock, True)
 
     def _run(self, name: str, body: bytes) -> Invocation:
         fn = self._function(name)
@@ -986,7 +652,7 @@ class LocalLambda:
             self._release(worker, healthy)
 
     def _init(
-        self, fn: _Function, worker: _Worker, rid: str, t_spawn: float
+        self, fn: Function, worker: Worker, rid: str, t_spawn: float
     ) -> tuple[float, dict[str, Any] | None]:
         """Wait for a new worker to import the handler: (init ms, error or None)."""
         cfg = fn.config
@@ -1012,7 +678,7 @@ class LocalLambda:
         return init_ms, None
 
     def _run_on(
-        self, fn: _Function, worker: _Worker, rid: str, body: bytes, init_ms: float | None
+        self, fn: Function, worker: Worker, rid: str, body: bytes, init_ms: float | None
     ) -> tuple[Invocation, bool]:
         """One invocation on a ready worker: (outcome, whether the worker may be reused)."""
         cfg = fn.config
@@ -1035,7 +701,7 @@ class LocalLambda:
             eq, wall, wait, cpu = waited.measure(share)
             if waited.timed_out:
                 peak = self._peak_from_cgroup(worker)
-                _destroy(worker)
+                destroy_worker(worker)
                 error, duration_ms = _timeout_error(rid, cfg.timeout_s), cfg.timeout_s * 1000
             else:
                 error, duration_ms = self._death_error(worker), eq * 1000
@@ -1082,8 +748,8 @@ class LocalLambda:
 
     def _result(
         self,
-        fn: _Function,
-        worker: _Worker,
+        fn: Function,
+        worker: Worker,
         rid: str,
         *,
         payload: Any = None,
@@ -1120,11 +786,11 @@ class LocalLambda:
             host_wait_ms=host_wait_ms,
         )
 
-    def _peak_from_cgroup(self, worker: _Worker) -> int:
+    def _peak_from_cgroup(self, worker: Worker) -> int:
         g = worker.groups.get("memory")
         return math.ceil(g.read_int("memory.max_usage_in_bytes") / 2**20) if g else 0
 
-    def _death_error(self, worker: _Worker) -> dict[str, Any]:
+    def _death_error(self, worker: Worker) -> dict[str, Any]:
         """Why a worker died: the cgroup OOM killer, or an exit status / signal."""
         try:
             rc = worker.proc.wait(timeout=10)
@@ -1155,13 +821,6 @@ _SIGNAL_NAMES = {
     signal.SIGTERM: "terminated",
     signal.SIGBUS: "bus error",
 }
-
-
-def _sweep_tmpdirs() -> None:
-    """Remove log folders left by backends whose process was killed before closing."""
-    for d in Path(tempfile.gettempdir()).glob(f"{TMP_PREFIX}*"):
-        if cgroups.owner_gone(d.name, TMP_PREFIX):
-            shutil.rmtree(d, ignore_errors=True)
 
 
 def _equivalent_timings(payload: Any, clock: CpuClock) -> None:
