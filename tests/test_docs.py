@@ -975,6 +975,9 @@ NOT_RUN: dict[str, str] = {
     "through the API (AirflowLive.import_errors)",
     "airflow tasks states-for-dag-run": "needs a deployment; tests/live reads task states "
     "through the API (AirflowLive.task_instances)",
+    "python -m wisefuse_plugins.runtime.backends.service --port 9001 [--root DIR]": "a "
+    "long-running service; tests/runtime/test_lambda_service.py starts it with serve() and "
+    "drives it with boto3",
     "airflow db migrate": "creates Airflow's metadata database; the airflow_home fixture of "
     "tests/conftest.py runs it for the tests that need one",
     "prefect block register -m wisefuse_plugins.providers.prefect": "needs a Prefect server; "
