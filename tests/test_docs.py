@@ -158,6 +158,7 @@ class Scene:
     def archive(self, name: str, durations_ms: dict[str, float]) -> str:
         """A profile archive with samples of the toy's stages (50 ms unless given)."""
         from wisefuse_plugins.ir import load
+        from wisefuse_plugins.model.profile import Platform
         from wisefuse_plugins.profiles.archive import Archive, Sample
 
         url = f"sqlite:///{self.root / name}"
@@ -176,6 +177,8 @@ class Scene:
                 for m in (512, 1769, 3538)
                 for k in range(5)
             )
+            # calibrated, as `wisefuse profile --calibrate` leaves it (no calibration warning)
+            archive.save_platform(Platform(name="local"))
         return url
 
 

@@ -377,6 +377,7 @@ def optimize(
     Needs profiles of every Python stage of the current code (wisefuse profile)."""
     from wisefuse_plugins.model.correct import changed
     from wisefuse_plugins.model.predict import Model
+    from wisefuse_plugins.model.profile import Platform
     from wisefuse_plugins.optimizer.baselines import BASELINES
     from wisefuse_plugins.optimizer.search import baseline, frontier
     from wisefuse_plugins.optimizer.search import optimize as plan_for
@@ -401,9 +402,12 @@ def optimize(
             workflow, _ = observe(workflow)
     with open_archive(db) as archive:
         profiles = archive.profiles_for(workflow, backend=backend)
-        platform = _platform(archive, backend)
+        platform = archive.load_platform(backend)
         learned = archive.corrections_for(workflow, backend=backend)
-    model = Model(profiles, platform)
+    model = Model(profiles, platform or Platform())
+    model.check(workflow)  # missing or stale profiles: that error alone, before any warning
+    if platform is None:
+        _warn_uncalibrated(backend)
     if learned:  # earlier --feedback runs of this code, against these profiles
         model = model.corrected(learned)
         console.print(
@@ -458,6 +462,11 @@ def _platform(archive, backend: str):
     platform = archive.load_platform(backend)
     if platform is not None:
         return platform
+    _warn_uncalibrated(backend)
+    return Platform()
+
+
+def _warn_uncalibrated(backend: str) -> None:
     fix = (
         "calibrate it with: wisefuse profile TARGET --backend local --calibrate"
         if backend == "local"
@@ -470,7 +479,6 @@ def _platform(archive, backend: str):
         highlight=False,
         soft_wrap=True,
     )
-    return Platform()
 
 
 def _check_writable(path: Path, option: str) -> None:
