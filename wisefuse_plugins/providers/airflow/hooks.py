@@ -41,7 +41,6 @@ from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir.names import safe_name
 from wisefuse_plugins.plan.schema import Arch, Unit
 from wisefuse_plugins.runtime import store as st
-from wisefuse_plugins.runtime.backends import shared
 from wisefuse_plugins.runtime.spec import UnitSpec, write_spec
 
 if TYPE_CHECKING:
@@ -99,7 +98,7 @@ def _local_lambda_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
 
 def _shared_local_lambda(options: Mapping[str, Any] | None) -> LocalLambda:
     """The process's local Lambda with these options (shared with every hook asking alike)."""
-    return shared.shared_local_lambda(**_local_lambda_options(options))
+    return _shared().shared_local_lambda(**_local_lambda_options(options))
 
 
 def _forget_units() -> None:
@@ -107,12 +106,18 @@ def _forget_units() -> None:
         _local_units.clear()
 
 
-shared.on_close(_forget_units)  # units bound to a closed Lambda must not be reused
+def _shared() -> Any:
+    """The shared-Lambda registry, imported on first use (parsing a DAG or flow file must
+    not import the runtime); units bound to a closed Lambda are forgotten with it."""
+    from wisefuse_plugins.runtime.backends import shared
+
+    shared.on_close(_forget_units)
+    return shared
 
 
 def close_local() -> None:
     """Stop the process-wide local Lambdas (workers and cgroups); the next use starts anew."""
-    shared.close_shared_local_lambdas()
+    _shared().close_shared_local_lambdas()
 
 
 def _check_environment(environment: Mapping[str, str] | None) -> dict[str, str]:
@@ -276,7 +281,7 @@ class WiseFuseLambdaHook(BaseHook):
         return Deployed(name, sha, str(root))
 
     def _units_key(self, code_root: str) -> tuple[Any, ...]:
-        lam = shared.options_key(_local_lambda_options(self.local_options))
+        lam = _shared().options_key(_local_lambda_options(self.local_options))
         return (lam, self.store_url, code_root, tuple(sorted(self.environment.items())))
 
     def _deploy_aws(

@@ -26,7 +26,6 @@ from pydantic import Field
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir.names import safe_name
 from wisefuse_plugins.plan.schema import Unit
-from wisefuse_plugins.runtime.backends import shared
 
 if TYPE_CHECKING:
     from wisefuse_plugins.runtime.backends.local import LocalLambda
@@ -193,13 +192,19 @@ def _forget_units() -> None:
         _UNITS.clear()
 
 
-shared.on_close(_forget_units)  # units bound to a closed Lambda must not be reused
+def _shared() -> Any:
+    """The shared-Lambda registry, imported on first use (parsing a DAG or flow file must
+    not import the runtime); units bound to a closed Lambda are forgotten with it."""
+    from wisefuse_plugins.runtime.backends import shared
+
+    shared.on_close(_forget_units)
+    return shared
 
 
 def shared_local_lambda(concurrency_limit: int = 16, preload: tuple[str, ...] = ()) -> LocalLambda:
     """One embedded Lambda per process (and settings), so warm workers are reused from one
     flow run to the next, as Lambda keeps execution environments alive."""
-    return shared.shared_local_lambda(
+    return _shared().shared_local_lambda(
         keep_alive_s=LOCAL_KEEP_ALIVE_S, concurrency_limit=concurrency_limit, preload=tuple(preload)
     )
 
@@ -218,7 +223,7 @@ def _shared_units(lam: LocalLambda, store_url: str, code_root: Path) -> Any:
 
 def close_local_lambdas() -> None:
     """Stop every shared local Lambda's workers (at exit; tests call it at session end)."""
-    shared.close_shared_local_lambdas()
+    _shared().close_shared_local_lambdas()
 
 
 class _Prefixed:
