@@ -65,6 +65,8 @@ from typing import Any
 #: the module (in AIRFLOW_HOME/config) holding the metadata DB's connect arguments
 DB_SETTINGS = "wisefuse_live_db"
 SQLITE_LOCK_TIMEOUT_S = 60
+#: a REST call may wait that long for SQLite's lock, and then some
+REQUEST_TIMEOUT_S = 2 * SQLITE_LOCK_TIMEOUT_S
 #: tries of a trigger that failed on SQLite's write lock (see :meth:`AirflowLive.trigger`)
 TRIGGER_ATTEMPTS = 5
 DROPPED_PREFIXES = ("AIRFLOW_", "AIRFLOW__", "WISEFUSE_", "PREFECT_", "AWS_")
@@ -210,6 +212,10 @@ class AirflowLive:
                 f"airflow db migrate failed ({migrate.returncode}):\n"
                 f"{(migrate.stdout + migrate.stderr)[-LOG_TAIL_CHARS:]}"
             )
+        # write-ahead logging (kept in the file): readers no longer block the one writer,
+        # so the scheduler, the API and the dag-processor wait far less for the lock
+        with contextlib.closing(sqlite3.connect(self.home / "airflow.db")) as db:
+            db.execute("PRAGMA journal_mode=WAL")
         try:
             for name, args in PROCESSES.items():
                 log = open(self.root / f"{name}.log", "wb")  # noqa: SIM115 - the child's
@@ -503,10 +509,12 @@ class AirflowLive:
             try:
                 answer = self.request("POST", f"/api/v2/dags/{_q(dag_id)}/dagRuns", body)
                 return str(answer["dag_run_id"])
-            except LiveAirflowError as err:
+            except (LiveAirflowError, TimeoutError, urllib.error.URLError) as err:
                 # SQLite takes one writer at a time: with the scheduler busy, the API's
-                # insert can time out on the lock ("Database error", HTTP 500); retry it
-                if "HTTP 500" not in str(err) or attempt == TRIGGER_ATTEMPTS - 1:
+                # insert can time out on the lock ("Database error", HTTP 500) or answer
+                # late; retry it
+                retried = not isinstance(err, LiveAirflowError) or "HTTP 500" in str(err)
+                if not retried or attempt == TRIGGER_ATTEMPTS - 1:
                     raise
                 if self.run_state(dag_id, run_id) is not None:
                     return run_id  # the run was created; the audit log line failed
@@ -609,7 +617,7 @@ class AirflowLive:
         if auth:
             req.add_header("Authorization", f"Bearer {self.token()}")
         try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
+            with urllib.request.urlopen(req, timeout=REQUEST_TIMEOUT_S) as resp:
                 return json.loads(resp.read() or b"{}")
         except urllib.error.HTTPError as err:
             detail = err.read().decode(errors="replace")[:2000]

@@ -70,15 +70,21 @@ def test_a_fused_unit_updates_every_asset_and_the_scheduler_runs_their_consumers
     live = airflow_live
     staging = live.root / "staging-assets"
     staging.mkdir()
-    source = with_dag_variable((CORPUS / "assets.py").read_text())
-    _, plans = write_app("assets", staging, source, lambda wf: {"fused": plans_for(wf)["b2"]})
+    # dag ids of their own: tests/live/test_corpus.py deploys the corpus DAGs themselves
+    source = with_dag_variable((CORPUS / "assets.py").read_text()).replace(
+        'dag_id="assets"', 'dag_id="live_assets"'
+    )
+    _, plans = write_app("live_assets", staging, source, lambda wf: {"fused": plans_for(wf)["b2"]})
     assert [u.stages for u in plans["fused"].units] == [["extract", "convert", "load"]]
-    (staging / "asset_scheduled.py").write_text((CORPUS / "asset_scheduled.py").read_text())
+    consumer = (CORPUS / "asset_scheduled.py").read_text()
+    (staging / "live_asset_scheduled.py").write_text(
+        consumer.replace('dag_id="asset_scheduled"', 'dag_id="live_asset_scheduled"')
+    )
     (staging / "live_on_raw.py").write_text(ON_RAW)
     target = live.dags / SUBFOLDER
     os.replace(staging, target)
-    producers = ["assets__fused", "assets__emitted_fused"]
-    consumers = ["asset_scheduled", "live_on_raw"]
+    producers = ["live_assets__fused", "live_assets__emitted_fused"]
+    consumers = ["live_asset_scheduled", "live_on_raw"]
     live.wait_parsed(*producers, *consumers, files=sorted(target.glob("*.py")), timeout_s=300)
 
     runs = {dag_id: live.trigger(dag_id) for dag_id in producers}
