@@ -27,7 +27,15 @@ from ..airflow_corpus.test_corpus import DAGS, NAMES, corpus_plans
 from ..airflow_helpers import with_dag_variable, write_app
 from .airflow_live import AirflowLive
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [
+    pytest.mark.slow,
+    # not in the default run yet: under a loaded host 45 runs at once on SQLite made the
+    # deployment flap (a DAG reported missing after it was parsed); issue 19's note says so
+    pytest.mark.skipif(
+        os.environ.get("WISEFUSE_LIVE_CORPUS") != "1",
+        reason="set WISEFUSE_LIVE_CORPUS=1: the corpus under the real scheduler (~2-5 min)",
+    ),
+]
 
 SUBFOLDER = "corpus"
 KEY = "live"
