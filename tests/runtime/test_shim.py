@@ -264,6 +264,7 @@ def test_files_using_the_wisefuse_integrations_import_in_a_unit(
     for name, source in INTEGRATED.items():
         (tmp_path / name).write_text(textwrap.dedent(source).lstrip())
     got = lambda_env.ask(op="functions", files=[[str(tmp_path), name] for name in INTEGRATED])
+    assert "functions" in got["wisefuse_flow.py"], got["wisefuse_flow.py"]
     assert set(got["wisefuse_flow.py"]["functions"]) == {"double", "numbers"}, got
     assert set(got["rewritten_dag.py"]["functions"]) >= {"double"}, got
     assert lambda_env.ask(op="status")["real"] == []
