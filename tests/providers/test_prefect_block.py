@@ -83,17 +83,26 @@ def test_save_and_load_by_slug(prefect_env: dict[str, str]) -> None:
 
 def test_local_backend_and_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from wisefuse_plugins.prefect import WiseFuseLambda
-    from wisefuse_plugins.providers.prefect.blocks import shared_local_lambda
+    from wisefuse_plugins.providers.prefect.blocks import close_local_lambdas
+    from wisefuse_plugins.runtime.backends.service import ondemand
     from wisefuse_plugins.runtime.store import LocalStore
 
     monkeypatch.setenv("WISEFUSE_HOME", str(tmp_path))
     block = WiseFuseLambda()
     store = block.make_store()
     assert isinstance(store, LocalStore) and store.root == (tmp_path / "store").resolve()
-    backend = block.make_backend(tmp_path, "my flow")
-    assert backend.name("a-b") == "wisefuse-my-flow-a-b"
-    assert backend.inner.lam is shared_local_lambda(block.concurrency_limit, ())
-    assert block.make_backend(tmp_path, "my flow").inner is backend.inner  # keeps warm workers
+    try:
+        backend = block.make_backend(tmp_path, "my flow")
+        assert backend.function_name("a-b") == "wisefuse-my-flow-a-b"
+        # the local service for the block's options, started on demand, answers at its URL
+        root = ondemand.service_root(block._local_options())
+        assert ondemand.find(root) == backend.url
+        assert block.make_backend(tmp_path, "my flow") is backend  # keeps warm workers
+        other = WiseFuseLambda(concurrency_limit=3).make_backend(tmp_path, "my flow")
+        assert other.url != backend.url  # other engine options: a service of their own
+    finally:
+        close_local_lambdas()
+    assert ondemand.find(root) is None
 
 
 def test_aws_settings_are_checked() -> None:

@@ -1,14 +1,15 @@
-"""The hook: where plan units run (the embedded local Lambda, or AWS Lambda) and where data lives.
+"""The hook: where plan units run (the local Lambda service, or AWS Lambda) and where data lives.
 
-``WiseFuseLambdaHook(backend="local")`` (the default) shares one :class:`LocalLambda` per
-process and one :class:`LocalUnits` per (store, code root): every task of every DAG run in
-the process reuses warm workers, as Lambda reuses execution environments. Workers are
-spawned, not forked from a preloaded server: units import DAG files with the framework
-shim, never Airflow itself, so there is nothing heavy to preload (``$WISEFUSE_LOCAL_PRELOAD``
-names modules to preload anyway), and INIT is measured as Lambda's. They are
-closed when the process exits. ``dag.test()`` runs every task in one process, so a whole test run
-shares them; a real Airflow executor starts one process per task instance, so there each
-task starts its own (use ``backend="aws"`` in production).
+``WiseFuseLambdaHook(backend="local")`` (the default) runs units on the local Lambda
+service (:mod:`wisefuse_plugins.runtime.backends.service`): boto3's Lambda client and the
+AWS backend's own deploy and invoke, against a service on 127.0.0.1 that this hook starts
+on demand (one per ``$WISEFUSE_HOME`` and engine options; it stops itself after
+``$WISEFUSE_LAMBDA_IDLE_S`` idle seconds, 900 by default) or that runs already
+(``wisefuse lambda serve``; ``$WISEFUSE_LAMBDA_ENDPOINT`` names its URL). Each unit runs
+from its deployment package, as on AWS. The service keeps the warm execution
+environments, so the task processes of a real Airflow executor, one per task instance,
+reuse them as Lambda's callers do. Units import DAG files with the framework shim, never
+Airflow itself.
 
 ``WiseFuseLambdaHook(backend="aws", aws_conn_id=...)`` builds
 :class:`~wisefuse_plugins.runtime.backends.aws.AwsLambdaBackend` with boto3 clients from
@@ -44,26 +45,26 @@ from wisefuse_plugins.runtime import store as st
 from wisefuse_plugins.runtime.spec import UnitSpec, write_spec
 
 if TYPE_CHECKING:
-    from wisefuse_plugins.runtime.backends.local import LocalLambda
-    from wisefuse_plugins.runtime.backends.units import LocalUnits
+    from wisefuse_plugins.runtime.backends.service.client import ServiceUnits
     from wisefuse_plugins.runtime.executor import Invoked
 
 Backend = Literal["local", "aws"]
 BACKENDS: tuple[str, ...] = ("local", "aws")
 
-#: Environment settings of the process-wide local Lambda (read when it is first created).
+#: Engine settings of the local Lambda service the hook starts (``LocalLambda`` options).
 ENV_LOCAL_CONCURRENCY = "WISEFUSE_LOCAL_CONCURRENCY"
 ENV_LOCAL_KEEP_ALIVE = "WISEFUSE_LOCAL_KEEP_ALIVE_S"
 ENV_LOCAL_PRELOAD = "WISEFUSE_LOCAL_PRELOAD"
-DEFAULT_PRELOAD = ""
 #: Connection extras the aws backend reads (besides the AwsBaseHook's own).
 EXTRA_ROLE = "wisefuse_execution_role_arn"
 EXTRA_STORE = "wisefuse_store"
 EXTRA_PREFIX = "wisefuse_function_prefix"
+#: Function names on the local service: ``airflow-<workflow>-<unit>-<hash>``.
+LOCAL_PREFIX = "airflow"
 
 _lock = threading.Lock()
-#: (Lambda options, store URL, code root, environment) -> units
-_local_units: dict[tuple[Any, ...], LocalUnits] = {}
+#: (engine options, store URL, code root, environment) -> units on the local service
+_local_units: dict[tuple[Any, ...], ServiceUnits] = {}
 _aws_deployed: dict[tuple[str, str, int, str], str] = {}  # (prefix, unit, memory, arch) -> spec
 
 
@@ -81,43 +82,33 @@ def spec_sha(spec: UnitSpec) -> str:
     return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
 
 
-def _local_lambda_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The hook's local Lambda options: the environment settings, then ``local_options``."""
-    # units import DAG files through the framework shim (no Airflow in the worker, as on
-    # Lambda): preloading airflow.sdk in a fork server cost every task process of a real
-    # executor 1.5 s of CPU for modules each worker then hides; modules may be named here
-    preload = os.environ.get(ENV_LOCAL_PRELOAD, DEFAULT_PRELOAD)
-    kwargs: dict[str, Any] = {"preload": tuple(m for m in preload.split(",") if m.strip())}
+def local_engine_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The local service's engine options: the environment settings, then ``local_options``.
+
+    Nothing is preloaded unless asked (``$WISEFUSE_LOCAL_PRELOAD``, comma-separated module
+    names): units import DAG files through the framework shim, so a cold start imports
+    what the unit's own code needs, as on Lambda.
+    """
+    kwargs: dict[str, Any] = {}
+    preload = tuple(m for m in os.environ.get(ENV_LOCAL_PRELOAD, "").split(",") if m.strip())
+    if preload:
+        kwargs["preload"] = list(preload)
     if os.environ.get(ENV_LOCAL_CONCURRENCY):
         kwargs["concurrency_limit"] = int(os.environ[ENV_LOCAL_CONCURRENCY])
     if os.environ.get(ENV_LOCAL_KEEP_ALIVE):
         kwargs["keep_alive_s"] = float(os.environ[ENV_LOCAL_KEEP_ALIVE])
-    kwargs.update(options or {})
+    for key, value in (options or {}).items():
+        kwargs[key] = list(value) if isinstance(value, tuple) else value
     return kwargs
 
 
-def _shared_local_lambda(options: Mapping[str, Any] | None) -> LocalLambda:
-    """The process's local Lambda with these options (shared with every hook asking alike)."""
-    return _shared().shared_local_lambda(**_local_lambda_options(options))
+def close_local() -> None:
+    """Stop the local Lambda services this process started and forget its units there."""
+    from wisefuse_plugins.runtime.backends.service import ondemand
 
-
-def _forget_units() -> None:
     with _lock:
         _local_units.clear()
-
-
-def _shared() -> Any:
-    """The shared-Lambda registry, imported on first use (parsing a DAG or flow file must
-    not import the runtime); units bound to a closed Lambda are forgotten with it."""
-    from wisefuse_plugins.runtime.backends import shared
-
-    shared.on_close(_forget_units)
-    return shared
-
-
-def close_local() -> None:
-    """Stop the process-wide local Lambdas (workers and cgroups); the next use starts anew."""
-    _shared().close_shared_local_lambdas()
+    ondemand.stop_started()
 
 
 def _check_environment(environment: Mapping[str, str] | None) -> dict[str, str]:
@@ -133,10 +124,10 @@ def _check_environment(environment: Mapping[str, str] | None) -> dict[str, str]:
 class WiseFuseLambdaHook(BaseHook):
     """Deploy and invoke plan units on the local Lambda or on AWS Lambda.
 
-    ``local_options``: keyword arguments of :class:`LocalLambda` (the first hook of the
-    process creates it; ``$WISEFUSE_LOCAL_CONCURRENCY``, ``$WISEFUSE_LOCAL_KEEP_ALIVE_S`` and
+    ``local_options``: keyword arguments of the local service's engine, ``LocalLambda``
+    (``$WISEFUSE_LOCAL_CONCURRENCY``, ``$WISEFUSE_LOCAL_KEEP_ALIVE_S`` and
     ``$WISEFUSE_LOCAL_PRELOAD``, comma-separated modules for a fork server to import once,
-    work too; by default nothing is preloaded). ``execution_role_arn``, ``function_prefix``,
+    work too); hooks asking for the same options share one service. ``execution_role_arn``, ``function_prefix``,
     ``layers``: for ``aws`` (the
     first two default to the connection extras ``wisefuse_execution_role_arn`` and
     ``wisefuse_function_prefix``). ``environment``: variables of every unit's function, on
@@ -238,7 +229,7 @@ class WiseFuseLambdaHook(BaseHook):
         """True when local cold starts fork from preloaded modules: their INIT then leaves
         out the framework's import, which a real Lambda cold start pays."""
         return self.backend == "local" and bool(
-            _local_lambda_options(self.local_options)["preload"]
+            local_engine_options(self.local_options).get("preload")
         )
 
     def invoke(self, deployed: Deployed, event: dict[str, Any]) -> Invoked:
@@ -261,28 +252,31 @@ class WiseFuseLambdaHook(BaseHook):
     def _deploy_local(
         self, spec: UnitSpec, sha: str, memory_mb: int, arch: Arch, root: Path, workflow: str
     ) -> Deployed:
-        from wisefuse_plugins.runtime.backends.units import LocalUnits
+        from wisefuse_plugins.runtime.backends.service.client import ServiceUnits
 
-        # one function per (spec, code root, store, environment): the local Lambda's function
-        # names are process-wide, and the same spec under another root is other code
+        # one function per (spec, memory, architecture, code root, store, environment):
+        # a function never changes under a run that uses it, whatever other runs deploy
         key = self._units_key(str(root))
-        ident = hashlib.sha256(repr((sha, *key)).encode()).hexdigest()[:10]
+        ident = hashlib.sha256(repr((sha, memory_mb, arch, *key)).encode()).hexdigest()[:10]
         name = safe_name(f"{workflow}-{spec.unit}-{ident}")
         path = self._spec_file(spec, sha)
         unit = Unit(id=name, stages=[s.id for s in spec.stages], memory_mb=memory_mb, arch=arch)
         with _lock:
-            lam = _shared_local_lambda(self.local_options)
             units = _local_units.get(key)
             if units is None:
-                units = _local_units[key] = LocalUnits(
-                    lam, self.store_url, root, environment=self.environment
+                units = _local_units[key] = ServiceUnits(
+                    code_root=root,
+                    store_url=self.store_url,
+                    prefix=LOCAL_PREFIX,
+                    environment=self.environment,
+                    options=local_engine_options(self.local_options),
                 )
-            units.deploy(unit, path)
+        units.deploy(unit, path)
         return Deployed(name, sha, str(root))
 
     def _units_key(self, code_root: str) -> tuple[Any, ...]:
-        lam = _shared().options_key(_local_lambda_options(self.local_options))
-        return (lam, self.store_url, code_root, tuple(sorted(self.environment.items())))
+        options = repr(sorted(local_engine_options(self.local_options).items()))
+        return (options, self.store_url, code_root, tuple(sorted(self.environment.items())))
 
     def _deploy_aws(
         self, spec: UnitSpec, sha: str, memory_mb: int, arch: Arch, root: Path, workflow: str

@@ -25,14 +25,13 @@ from pydantic import Field
 
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir.names import safe_name
-from wisefuse_plugins.plan.schema import Unit
 
 if TYPE_CHECKING:
-    from wisefuse_plugins.runtime.backends.local import LocalLambda
-    from wisefuse_plugins.runtime.executor import Invoked, Invoker
+    from wisefuse_plugins.runtime.backends.service.client import ServiceUnits
+    from wisefuse_plugins.runtime.executor import Invoker
     from wisefuse_plugins.runtime.store import Store
 
-__all__ = ["WiseFuseLambda", "close_local_lambdas", "shared_local_lambda"]
+__all__ = ["WiseFuseLambda", "close_local_lambdas"]
 
 #: Seconds an idle local worker stays warm; long, as a flow is often run again soon.
 LOCAL_KEEP_ALIVE_S = 900.0
@@ -41,8 +40,10 @@ LOCAL_KEEP_ALIVE_S = 900.0
 class WiseFuseLambda(Block):
     """Run WiseFuse plan units on AWS Lambda, or on the embedded local Lambda.
 
-    ``backend="local"`` (default) needs nothing but this machine: units run in worker
-    processes with Lambda's memory, CPU share and billing. ``backend="aws"`` deploys one
+    ``backend="local"`` (default) needs nothing but this machine: units run on the local
+    Lambda service (started on demand, shared by every flow run and worker process on the
+    machine, so warm environments outlive a run), from their deployment packages, with
+    Lambda's memory, CPU share and billing. ``backend="aws"`` deploys one
     function per unit (``function_prefix``-flow-unit) with ``execution_role_arn`` and keeps
     data in an S3 store (``store_url="s3://bucket/prefix"``).
     """
@@ -80,7 +81,9 @@ class WiseFuseLambda(Block):
         default_factory=list, description="Layer ARNs with the flow's dependencies ('aws')."
     )
     concurrency_limit: int = Field(
-        default=16, ge=1, description="Unit invocations running at once, per flow run."
+        default=16,
+        ge=1,
+        description="'local': unit invocations running at once on this machine's local Lambda.",
     )
     keep_outputs: bool = Field(
         default=False,
@@ -122,9 +125,7 @@ class WiseFuseLambda(Block):
         """
         prefix = safe_name(f"{self.function_prefix}-{namespace}")
         if self.backend == "local":
-            lam = shared_local_lambda(self.concurrency_limit, tuple(self.local_preload))
-            units = _shared_units(lam, self._store_url(), Path(code_root).resolve())
-            return _Prefixed(units, prefix)  # type: ignore[arg-type]
+            return _shared_units(self._local_options(), self._store_url(), Path(code_root), prefix)
         if not self.execution_role_arn:
             raise WiseFuseError(
                 "the WiseFuseLambda block has backend 'aws' but no execution_role_arn",
@@ -179,65 +180,44 @@ class WiseFuseLambda(Block):
             )
         return url
 
+    def _local_options(self) -> dict[str, Any]:
+        """The local service's engine options (blocks asking alike share one service)."""
+        options: dict[str, Any] = {
+            "keep_alive_s": LOCAL_KEEP_ALIVE_S,
+            "concurrency_limit": self.concurrency_limit,
+        }
+        if self.local_preload:
+            options["preload"] = list(self.local_preload)
+        return options
+
 
 # ------------------------------------------------------------------- local Lambda
 
 
 _LOCK = threading.Lock()
-_UNITS: dict[tuple[int, str, Path], Any] = {}
+_UNITS: dict[tuple[str, str, Path, str], ServiceUnits] = {}
 
 
-def _forget_units() -> None:
-    with _LOCK:
-        _UNITS.clear()
+def _shared_units(options: dict[str, Any], store_url: str, code_root: Path, prefix: str) -> Any:
+    """Units on the local service, one per (options, store, root, prefix) in this process:
+    it remembers what it deployed, so later flow runs deploy nothing and find them warm."""
+    from wisefuse_plugins.runtime.backends.service.client import ServiceUnits
 
-
-def _shared() -> Any:
-    """The shared-Lambda registry, imported on first use (parsing a DAG or flow file must
-    not import the runtime); units bound to a closed Lambda are forgotten with it."""
-    from wisefuse_plugins.runtime.backends import shared
-
-    shared.on_close(_forget_units)
-    return shared
-
-
-def shared_local_lambda(concurrency_limit: int = 16, preload: tuple[str, ...] = ()) -> LocalLambda:
-    """One embedded Lambda per process (and settings), so warm workers are reused from one
-    flow run to the next, as Lambda keeps execution environments alive."""
-    return _shared().shared_local_lambda(
-        keep_alive_s=LOCAL_KEEP_ALIVE_S, concurrency_limit=concurrency_limit, preload=tuple(preload)
-    )
-
-
-def _shared_units(lam: LocalLambda, store_url: str, code_root: Path) -> Any:
-    """LocalUnits remember what they deployed: one per (Lambda, store, root) keeps workers warm."""
-    from wisefuse_plugins.runtime.backends.units import LocalUnits
-
-    key = (id(lam), store_url, code_root)
+    root = code_root.resolve()
+    key = (repr(sorted(options.items())), store_url, root, prefix)
     with _LOCK:
         units = _UNITS.get(key)
-        if units is None or units.lam is not lam:
-            units = _UNITS[key] = LocalUnits(lam, store_url, code_root)
+        if units is None:
+            units = _UNITS[key] = ServiceUnits(
+                code_root=root, store_url=store_url, prefix=prefix, options=options
+            )
         return units
 
 
 def close_local_lambdas() -> None:
-    """Stop every shared local Lambda's workers (at exit; tests call it at session end)."""
-    _shared().close_shared_local_lambdas()
+    """Stop the local Lambda services this process started (tests call it at their end)."""
+    from wisefuse_plugins.runtime.backends.service import ondemand
 
-
-class _Prefixed:
-    """An ``Invoker`` that names each unit's function ``<prefix>-<unit>``."""
-
-    def __init__(self, inner: Invoker, prefix: str) -> None:
-        self.inner = inner
-        self.prefix = prefix
-
-    def name(self, unit_id: str) -> str:
-        return safe_name(f"{self.prefix}-{unit_id}")
-
-    def deploy(self, unit: Unit, spec_path: Path) -> None:
-        self.inner.deploy(unit.model_copy(update={"id": self.name(unit.id)}), spec_path)
-
-    def invoke(self, unit_id: str, event: dict[str, Any]) -> Invoked:
-        return self.inner.invoke(self.name(unit_id), event)
+    with _LOCK:
+        _UNITS.clear()
+    ondemand.stop_started()

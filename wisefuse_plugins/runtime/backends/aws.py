@@ -143,7 +143,9 @@ class AwsLambdaBackend:
     (compiled dependencies such as pydantic-core differ between x86_64 and arm64).
     ``timeout_s``: one timeout for all, or per unit id. ``code_root``: the user's source
     root (default: the workflow's ``source.root``). ``client_factory(service)`` gives
-    boto3 clients (tests pass one bound to a moto server).
+    boto3 clients (tests pass one bound to a moto server). ``on_this_machine``: the
+    clients talk to the local Lambda service, whose functions run here and may share a
+    folder store (on AWS the store must be S3).
     """
 
     def __init__(
@@ -161,13 +163,14 @@ class AwsLambdaBackend:
         environment: Mapping[str, str] | None = None,
         tags: Mapping[str, str] | None = None,
         client_factory: Callable[[str], Any] | None = None,
+        on_this_machine: bool = False,
         max_attempts: int = 8,
         base_delay_s: float = 0.25,
         max_delay_s: float = 20.0,
         jitter: bool = True,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if not store_url.startswith("s3://"):
+        if not on_this_machine and not store_url.startswith("s3://"):
             raise WiseFuseError(
                 f"functions on AWS need an S3 store, got {store_url!r}",
                 hint="pass --store s3://bucket/prefix",
@@ -226,6 +229,7 @@ class AwsLambdaBackend:
             except BotoCoreError as err:
                 raise AwsError(
                     f"Lambda {operation} on {target or '?'} failed: {err}",
+                    code=type(err).__name__,  # e.g. EndpointConnectionError: nothing was sent
                     hint="check the AWS credentials and region (AWS_PROFILE, AWS_DEFAULT_REGION)",
                 ) from None
         raise AssertionError("unreachable")
@@ -319,20 +323,28 @@ class AwsLambdaBackend:
             "wisefuse:unit": unit.id,
         }
         if current is None:
-            created = self._call(
-                "create_function",
-                FunctionName=name,
-                Code={"ZipFile": pkg.data},
-                Architectures=[unit.arch],
-                Description=f"wisefuse unit {unit.id} of workflow {workflow}"[:256],
-                Tags=tags,
-                Publish=False,
-                **desired,
-            )
-            change.created = True
-            change.arn = created["FunctionArn"]
-            self._wait("function_active_v2", name)
-        else:
+            try:
+                created = self._call(
+                    "create_function",
+                    FunctionName=name,
+                    Code={"ZipFile": pkg.data},
+                    Architectures=[unit.arch],
+                    Description=f"wisefuse unit {unit.id} of workflow {workflow}"[:256],
+                    Tags=tags,
+                    Publish=False,
+                    **desired,
+                )
+            except AwsError as err:
+                if err.code != "ResourceConflictException":
+                    raise
+                current = self._current(name)  # another deployer created it meanwhile
+                if current is None:
+                    raise
+            else:
+                change.created = True
+                change.arn = created["FunctionArn"]
+                self._wait("function_active_v2", name)
+        if current is not None:
             change.arn = current["FunctionArn"]
             if current.get("CodeSha256") != pkg.sha256 or current.get("Architectures") != [
                 unit.arch

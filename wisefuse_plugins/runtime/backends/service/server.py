@@ -1,4 +1,5 @@
-"""Starting and stopping the service: one per root (a pid file), a clear error if the port is taken."""
+"""Starting and stopping the service: one per root (a pid file), a clear error if the port is
+taken, and an optional idle shutdown (a service started on demand stops when nobody uses it)."""
 
 from __future__ import annotations
 
@@ -11,17 +12,18 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.runtime.backends.local import LocalLambda
 from wisefuse_plugins.runtime.backends.service.functions import LambdaService
+from wisefuse_plugins.runtime.backends.service.ondemand import LOCK_NAME, owner
 from wisefuse_plugins.runtime.backends.service.routes import Handler, Server
 from wisefuse_plugins.runtime.store import wisefuse_home
 
-LOCK_NAME = "service.pid"
+_stopping = threading.Lock()
 
 
 @dataclass
@@ -34,8 +36,13 @@ class Handle:
     _server: Server
     _thread: threading.Thread
     _lock: Path
+    stopped: threading.Event = field(default_factory=threading.Event)
 
     def stop(self) -> None:
+        with _stopping:
+            if self.stopped.is_set():
+                return
+            self.stopped.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=10)
@@ -58,10 +65,10 @@ def _take_root(root: Path) -> Path:
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
-            owner = _alive_owner(lock)
-            if owner is not None:
+            info = owner(root)
+            if info is not None:
                 raise WiseFuseError(
-                    f"another Lambda service (pid {owner['pid']}, {owner.get('url', '?')}) owns {root}",
+                    f"another Lambda service (pid {info['pid']}, {info.get('url', '?')}) owns {root}",
                     hint="use that service's URL, stop it, or pass another --root",
                 ) from None
             with contextlib.suppress(FileNotFoundError):
@@ -75,13 +82,56 @@ def _take_root(root: Path) -> Path:
     )
 
 
-def _alive_owner(lock: Path) -> dict[str, Any] | None:
-    try:
-        owner = json.loads(lock.read_text() or "{}")
-        os.kill(int(owner["pid"]), 0)
-    except (ValueError, KeyError, OSError):
-        return None
-    return owner
+class _Tracked(Handler):
+    """The API handler, counting requests in flight for the idle shutdown."""
+
+    def _dispatch(self) -> None:
+        server: _IdleServer = self.server  # type: ignore[assignment]
+        server.begin()
+        try:
+            super()._dispatch()
+        finally:
+            server.end()
+
+    do_GET = do_POST = do_PUT = do_DELETE = _dispatch
+
+
+class _IdleServer(Server):
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.in_flight = 0
+        self.last_request = time.monotonic()
+        self._count = threading.Lock()
+
+    def begin(self) -> None:
+        with self._count:
+            self.in_flight += 1
+            self.last_request = time.monotonic()
+
+    def end(self) -> None:
+        with self._count:
+            self.in_flight -= 1
+            self.last_request = time.monotonic()
+
+    def idle_for(self) -> float:
+        """Seconds since the last request ended; 0 while one runs or the engine is busy."""
+        with self._count:
+            if self.in_flight or _engine_busy(self.service.engine):
+                return 0.0
+            return time.monotonic() - self.last_request
+
+
+def _engine_busy(engine: LocalLambda) -> bool:
+    """True while the engine runs an invocation (an ``Event`` one has no request open)."""
+    return engine._state.busy > 0
+
+
+def _watch_idle(handle: Handle, server: _IdleServer, idle_s: float) -> None:
+    while not handle.stopped.wait(min(5.0, max(0.1, idle_s / 10))):
+        if server.idle_for() >= idle_s:
+            logging.getLogger(__name__).info("idle for %.0f s: stopping", idle_s)
+            handle.stop()
+            return
 
 
 def serve(
@@ -91,17 +141,33 @@ def serve(
     *,
     region: str = "us-east-1",
     engine: LocalLambda | None = None,
+    engine_options: dict[str, Any] | None = None,
+    idle_s: float | None = None,
 ) -> Handle:
-    """Start the service in a background thread; ``port=0`` picks a free port."""
+    """Start the service in a background thread; ``port=0`` picks a free port.
+
+    ``engine_options``: keyword arguments of the :class:`LocalLambda` behind it (when no
+    ``engine`` is given). ``idle_s``: stop after this many seconds without a request
+    (``Handle.stopped`` is then set); None runs until stopped.
+    """
     root = Path(root) if root is not None else wisefuse_home() / "lambda-service"
     lock = _take_root(root)
     try:
-        server = Server((host, port), Handler)
+        server = _IdleServer((host, port), _Tracked)
     except OSError as err:
         lock.unlink()
         raise WiseFuseError(
             f"cannot listen on {host}:{port}: {err.strerror}",
             hint="another process uses the port: pick another --port, or 0 for a free one",
+        ) from None
+    try:
+        engine = engine or LocalLambda(**(engine_options or {}))
+    except (TypeError, ValueError) as err:
+        server.server_close()
+        lock.unlink()
+        raise WiseFuseError(
+            f"bad engine options {engine_options!r}: {err}",
+            hint="pass keyword arguments of LocalLambda (concurrency_limit, keep_alive_s, ...)",
         ) from None
     server.service = LambdaService(root, region, engine)
     bound = server.server_address[1]
@@ -111,7 +177,12 @@ def serve(
         target=server.serve_forever, name="wisefuse-lambda-service", daemon=True
     )
     thread.start()
-    return Handle(url, bound, server.service, server, thread, lock)
+    handle = Handle(url, bound, server.service, server, thread, lock)
+    if idle_s is not None:
+        threading.Thread(
+            target=_watch_idle, args=(handle, server, idle_s), name="wisefuse-idle", daemon=True
+        ).start()
+    return handle
 
 
 @contextlib.contextmanager
@@ -129,18 +200,34 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=9001)
     parser.add_argument("--root", default=None, help="default: $WISEFUSE_HOME/lambda-service")
     parser.add_argument("--region", default="us-east-1")
+    parser.add_argument(
+        "--idle-timeout", type=float, default=None, help="stop after this many idle seconds"
+    )
+    parser.add_argument(
+        "--engine-options", default=None, help="JSON object of LocalLambda keyword arguments"
+    )
     args = parser.parse_args(argv)
+    try:
+        options = json.loads(args.engine_options) if args.engine_options else None
+    except ValueError:
+        raise SystemExit(f"Error: --engine-options is not JSON: {args.engine_options!r}") from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
-        handle = serve(args.host, args.port, args.root, region=args.region)
+        handle = serve(
+            args.host,
+            args.port,
+            args.root,
+            region=args.region,
+            engine_options=options,
+            idle_s=args.idle_timeout,
+        )
     except WiseFuseError as err:
         hint = f"\nhint: {err.hint}" if err.hint else ""
         raise SystemExit(f"Error: {err}{hint}") from None
     signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop releases the root too
     print(f"Lambda API at {handle.url} (root {handle.service.root}); Ctrl-C stops", flush=True)
     try:
-        while True:
-            time.sleep(3600)
+        handle.stopped.wait()
     except KeyboardInterrupt:
         pass
     finally:
