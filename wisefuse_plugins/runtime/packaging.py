@@ -9,9 +9,9 @@ A zip holds::
 
 The zip is deterministic (sorted entries, fixed timestamps and permissions), so its
 SHA-256 is Lambda's ``CodeSha256`` of the same content and a redeploy with unchanged code
-is detected and skipped. Third-party dependencies are not in the zip: they go into a
-Lambda layer (built from :func:`runtime_requirements` plus the user's own requirements)
-or a container image; see ``docs/aws.md``.
+is detected and skipped. Third-party dependencies are not in the zip: they go into one
+dependency layer per architecture, resolved from what the code imports
+(:mod:`.layers`); :func:`package_plan` builds both for a plan (``wisefuse package``).
 """
 
 from __future__ import annotations
@@ -21,12 +21,18 @@ import fnmatch
 import hashlib
 import io
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import wisefuse_plugins
 from wisefuse_plugins.errors import WiseFuseError
+
+if TYPE_CHECKING:
+    from wisefuse_plugins.ir import Workflow
+    from wisefuse_plugins.plan.schema import Plan
+    from wisefuse_plugins.runtime.layers import Layer, Method, Resolution
 
 RUNTIME = "python3.11"
 HANDLER = "wisefuse_plugins.runtime.handler.handler"
@@ -223,7 +229,9 @@ class Packager:
             self._shared = entries
         return self._shared
 
-    def build(self, specs: Mapping[str, bytes], *, layer_bytes: int = 0) -> Package:
+    def build(
+        self, specs: Mapping[str, bytes], *, layer_bytes: int = 0, largest: str = ""
+    ) -> Package:
         """The zip for units whose specs (unit id -> spec JSON) it carries; size-checked."""
         entries = dict(self.shared())
         entries.update({f"{UNITS_DIR}/{u}.unit.json": data for u, data in specs.items()})
@@ -235,11 +243,13 @@ class Packager:
                 skipped=tuple(self.skipped),
             ),
             layer_bytes=layer_bytes,
+            largest=largest,
         )
 
 
-def check_size(package: Package, *, layer_bytes: int = 0) -> Package:
-    """Raise :class:`PackageTooLarge` beyond Lambda's 50 MB zipped / 250 MB unzipped limits."""
+def check_size(package: Package, *, layer_bytes: int = 0, largest: str = "") -> Package:
+    """Raise :class:`PackageTooLarge` beyond Lambda's 50 MB zipped / 250 MB unzipped limits
+    (``largest``: the layers' largest packages, named in the error)."""
     mb = 1024 * 1024
     if len(package.data) > MAX_ZIPPED_BYTES:
         raise PackageTooLarge(
@@ -252,8 +262,10 @@ def check_size(package: Package, *, layer_bytes: int = 0) -> Package:
     if total > MAX_UNZIPPED_BYTES:
         raise PackageTooLarge(
             f"the function unzips to {total / mb:.1f} MB (code {package.unzipped_bytes / mb:.1f} MB"
-            f" + layers {layer_bytes / mb:.1f} MB); Lambda allows {MAX_UNZIPPED_BYTES // mb} MB",
-            hint="trim the layer's dependencies, or deploy a container image (up to 10 GB; docs/aws.md)",
+            f" + layers {layer_bytes / mb:.1f} MB); Lambda allows {MAX_UNZIPPED_BYTES // mb} MB"
+            + (f"; largest packages: {largest}" if largest else ""),
+            hint="import less in the units' code (each import of a package puts it and its "
+            "dependencies in the layer), or deploy a container image (up to 10 GB; docs/aws.md)",
         )
     return package
 
@@ -262,3 +274,77 @@ def zip_names(data: bytes) -> list[str]:
     """Entry names of a zip, in order."""
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         return zf.namelist()
+
+
+@dataclass
+class PlanPackages:
+    """What :func:`package_plan` built: a zip per unit, a layer per architecture."""
+
+    zips: dict[str, Package]  # unit id -> its zip
+    layers: dict[str, Layer]  # architecture -> its dependency layer
+    resolution: Resolution
+    extra_roots: tuple[Path, ...]
+    written: dict[str, Path] = field(default_factory=dict)  # file name -> path, with ``out``
+
+
+def package_plan(
+    workflow: Workflow,
+    plan: Plan,
+    out: Path | None = None,
+    *,
+    code_root: Path | None = None,
+    extra_roots: Sequence[Path] = (),
+    method: Method = "auto",
+    runtime: str = RUNTIME,
+    cache: Path | None = None,
+) -> PlanPackages:
+    """Every unit's zip and one dependency layer per architecture the plan uses.
+
+    The layer holds what the workflow's file and its stages' files import (followed through
+    the code they import), resolved against this environment (:func:`.layers.resolve`); a
+    source package they import from outside the code root (``examples``) goes into the
+    zips. Each function (zip + its layer) is checked against Lambda's limits. With ``out``,
+    writes ``<unit>.zip`` and ``layer-<arch>.zip`` there. ``cache``: where layers are kept
+    (default ``$WISEFUSE_HOME/layers``).
+    """
+    import tempfile
+
+    from wisefuse_plugins.runtime.executor import prepare
+    from wisefuse_plugins.runtime.layers import build_layer, resolve
+
+    root = Path(code_root if code_root is not None else workflow.source.root).resolve()
+    entries = {root / workflow.source.path} | {root / s.callable.path for s in workflow.stages}
+    res = resolve(
+        [root, *extra_roots], entries=[e for e in entries if e.suffix == ".py" and e.is_file()],
+        runtime=runtime,
+    )  # fmt: skip
+    extras = tuple(dict.fromkeys([*(Path(p).resolve() for p in extra_roots), *res.local_roots]))
+    layers = {
+        arch: build_layer(res, arch, runtime=runtime, method=method, cache=cache)
+        for arch in sorted({u.arch for u in plan.units})
+    }
+    packager = Packager(root, extras)
+    zips: dict[str, Package] = {}
+    with tempfile.TemporaryDirectory(prefix="wisefuse-package-") as tmp:
+        specs = prepare(workflow, plan, Path(tmp))
+        for unit in plan.units:
+            layer = layers[unit.arch]
+            zips[unit.id] = packager.build(
+                {unit.id: specs[unit.id].read_bytes()},
+                layer_bytes=layer.unzipped_bytes,
+                largest=layer.largest(),
+            )
+    result = PlanPackages(zips, layers, res, extras)
+    if out is not None:
+        import shutil
+
+        out.mkdir(parents=True, exist_ok=True)
+        for unit_id, pkg in zips.items():
+            path = out / f"{unit_id}.zip"
+            path.write_bytes(pkg.data)
+            result.written[path.name] = path
+        for arch, layer in layers.items():
+            path = out / f"layer-{arch}.zip"
+            shutil.copyfile(layer.path, path)
+            result.written[path.name] = path
+    return result

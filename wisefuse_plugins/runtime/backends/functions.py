@@ -63,7 +63,12 @@ class TooManyRequests(LocalLambdaError):
 class FunctionConfig:
     """A function as Lambda knows it. ``code_dir`` is prepended to sys.path (Lambda's /var/task).
 
-    ``timeout_s`` may be fractional here (Lambda takes whole seconds), which keeps tests fast.
+    ``layer_dirs`` follow it on sys.path (a layer's ``python/`` folders, as Lambda's
+    /opt/python, then the runtime's own packages, as /var/runtime). ``isolated``: the
+    worker runs as ``python -I -S``, its sys.path exactly ``code_dir``, ``layer_dirs`` and
+    the standard library: nothing of the host's site-packages, as on Lambda, where only
+    the zip and its layers are there. ``timeout_s`` may be fractional here (Lambda takes
+    whole seconds), which keeps tests fast.
     """
 
     name: str
@@ -73,10 +78,15 @@ class FunctionConfig:
     timeout_s: float = 3.0
     env: Mapping[str, str] = field(default_factory=dict)
     code_dir: str | None = None
+    layer_dirs: tuple[str, ...] = ()
+    isolated: bool = False
 
     def __post_init__(self) -> None:
         if self.code_dir is not None:
             object.__setattr__(self, "code_dir", os.fspath(self.code_dir))
+        object.__setattr__(self, "layer_dirs", tuple(os.fspath(d) for d in self.layer_dirs))
+        if self.isolated and self.code_dir is None:
+            raise ValueError(f"function {self.name!r}: an isolated function needs a code_dir")
         if not self.name or not all(c.isalnum() or c in "-_" for c in self.name):
             raise ValueError(f"function name must be letters, digits, '-' or '_': {self.name!r}")
         if "." not in self.handler and ":" not in self.handler:

@@ -412,7 +412,8 @@ class LocalLambda:
     def _spawn(self, fn: Function) -> tuple[Worker, float]:
         """Start a worker (forked from the fork server with ``preload``, else spawned), in
         its cgroups when the modes ask for them: (worker, perf_counter when it started)."""
-        server = self._forkserver() if self.preload else None
+        # an isolated function never forks from the server: its modules come from the host
+        server = self._forkserver() if self.preload and not fn.config.isolated else None
         if server is not None:
             try:
                 return self._start_worker(fn, server)
@@ -508,6 +509,8 @@ class LocalLambda:
             wcfg = {
                 "handler": cfg.handler,
                 "code_dir": cfg.code_dir,
+                "layer_dirs": list(cfg.layer_dirs),
+                "isolated": cfg.isolated,
                 "fds": [req_r, resp_w, life_r],
                 "function_name": cfg.name,
                 "memory_mb": cfg.memory_mb,
@@ -527,7 +530,8 @@ class LocalLambda:
                     fds=(req_r, resp_w, life_r, logf.fileno()),
                 )
             else:
-                cmd = [self.python, WORKER_SCRIPT, json.dumps(wcfg)]
+                flags = ["-I", "-S", "-u"] if cfg.isolated else []  # no site-packages, no PYTHON*
+                cmd = [self.python, *flags, WORKER_SCRIPT, json.dumps(wcfg)]
                 if groups:
                     cmd = ["/bin/sh", "-c", _JOIN_CGROUPS, "wisefuse-worker", *procs, "--", *cmd]
                 proc = subprocess.Popen(

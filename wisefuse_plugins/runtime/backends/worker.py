@@ -215,11 +215,20 @@ def _lifeline(fd: int) -> None:
     os.killpg(os.getpgrp(), signal.SIGKILL)
 
 
+def _set_path(cfg: dict[str, Any]) -> None:
+    """The function's code, then its layers, before the rest; isolated (``python -I -S``):
+    before the standard library only, which is all that such an interpreter has."""
+    front = [p for p in [cfg.get("code_dir"), *cfg.get("layer_dirs", ())] if p]
+    if cfg.get("isolated"):
+        sys.path[:] = [*front, *(p for p in sys.path if p and p not in front)]
+    else:
+        sys.path[:0] = front
+
+
 def serve(cfg: dict[str, Any]) -> None:
     req_fd, resp_fd, life_fd = cfg["fds"]
     threading.Thread(target=_lifeline, args=(life_fd,), name="lifeline", daemon=True).start()
-    if cfg.get("code_dir"):
-        sys.path.insert(0, cfg["code_dir"])
+    _set_path(cfg)
     try:
         handler = load_handler(cfg["handler"])
     except _Fault as fault:

@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import re
+import sys
 import threading
 import time
 import uuid
@@ -22,7 +23,9 @@ from urllib.parse import unquote
 from wisefuse_plugins.runtime.backends.local import FunctionConfig, LocalLambda
 
 PREFIX = "/2015-03-31/functions"
+LAYERS_PREFIX = "/2018-10-31/layers"
 ACCOUNT = "000000000000"
+MAX_LAYERS = 5  # per function, as on Lambda
 log = logging.getLogger(__name__)
 TASK_ROOT = "/var/task"  # where Lambda unpacks a function's zip
 
@@ -56,6 +59,20 @@ class _Function:
     registered: dict[str, str] = field(default_factory=dict)  # qualifier -> engine name
 
 
+@dataclass
+class _LayerVersion:
+    """One published layer version: its answer (Lambda's field names) and unpacked folder."""
+
+    info: dict[str, Any]
+    folder: Path
+    deleted: bool = False  # Lambda keeps a deleted version for the functions that use it
+
+
+def layer_arn(region: str, name: str, version: int | None = None) -> str:
+    arn = f"arn:aws:lambda:{region}:{ACCOUNT}:layer:{name}"
+    return f"{arn}:{version}" if version is not None else arn
+
+
 def _arn(region: str, name: str, qualifier: str | None = None) -> str:
     arn = f"arn:aws:lambda:{region}:{ACCOUNT}:function:{name}"
     return f"{arn}:{qualifier}" if qualifier else arn
@@ -76,22 +93,35 @@ def split_name(raw: str, qualifier: str | None) -> tuple[str, str | None]:
 class LambdaService:
     """The functions and the engine behind the API; every method is one Lambda operation."""
 
-    def __init__(self, root: Path, region: str = "us-east-1", engine: LocalLambda | None = None):
+    def __init__(
+        self,
+        root: Path,
+        region: str = "us-east-1",
+        engine: LocalLambda | None = None,
+        *,
+        isolated: bool = False,
+    ):
+        """``isolated``: functions run from their zip and layers only (``python -I -S``, no
+        host site-packages; the Lambda runtime's SDK, boto3 and its dependencies, from this
+        host as /var/runtime has it), as on Lambda; off, they also see the host's packages."""
         self.root = root
         self.region = region
         self.engine = engine or LocalLambda()
+        self.isolated = isolated
         self.functions: dict[str, _Function] = {}
+        self.layers: dict[str, list[_LayerVersion]] = {}
         self.lock = threading.RLock()
+        self._sdk_dir: str | None = None
 
     # --- code and configuration ---------------------------------------------------------
 
-    def _unpack(self, name: str, zip_b64: str) -> tuple[str, str, int]:
+    def _unpack(self, name: str, zip_b64: str, kind: str = "functions") -> tuple[str, str, int]:
         try:
             data = base64.b64decode(zip_b64, validate=True)
         except ValueError:
             raise invalid("ZipFile is not base64") from None
         sha = base64.b64encode(hashlib.sha256(data).digest()).decode()
-        folder = self.root / "functions" / name / hashlib.sha256(data).hexdigest()
+        folder = self.root / kind / name / hashlib.sha256(data).hexdigest()
         if not folder.exists():
             tmp = folder.with_name(folder.name + f".tmp-{uuid.uuid4().hex[:8]}")
             try:
@@ -116,9 +146,104 @@ class LambdaService:
                 timeout_s=float(cfg["Timeout"]),
                 env=task_paths((cfg.get("Environment") or {}).get("Variables") or {}, code_dir),
                 code_dir=code_dir,
+                layer_dirs=self._layer_dirs(cfg),
+                isolated=self.isolated,
             )
         except (ValueError, KeyError, TypeError) as err:
             raise invalid(str(err)) from None
+
+    def _layer_dirs(self, cfg: dict[str, Any]) -> tuple[str, ...]:
+        """sys.path after the code: the layers' folders as Lambda's /opt has them (a later
+        layer's files win), then, isolated, the runtime's SDK (Lambda's /var/runtime)."""
+        dirs: list[str] = []
+        for entry in reversed(cfg.get("Layers") or []):
+            folder = self._layer_version(entry["Arn"], deleted_ok=True).folder
+            py = f"python{sys.version_info.major}.{sys.version_info.minor}"
+            for sub in (folder / "python" / "lib" / py / "site-packages", folder / "python"):
+                if sub.is_dir():
+                    dirs.append(str(sub))
+        if self.isolated:
+            dirs.append(self._runtime_sdk())
+        return tuple(dirs)
+
+    def _runtime_sdk(self) -> str:
+        """A folder with the host's copy of what the Lambda runtime ships (boto3 and its
+        dependencies), linked, not copied; made once per service."""
+        if self._sdk_dir is None:
+            from wisefuse_plugins.runtime.layers import runtime_sdk_links
+
+            self._sdk_dir = str(runtime_sdk_links(self.root / "runtime"))
+        return self._sdk_dir
+
+    def _layers_of(self, arns: list[str]) -> list[dict[str, Any]]:
+        if len(arns) > MAX_LAYERS:
+            raise invalid(f"a function can use at most {MAX_LAYERS} layers, got {len(arns)}")
+        out = []
+        for arn in arns:
+            layer = self._layer_version(arn)
+            out.append({"Arn": arn, "CodeSize": layer.info["Content"]["CodeSize"]})
+        return out
+
+    def _layer_version(self, arn: str, *, deleted_ok: bool = False) -> _LayerVersion:
+        parts = str(arn).split(":")
+        if len(parts) != 8 or parts[5] != "layer" or not parts[7].isdigit():
+            raise invalid(f"Layers: not a layer version ARN: {arn!r}")
+        versions = self.layers.get(parts[6], [])
+        number = int(parts[7])
+        if not 1 <= number <= len(versions) or (versions[number - 1].deleted and not deleted_ok):
+            raise invalid(f"Layer version {arn} does not exist.")
+        return versions[number - 1]
+
+    # --- layers -------------------------------------------------------------------------
+
+    def publish_layer_version(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+            raise invalid(f"LayerName must be 1-64 letters, digits, '-' or '_': {name!r}")
+        zip_b64 = (body.get("Content") or {}).get("ZipFile")
+        if not zip_b64:
+            raise invalid("Content.ZipFile is required (layers from S3 are not supported)")
+        with self.lock:
+            folder, sha, size = self._unpack(name, zip_b64, kind="layers")
+            versions = self.layers.setdefault(name, [])
+            number = len(versions) + 1
+            info = {
+                "Content": {"Location": folder, "CodeSha256": sha, "CodeSize": size},
+                "LayerArn": layer_arn(self.region, name),
+                "LayerVersionArn": layer_arn(self.region, name, number),
+                "Description": body.get("Description", ""),
+                "CreatedDate": _now(),
+                "Version": number,
+                "CompatibleRuntimes": list(body.get("CompatibleRuntimes") or []),
+                "CompatibleArchitectures": list(body.get("CompatibleArchitectures") or []),
+            }
+            if body.get("LicenseInfo"):
+                info["LicenseInfo"] = body["LicenseInfo"]
+            versions.append(_LayerVersion(info, Path(folder)))
+            return copy.deepcopy(info)
+
+    def get_layer_version(self, name: str, version: int) -> dict[str, Any]:
+        with self.lock:
+            versions = self.layers.get(name, [])
+            if not 1 <= version <= len(versions) or versions[version - 1].deleted:
+                raise ApiError(
+                    404,
+                    "ResourceNotFoundException",
+                    f"Layer version {layer_arn(self.region, name, version)} does not exist.",
+                )
+            return copy.deepcopy(versions[version - 1].info)
+
+    def list_layer_versions(self, name: str) -> dict[str, Any]:
+        with self.lock:
+            found = [v.info for v in reversed(self.layers.get(name, [])) if not v.deleted]
+            listed = [{k: v for k, v in info.items() if k != "Content"} for info in found]
+            return {"LayerVersions": copy.deepcopy(listed)}
+
+    def delete_layer_version(self, name: str, version: int) -> None:
+        """Lambda keeps a deleted version's content for the functions that use it: so here."""
+        with self.lock:
+            versions = self.layers.get(name, [])
+            if 1 <= version <= len(versions):
+                versions[version - 1].deleted = True
 
     def _view(self, fn: _Function, version: str = "$LATEST") -> dict[str, Any]:
         cfg = fn.config if version == "$LATEST" else fn.versions[version]
@@ -165,7 +290,7 @@ class LambdaService:
                 "Environment": {
                     "Variables": dict((body.get("Environment") or {}).get("Variables") or {})
                 },
-                "Layers": [{"Arn": arn, "CodeSize": 0} for arn in body.get("Layers") or []],
+                "Layers": self._layers_of(list(body.get("Layers") or [])),
                 "CodeSha256": sha,
                 "CodeSize": size,
                 "State": "Active",
@@ -205,7 +330,7 @@ class LambdaService:
             if "Environment" in body:
                 cfg["Environment"] = {"Variables": dict(body["Environment"].get("Variables") or {})}
             if "Layers" in body:
-                cfg["Layers"] = [{"Arn": arn, "CodeSize": 0} for arn in body["Layers"]]
+                cfg["Layers"] = self._layers_of(list(body["Layers"] or []))
             self._engine_config(name, cfg, fn.code_dir)
             fn.config = self._touch(cfg)
             fn.registered.pop("$LATEST", None)

@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.runtime.backends.local import Invocation
 from wisefuse_plugins.runtime.backends.service.functions import (
+    LAYERS_PREFIX,
     PREFIX,
     ApiError,
     LambdaService,
@@ -55,6 +56,8 @@ class Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b""
         svc = self.server.service
         try:
+            if url.path.startswith(LAYERS_PREFIX + "/"):
+                return self._layers(url.path, raw)
             if not url.path.startswith(PREFIX):
                 raise ApiError(404, "UnrecognizedClientException", f"unknown path {url.path}")
             parts = [p for p in url.path[len(PREFIX) :].split("/") if p]
@@ -108,6 +111,24 @@ class Handler(BaseHTTPRequestHandler):
             self._send(
                 status, json.dumps({"message": str(err)}).encode(), {"x-amzn-ErrorType": kind}
             )
+
+    def _layers(self, path: str, raw: bytes) -> None:
+        """``/2018-10-31/layers/{name}/versions[/{number}]``: publish, list, get, delete."""
+        svc = self.server.service
+        parts = [unquote(p) for p in path[len(LAYERS_PREFIX) :].split("/") if p]
+        method = self.command
+        if len(parts) == 2 and parts[1] == "versions":
+            if method == "POST":
+                return self._json(201, svc.publish_layer_version(parts[0], _body(raw)))
+            if method == "GET":
+                return self._json(200, svc.list_layer_versions(parts[0]))
+        if len(parts) == 3 and parts[1] == "versions" and parts[2].isdigit():
+            if method == "GET":
+                return self._json(200, svc.get_layer_version(parts[0], int(parts[2])))
+            if method == "DELETE":
+                svc.delete_layer_version(parts[0], int(parts[2]))
+                return self._send(204, b"")
+        raise ApiError(404, "UnrecognizedClientException", f"unsupported: {method} {path}")
 
     def _invoke(self, name: str, qualifier: str | None, raw: bytes) -> None:
         kind = self.headers.get("X-Amz-Invocation-Type") or "RequestResponse"

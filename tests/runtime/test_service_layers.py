@@ -1,0 +1,145 @@
+"""Layers on the local Lambda service, and isolated functions that run from their zip and
+layers only (issue 21, items 1 and 3), driven by boto3's own Lambda client."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+boto3 = pytest.importorskip("boto3")
+
+from wisefuse_plugins.runtime import layers  # noqa: E402
+from wisefuse_plugins.runtime.backends.service import Handle, serve  # noqa: E402
+
+APP = """
+import importlib.util, sys
+import pydantic
+
+def handle(event, context):
+    return {
+        "pydantic": pydantic.__file__,
+        "airflow": importlib.util.find_spec("airflow") is not None,
+        "boto3": importlib.util.find_spec("boto3") is not None,
+        "path": sys.path,
+    }
+"""
+
+
+def app_zip() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("app.py", APP)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def pydantic_layer(tmp_path_factory: pytest.TempPathFactory) -> layers.Layer:
+    """pydantic and its dependencies copied from this environment (the host method)."""
+    res = layers.resolve([], requirements=["pydantic"])
+    return layers.build_layer(res, method="host", cache=tmp_path_factory.mktemp("layers"))
+
+
+def _client(url: str) -> Any:
+    from botocore.config import Config
+
+    return boto3.client(
+        "lambda",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+        config=Config(retries={"total_max_attempts": 1}, read_timeout=120),
+    )
+
+
+@pytest.fixture(params=[True, False], ids=["isolated", "host"])
+def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Handle]:
+    handle = serve(port=0, root=tmp_path / "svc")
+    handle.service.isolated = request.param
+    try:
+        yield handle
+    finally:
+        handle.stop()
+
+
+def create(client: Any, name: str, layer_arns: list[str]) -> dict[str, Any]:
+    return client.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role="arn:aws:iam::000000000000:role/x",
+        Handler="app.handle",
+        Code={"ZipFile": app_zip()},
+        MemorySize=256,
+        Timeout=60,
+        Layers=layer_arns,
+    )
+
+
+def invoke(client: Any, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    response = client.invoke(FunctionName=name, Payload=b"{}")
+    return response, json.loads(response["Payload"].read())
+
+
+def test_layer_versions_publish_get_list(service: Handle, pydantic_layer: layers.Layer) -> None:
+    client = _client(service.url)
+    data = pydantic_layer.path.read_bytes()
+    first = client.publish_layer_version(
+        LayerName="deps", Content={"ZipFile": data}, CompatibleArchitectures=["x86_64"]
+    )
+    assert first["Version"] == 1 and first["LayerVersionArn"].endswith(":layer:deps:1")
+    assert first["Content"]["CodeSize"] == len(data)
+    second = client.publish_layer_version(LayerName="deps", Content={"ZipFile": data})
+    got = client.get_layer_version(LayerName="deps", VersionNumber=1)
+    assert got["LayerVersionArn"] == first["LayerVersionArn"]
+    assert got["CompatibleArchitectures"] == ["x86_64"]
+    listed = client.list_layer_versions(LayerName="deps")["LayerVersions"]
+    assert [v["Version"] for v in listed] == [2, 1]
+    created = create(client, "fn", [second["LayerVersionArn"]])
+    assert created["Layers"] == [{"Arn": second["LayerVersionArn"], "CodeSize": len(data)}]
+    with pytest.raises(client.exceptions.InvalidParameterValueException, match="does not exist"):
+        create(client, "other", [second["LayerVersionArn"].replace(":2", ":9")])
+    with pytest.raises(client.exceptions.ResourceNotFoundException):
+        client.get_layer_version(LayerName="deps", VersionNumber=7)
+    client.delete_layer_version(LayerName="deps", VersionNumber=2)
+    assert [
+        v["Version"] for v in client.list_layer_versions(LayerName="deps")["LayerVersions"]
+    ] == [1]
+    _, body = invoke(client, "fn")  # a deleted version still serves the functions using it
+    assert "errorType" not in body, body
+
+
+def test_a_function_imports_from_its_layer(service: Handle, pydantic_layer: layers.Layer) -> None:
+    client = _client(service.url)
+    arn = client.publish_layer_version(
+        LayerName="deps", Content={"ZipFile": pydantic_layer.path.read_bytes()}
+    )["LayerVersionArn"]
+    create(client, "fn", [arn])
+    response, body = invoke(client, "fn")
+    assert "FunctionError" not in response, body
+    layer_root = str(service.service.root / "layers" / "deps")
+    assert body["pydantic"].startswith(layer_root)  # the layer comes before the host
+    assert body["boto3"]  # the Lambda runtime's SDK is there, isolated or not
+    if service.service.isolated:
+        assert body["airflow"] is False  # installed on this host, not in the function
+        assert not any("site-packages" in p for p in body["path"] if not p.startswith(layer_root))
+    else:
+        assert body["airflow"] is True
+
+
+def test_a_missing_dependency_is_lambdas_import_error(service: Handle) -> None:
+    client = _client(service.url)
+    create(client, "fn", [])
+    response, body = invoke(client, "fn")
+    if not service.service.isolated:  # the host's pydantic: why isolation exists
+        assert "FunctionError" not in response, body
+        return
+    assert response["FunctionError"] == "Unhandled"
+    assert body["errorType"] == "Runtime.ImportModuleError"
+    assert body["errorMessage"] == "Unable to import module 'app': No module named 'pydantic'"
