@@ -21,13 +21,13 @@ from wisefuse_plugins.ir.nodes import (
     Source,
     Stage,
     StageKind,
-    Workflow,
     derive_edges,
     edge_pattern,
     upstream_of,
 )
 from wisefuse_plugins.ir.serde import IR_VERSION, dump, from_json, load, to_json
 from wisefuse_plugins.ir.validate import problems
+from wisefuse_plugins.ir.workflow import Workflow
 
 __all__ = [
     "IR_VERSION",

@@ -1,31 +1,27 @@
-"""The nodes of the IR: the one graph every adapter produces and every pass reads.
+"""The parts of the IR: stages, their bindings, and the edges between them.
 
-A :class:`Workflow` is a DAG of :class:`Stage` s joined by :class:`Edge` s. A stage is
-either a plain Python function we can run anywhere (``kind="python"``) or something that
-must stay in its framework (``kind="opaque"``: Bash, SQL, sensors...). Each parameter of a
-Python stage has a :data:`Binding` that says where its value comes from; data edges
-follow from the bindings (see :func:`edge_pattern`).
+A :class:`~wisefuse_plugins.ir.workflow.Workflow` is a DAG of :class:`Stage` s joined by
+:class:`Edge` s. A stage is either a plain Python function we can run anywhere
+(``kind="python"``) or something that must stay in its framework (``kind="opaque"``: Bash,
+SQL, sensors...). Each parameter of a Python stage has a :data:`Binding` that says where
+its value comes from; data edges follow from the bindings (see :func:`edge_pattern`).
 
 Mapped stages (Airflow ``.expand()``, Prefect ``.map()``) run as ``parallelism``
 instances; instance ``i`` gets element ``i`` of every :class:`Item` / :class:`ConstItem`
 binding (zipped, as Prefect's ``.map()`` does).
 
 All nodes are immutable pydantic models, so JSON (de)serialisation and its error paths
-come for free (see :mod:`wisefuse_plugins.ir.serde`).
+come for free (see :mod:`wisefuse_plugins.ir.serde`). The workflow itself lives in
+:mod:`wisefuse_plugins.ir.workflow`, above the rules of :mod:`wisefuse_plugins.ir.validate`
+that read these parts (so the parts import neither).
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
-from functools import cached_property
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
-
-from wisefuse_plugins.ir.graphs import adjacency, topological_order
-
-if TYPE_CHECKING:
-    import networkx as nx
 
 
 class _Node(BaseModel):
@@ -207,7 +203,7 @@ class Stage(_Node):
         return {s for b in self.bindings.values() if (s := upstream_of(b)) is not None}
 
 
-# --------------------------------------------------------------------------- workflow
+# --------------------------------------------------------------------------- where from
 
 
 class Source(_Node):
@@ -217,83 +213,6 @@ class Source(_Node):
     root: str = "."  # the DAG folder / flow root that CallableRef paths are relative to
     path: str | None = None  # the DAG or flow file, relative to root
     entry: str | None = None  # dag_id or flow function name
-
-
-class Workflow(_Node):
-    """A validated DAG of stages. Constructing one runs :func:`~wisefuse_plugins.ir.validate.check`."""
-
-    name: str = Field(min_length=1)
-    stages: list[Stage]
-    edges: list[Edge] = Field(default_factory=list)
-    source: Source = Field(default_factory=Source)
-    meta: dict[str, JsonValue] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _validate(self) -> Workflow:
-        from wisefuse_plugins.ir.validate import check
-
-        check(self)
-        return self
-
-    @cached_property
-    def graph(self) -> nx.DiGraph:
-        """The stage graph (nodes: stage ids with a ``stage`` attribute; edges: ``edge``)."""
-        import networkx as nx  # lazily: the Lambda handler never needs it
-
-        g = nx.DiGraph()
-        for s in self.stages:
-            g.add_node(s.id, stage=s)
-        for e in self.edges:
-            g.add_edge(e.src, e.dst, edge=e)
-        return g
-
-    @cached_property
-    def _by_id(self) -> dict[str, Stage]:
-        return {s.id: s for s in self.stages}
-
-    def with_stages(self, stages: list[Stage]) -> Workflow:
-        """The same workflow with ``stages`` (same ids and edges, other settings), validated
-        anew; not ``model_copy``, which would carry the cached graph of the old stages."""
-        return Workflow(
-            name=self.name, stages=stages, edges=self.edges, source=self.source, meta=self.meta
-        )
-
-    def stage(self, stage_id: str) -> Stage:
-        try:
-            return self._by_id[stage_id]
-        except KeyError:
-            raise KeyError(f"workflow {self.name!r} has no stage {stage_id!r}") from None
-
-    # Plain dicts for what a DAG file's parse asks (the drop-in rewrite): the same answers
-    # as ``graph``, without importing networkx (see wisefuse_plugins.ir.graphs).
-    @cached_property
-    def _succ(self) -> dict[str, list[str]]:
-        return adjacency([s.id for s in self.stages], [(e.src, e.dst) for e in self.edges])
-
-    @cached_property
-    def _pred(self) -> dict[str, list[str]]:
-        return adjacency([s.id for s in self.stages], [(e.dst, e.src) for e in self.edges])
-
-    @cached_property
-    def _edge_by_ends(self) -> dict[tuple[str, str], Edge]:
-        return {(e.src, e.dst): e for e in self.edges}  # the last one wins, as in ``graph``
-
-    def edge(self, src: str, dst: str) -> Edge:
-        return self._edge_by_ends[src, dst]
-
-    def topological_order(self) -> list[str]:
-        """Stage ids in a deterministic topological order (ties broken by declaration order)."""
-        return topological_order(self._succ)
-
-    def predecessors(self, stage_id: str) -> list[str]:
-        return list(self._pred[stage_id])
-
-    def successors(self, stage_id: str) -> list[str]:
-        return list(self._succ[stage_id])
-
-    @property
-    def python_stages(self) -> list[Stage]:
-        return [s for s in self.stages if s.is_python]
 
 
 def derive_edges(

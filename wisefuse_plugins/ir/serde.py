@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from wisefuse_plugins.ir.errors import IRError
-from wisefuse_plugins.ir.nodes import Workflow
+from wisefuse_plugins.ir.workflow import Workflow
 
 IR_FORMAT = "wisefuse-ir"
 _KINDS = {IR_FORMAT: "an IR file", "wisefuse-plan": "a plan file"}  # for hints

@@ -2,33 +2,48 @@
 
 Each rule is a small generator of ``(path, reason)`` problems; :func:`check` runs them all
 and raises one :class:`IRError` listing everything wrong, so a user fixes a file in one go.
+The rules read a workflow's name, stages and edges only (:class:`Graph`), so this module
+imports the parts, never :mod:`wisefuse_plugins.ir.workflow`, which calls it.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from wisefuse_plugins.ir.errors import IRError
 from wisefuse_plugins.ir.graphs import adjacency, find_cycle
 from wisefuse_plugins.ir.names import is_safe_name
 from wisefuse_plugins.ir.nodes import (
     ConstItem,
+    Edge,
     EdgeKind,
     Item,
+    Stage,
     StageKind,
     edge_pattern,
     upstream_of,
 )
 
-if TYPE_CHECKING:
-    from wisefuse_plugins.ir.nodes import Workflow
+
+class Graph(Protocol):
+    """What the rules read of a :class:`~wisefuse_plugins.ir.workflow.Workflow`."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def stages(self) -> list[Stage]: ...
+
+    @property
+    def edges(self) -> list[Edge]: ...
+
 
 Problems = Iterator[tuple[str, str]]
 
 
-def _ids(wf: Workflow) -> Problems:
+def _ids(wf: Graph) -> Problems:
     counts = Counter(s.id for s in wf.stages)
     for i, s in enumerate(wf.stages):
         if counts[s.id] > 1:
@@ -41,7 +56,7 @@ def _ids(wf: Workflow) -> Problems:
             )
 
 
-def _kinds(wf: Workflow) -> Problems:
+def _kinds(wf: Graph) -> Problems:
     for i, s in enumerate(wf.stages):
         if s.kind == StageKind.PYTHON and s.callable is None:
             yield f"$.stages[{i}].callable", f"python stage {s.id!r} has no callable"
@@ -49,7 +64,7 @@ def _kinds(wf: Workflow) -> Problems:
             yield f"$.stages[{i}].opaque_reason", f"opaque stage {s.id!r} needs a reason"
 
 
-def _bindings(wf: Workflow) -> Problems:
+def _bindings(wf: Graph) -> Problems:
     ids = {s.id for s in wf.stages}
     for i, s in enumerate(wf.stages):
         for param, b in s.bindings.items():
@@ -63,7 +78,7 @@ def _bindings(wf: Workflow) -> Problems:
                 yield path, f"reads stage {src!r}, which does not exist"
 
 
-def _parallelism(wf: Workflow) -> Problems:
+def _parallelism(wf: Graph) -> Problems:
     by_id = {s.id: s for s in wf.stages}
     for i, s in enumerate(wf.stages):
         path = f"$.stages[{i}].parallelism"
@@ -89,7 +104,7 @@ def _parallelism(wf: Workflow) -> Problems:
                 )
 
 
-def _edges(wf: Workflow) -> Problems:
+def _edges(wf: Graph) -> Problems:
     by_id = {s.id: s for s in wf.stages}
     seen: set[tuple[str, str]] = set()
     for j, e in enumerate(wf.edges):
@@ -137,13 +152,13 @@ def _edges(wf: Workflow) -> Problems:
                 )
 
 
-def _acyclic(wf: Workflow) -> Problems:
+def _acyclic(wf: Graph) -> Problems:
     cycle = find_cycle(adjacency([], [(e.src, e.dst) for e in wf.edges]))
     if cycle:
         yield "$.edges", f"the graph has a cycle: {' -> '.join([*cycle, cycle[0]])}"
 
 
-RULES: tuple[Callable[[Workflow], Problems], ...] = (
+RULES: tuple[Callable[[Graph], Problems], ...] = (
     _ids,
     _kinds,
     _bindings,
@@ -153,12 +168,12 @@ RULES: tuple[Callable[[Workflow], Problems], ...] = (
 )
 
 
-def problems(wf: Workflow) -> list[tuple[str, str]]:
+def problems(wf: Graph) -> list[tuple[str, str]]:
     """Every rule violation of ``wf`` as ``(path, reason)`` pairs, in rule order."""
     return [p for rule in RULES for p in rule(wf)]
 
 
-def check(wf: Workflow) -> None:
+def check(wf: Graph) -> None:
     """Raise :class:`IRError` if ``wf`` breaks any rule."""
     found = problems(wf)
     if found:
