@@ -60,12 +60,29 @@ def pytest_configure(config: pytest.Config) -> None:
     # A developer's own Prefect server or Cloud must not receive test runs.
     for name in ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_PROFILE"):
         os.environ.pop(name, None)
+    # Local Lambda services started on demand (by hooks, blocks, CLI runs in subprocesses)
+    # stop themselves soon after the tests stop using them; those of this process at the end.
+    os.environ.setdefault("WISEFUSE_LAMBDA_IDLE_S", "120")
+    os.environ.pop("WISEFUSE_LAMBDA_ENDPOINT", None)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    stop_test_services(config)
     state_dir = _STATE.pop("dir", None)
     if state_dir is not None:
         shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def stop_test_services(config: pytest.Config) -> None:
+    """Stop the local Lambda services whose root is one of this test run's folders."""
+    from wisefuse_plugins.runtime.backends.service import ondemand
+
+    ondemand.stop_started()
+    factory = getattr(config, "_tmp_path_factory", None)
+    folders = [str(p) for p in (_STATE.get("dir"), factory and factory.getbasetemp()) if p]
+    for root in ondemand.running_roots():
+        if any(str(root).startswith(folder) for folder in folders):
+            ondemand.stop(root)
 
 
 @pytest.fixture(scope="session")

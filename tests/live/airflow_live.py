@@ -263,6 +263,11 @@ class AirflowLive:
                 os.killpg(proc.pid, signal.SIGKILL)  # what is left of the group
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=10)
+        from wisefuse_plugins.runtime.backends.service import ondemand
+
+        for root in ondemand.running_roots():  # started on demand by task processes
+            if str(root).startswith(str(self.root)):
+                ondemand.stop(root)
         for pid in self.stray_pids():  # detached ones: unit workers, fork servers
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)

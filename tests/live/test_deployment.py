@@ -65,3 +65,45 @@ def test_an_import_error_is_reported_with_its_trace(airflow_live: AirflowLive) -
     with pytest.raises(LiveAirflowError, match="No module named 'not_a_module_here'"):
         airflow_live.wait_parsed("live_broken", files=[path], timeout_s=120)
     path.unlink()
+
+
+WARM = """
+import os
+
+from airflow.sdk import dag, task
+
+
+@task.wisefuse_lambda(memory_mb=256)
+def square(x: int) -> dict:
+    names = ("AIRFLOW_HOME", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "WISEFUSE_HOME")
+    return {"value": x * x, "pid": os.getpid(), "env": {n: os.environ.get(n) for n in names}}
+
+
+@dag(dag_id="live_warm", schedule=None)
+def live_warm():
+    square(7)
+
+
+live_warm()
+"""
+
+
+def test_task_processes_in_a_row_reuse_one_warm_environment(airflow_live: AirflowLive) -> None:
+    """Each task instance is its own process under the LocalExecutor: the unit's execution
+    environment lives in the local Lambda service, so the second run's task finds it warm
+    (the same worker process) where every task used to start cold."""
+    path = airflow_live.put("deployment/live_warm.py", WARM)
+    airflow_live.wait_parsed("live_warm", files=[path])
+    results, logs = [], []
+    for _ in range(2):
+        run = airflow_live.trigger("live_warm")
+        assert airflow_live.wait_runs([("live_warm", run)], timeout_s=180) == {
+            ("live_warm", run): "success"
+        }, airflow_live.task_log("live_warm", run, "square")
+        results.append(airflow_live.xcom("live_warm", run, "square"))
+        logs.append(airflow_live.task_log("live_warm", run, "square"))
+    assert [r["value"] for r in results] == [49, 49]
+    assert ": cold," in logs[0] and ": warm," in logs[1], logs[1]
+    assert results[0]["pid"] == results[1]["pid"]  # one execution environment, reused
+    # the function sees its configuration, nothing of the task process's environment
+    assert results[1]["env"] == dict.fromkeys(results[1]["env"])

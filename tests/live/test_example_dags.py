@@ -8,9 +8,10 @@ for video_analytics too. With them a DAG written with ``@task.wisefuse_lambda``.
 is triggered at once through the REST API and all runs are awaited together; then each
 run's task states and final XComs are checked against the plain DAG's.
 
-Each task runs in its own task process under the scheduler's LocalExecutor, which builds
-its own local Lambda: every unit invocation is a cold start (issue 19, item 8), so this
-checks correctness, not speed (benchmarks/airflow_scheduler.py measures it).
+Each task runs in its own task process under the scheduler's LocalExecutor; the units run
+on the local Lambda service those processes start on demand and share (warm environments
+outlive a task process). This checks correctness, not speed (benchmarks/airflow_scheduler.py
+measures it).
 """
 
 from __future__ import annotations

@@ -225,6 +225,24 @@ def stop_started() -> int:
     return sum(stop(root) for root in list(_started))
 
 
+def running_roots() -> list[Path]:
+    """The roots of every local Lambda service running on this machine (read from /proc)."""
+    roots = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        args = [a.decode(errors="replace") for a in argv]
+        if "wisefuse_plugins.runtime.backends.service" in args and "--root" in args:
+            at = args.index("--root") + 1
+            if at < len(args) and _alive(int(entry)):
+                roots.append(Path(args[at]))
+    return sorted(set(roots))
+
+
 def _alive(pid: int) -> bool:
     try:
         done, _ = os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
