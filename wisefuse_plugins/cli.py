@@ -635,7 +635,11 @@ def deploy(
     ] = None,
     layer: Annotated[
         list[str] | None,
-        typer.Option("--layer", help="Layer version ARN with the dependencies (repeatable)."),
+        typer.Option(
+            "--layer",
+            help="Layer version ARN with the dependencies (repeatable); default: build and "
+            "publish them as `wisefuse package` does.",
+        ),
     ] = None,
     no_state_machine: Annotated[
         bool, typer.Option("--no-state-machine", help="Deploy the functions only.")
@@ -669,6 +673,7 @@ def deploy(
         prefix=prefix,
         region=region,
         layers=tuple(layer or ()),
+        build_layers=not layer,
         state_machine=not no_state_machine,
         state_machine_role_arn=sfn_role,
         code_root=code_root,
@@ -690,6 +695,67 @@ def deploy(
         console.print('start a run with the input {"run_id": "<id>"}')
     for path in result.skipped_files:
         err_console.print(f"[yellow]left out of the zip (over 1 MB):[/] {escape(str(path))}")
+
+
+@app.command()
+def package(
+    target: Annotated[str, typer.Argument(help=TARGET_HELP)],
+    plan: Annotated[Path, typer.Argument(help="The plan file (*.json) to package.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the zips.")] = Path(
+        "wisefuse-package"
+    ),
+    build: Annotated[
+        str,
+        typer.Option(
+            "--build",
+            help="Layers: 'host' copies this environment's packages (offline; this machine's "
+            "architecture), 'pip' downloads wheels for Lambda, 'auto' copies when they fit.",
+        ),
+    ] = "auto",
+    code_root: CodeRoot = None,
+) -> None:
+    """Build each unit's Lambda zip and one dependency layer per architecture into a folder.
+
+    The layer holds what the code imports (resolved against this environment), without
+    Airflow, Prefect or what the Lambda runtime ships; Lambda's size limits are checked."""
+    from rich.table import Table
+
+    from wisefuse_plugins.plan.schema import load_plan
+    from wisefuse_plugins.runtime.packaging import package_plan
+    from wisefuse_plugins.targets import load_workflow
+
+    if build not in ("auto", "host", "pip"):
+        raise WiseFuseError(f"--build must be auto, host or pip, got {build!r}")
+    workflow = load_workflow(target)
+    with console.status("resolving and building the dependency layers"):
+        built = package_plan(
+            workflow,
+            load_plan(plan, workflow),
+            out,
+            code_root=code_root,
+            method=build,  # type: ignore[arg-type]
+        )
+    table = Table(title=f"Lambda packages of workflow {workflow.name!r} in {out}")
+    for column in ("file", "zipped MB", "unzipped MB", "what"):
+        table.add_column(column)
+    for unit, pkg in built.zips.items():
+        mb = (len(pkg.data) / 2**20, pkg.unzipped_bytes / 2**20)
+        table.add_row(f"{unit}.zip", f"{mb[0]:.2f}", f"{mb[1]:.2f}", f"unit {unit}")
+    for arch, layer in built.layers.items():
+        mb = (layer.zipped_bytes / 2**20, layer.unzipped_bytes / 2**20)
+        what = f"{len(layer.sizes)} packages ({layer.method}); largest: {layer.largest()}"
+        table.add_row(f"layer-{arch}.zip", f"{mb[0]:.2f}", f"{mb[1]:.2f}", what)
+    console.print(table)
+    reasons: dict[str, list[str]] = {}
+    for name, reason in sorted(built.resolution.excluded.items()):
+        reasons.setdefault(reason, []).append(name)
+    for reason, names in reasons.items():
+        console.print(f"left out: {', '.join(names)} ({reason})", highlight=False)
+    for module, places in sorted(built.resolution.unresolved.items()):
+        err_console.print(
+            f"[yellow]no installed package provides[/] {escape(module)} "
+            f"(imported at {escape(places[0])}): the import fails on Lambda unless guarded"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

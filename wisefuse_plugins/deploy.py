@@ -92,9 +92,14 @@ def deploy_plan(
     environment: Mapping[str, str] | None = None,
     client_factory: Callable[[str], Any] | None = None,
     workdir: Path | None = None,
+    build_layers: bool = False,
 ) -> DeployResult:
     """Deploy every unit of ``plan`` as a Lambda function, then the state machine.
 
+    ``build_layers``: package the units as ``wisefuse package`` does (a dependency layer
+    per architecture resolved from what the code imports, source packages it imports from
+    outside the code root added to the zips) and publish each layer, unless one with the
+    same content is already published; ``layers`` are then added after them.
     ``role_arn``: the functions' execution role (S3 access to the store prefix, logs).
     ``state_machine_role_arn``: the role Step Functions assumes to invoke them (default:
     ``role_arn``, which must then trust ``states.amazonaws.com`` too). Checks the plan,
@@ -105,6 +110,17 @@ def deploy_plan(
         check_emittable(workflow, plan)
     digest = plan_hash(workflow, plan)
     factory = client_factory or default_client_factory(region)
+    if build_layers:
+        from wisefuse_plugins.runtime.packaging import package_plan
+
+        built = package_plan(workflow, plan, code_root=Path(code_root) if code_root else None)
+        extra_roots = [*extra_roots, *built.extra_roots]
+        given = layers
+        layers = {}
+        for arch, layer in built.layers.items():
+            more = given.get(arch, ()) if isinstance(given, Mapping) else given
+            arn = publish_layer(factory("lambda"), f"{prefix}-deps-{arch}", layer)
+            layers[arch] = [arn, *more]
     backend = AwsLambdaBackend(
         role_arn=role_arn,
         store_url=store_url,
@@ -145,6 +161,34 @@ def deploy_plan(
         )
         result.asl, result.state_machine_arn, result.state_machine_change = asl, arn, change
     return result
+
+
+def publish_layer(client: Any, name: str, layer: Any) -> str:
+    """The ARN of layer ``name``'s version with ``layer``'s content: an existing one (its
+    description names the content hash), else a newly published one."""
+    from wisefuse_plugins.runtime.packaging import MAX_ZIPPED_BYTES, PackageTooLarge
+
+    tag = f"wisefuse deps {layer.key}"
+    for page in client.get_paginator("list_layer_versions").paginate(LayerName=name):
+        for version in page.get("LayerVersions", []):
+            if version.get("Description") == tag:
+                return version["LayerVersionArn"]
+    if layer.zipped_bytes > MAX_ZIPPED_BYTES:
+        raise PackageTooLarge(
+            f"the {layer.arch} dependency layer is {layer.zipped_bytes / 2**20:.1f} MB zipped; "
+            f"a direct upload takes at most {MAX_ZIPPED_BYTES // 2**20} MB; largest packages: "
+            f"{layer.largest()}",
+            hint="import less in the units' code, or publish the layer from S3 yourself "
+            "(wisefuse package writes it) and pass --layer ARN",
+        )
+    answer = client.publish_layer_version(
+        LayerName=name,
+        Description=tag,
+        Content={"ZipFile": layer.path.read_bytes()},
+        CompatibleArchitectures=[layer.arch],
+        CompatibleRuntimes=[layer.runtime],
+    )
+    return answer["LayerVersionArn"]
 
 
 def put_state_machine(

@@ -401,8 +401,10 @@ def build_layer(
     arch = arch or host_arch()
     if arch not in MACHINES:
         raise LayerError(f"unknown architecture {arch!r}", hint="use x86_64 or arm64")
+    unfit: list[str] = []
     if method == "auto":
-        method = "host" if not host_mismatches(res, arch, runtime) else "pip"
+        unfit = host_mismatches(res, arch, runtime) if arch == host_arch() else ["other arch"]
+        method = "pip" if unfit else "host"
     elif method == "host":
         if arch != host_arch():
             raise LayerError(
@@ -428,7 +430,7 @@ def build_layer(
     else:
         tmp = Path(tempfile.mkdtemp(prefix="wisefuse-layer-", dir=folder))
         try:
-            entries, sizes = _pip_files(res, arch, runtime, tmp)
+            entries, sizes = _pip_files(res, arch, runtime, tmp, unfit)
             return _write(path, manifest, entries, sizes, arch, runtime, key, method)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -549,8 +551,10 @@ def pip_command(res: Resolution, arch: str, runtime: str, target: Path) -> list[
     version = runtime.removeprefix("python")
     reqs = res.requirements()
     if tool[-1] == "pip" and tool[0].endswith("uv"):
+        # uv knows a fixed list of manylinux levels: the highest the runtime's glibc runs
         glibc = RUNTIME_GLIBC.get(runtime, 26)
-        plat = f"{MACHINES[arch]}-manylinux_2_{glibc}"
+        level = max(m for m in (17, 28, *range(31, 41)) if m <= max(glibc, 17))
+        plat = f"{MACHINES[arch]}-manylinux_2_{level}"
         return [*tool, "install", "--quiet", "--target", str(target), "--python-platform", plat,
                 "--python-version", version, "--only-binary", ":all:", "--no-deps", *reqs]  # fmt: skip
     plats = [a for p in target_platforms(arch, runtime) for a in ("--platform", p)]
@@ -560,18 +564,24 @@ def pip_command(res: Resolution, arch: str, runtime: str, target: Path) -> list[
 
 
 def _pip_files(
-    res: Resolution, arch: str, runtime: str, tmp: Path
+    res: Resolution, arch: str, runtime: str, tmp: Path, unfit: Sequence[str] = ()
 ) -> tuple[dict[str, Path], dict[str, int]]:
     target = tmp / LAYER_ROOT
     cmd = pip_command(res, arch, runtime, target)
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=1800)
     if proc.returncode != 0:
         detail = (proc.stderr or proc.stdout).strip().splitlines()
-        errors = [line for line in detail if "ERROR" in line or "error" in line] or detail[-3:]
+        first = next(
+            (i for i, ln in enumerate(detail) if "error" in ln.lower()), max(len(detail) - 3, 0)
+        )
+        errors = [ln.strip() for ln in detail[first : first + 4]]
         glibc = RUNTIME_GLIBC.get(runtime, 26)
+        installed = [u for u in unfit if u != "other arch"]
+        why = f"; installed here but not for Lambda: {'; '.join(installed)}" if installed else ""
         raise LayerError(
             f"could not download the {arch} wheels for {runtime} (glibc 2.{glibc}): "
-            + " ".join(errors)[-800:],
+            + " ".join(errors)[-800:]
+            + why,
             hint="a package with no wheel for Lambda's platform needs another version "
             "(pip install 'name<version' in your environment), or another runtime",
         )
