@@ -3,7 +3,6 @@ layers only (issue 21, items 1 and 3), driven by boto3's own Lambda client."""
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import zipfile
@@ -143,3 +142,68 @@ def test_a_missing_dependency_is_lambdas_import_error(service: Handle) -> None:
     assert response["FunctionError"] == "Unhandled"
     assert body["errorType"] == "Runtime.ImportModuleError"
     assert body["errorMessage"] == "Unable to import module 'app': No module named 'pydantic'"
+
+
+@pytest.mark.slow
+@pytest.mark.airflow
+def test_an_example_dag_runs_from_its_package_where_airflow_is_absent(
+    tmp_path: Path, aws_env: str
+) -> None:
+    """approx_svd's units, packaged as ``wisefuse package`` does (zip + host layer), run on
+    the isolated service through the AWS backend (S3 on moto): the DAG file's ``from
+    airflow.sdk import dag, task`` meets the shim, since Airflow is not importable there."""
+    from botocore.config import Config
+
+    from examples.apps import svd
+    from tests.plans import chains_plan
+    from wisefuse_plugins.runtime.backends.aws import AwsLambdaBackend
+    from wisefuse_plugins.runtime.backends.units import thread_env
+    from wisefuse_plugins.runtime.executor import execute
+    from wisefuse_plugins.runtime.observe import observe
+    from wisefuse_plugins.runtime.packaging import package_plan
+    from wisefuse_plugins.runtime.s3store import S3Store
+    from wisefuse_plugins.targets import load_workflow
+
+    repo = Path(__file__).resolve().parents[2]
+    wf, _ = observe(load_workflow(str(repo / "airflow" / "approx_svd.py")))
+    plan = chains_plan(wf, memory_mb=1024)
+    built = package_plan(wf, plan, tmp_path / "out", method="host", cache=tmp_path / "layers")
+    assert "numpy" in built.layers["x86_64"].sizes and "airflow" not in str(built.layers)
+    assert [p.name for p in built.extra_roots] == ["examples"]  # imported beside the DAG folder
+
+    s3 = boto3.client("s3", region_name="us-east-1")
+    bucket = f"wf-{tmp_path.name[-20:].lower().replace('_', '-')}"
+    s3.create_bucket(Bucket=bucket)
+    store = S3Store(bucket, "data")
+    with serve(port=0, root=tmp_path / "svc") as handle:
+        handle.service.isolated = True
+        lam = _client(handle.url)
+        arn = lam.publish_layer_version(
+            LayerName="deps",
+            Content={"ZipFile": (tmp_path / "out" / "layer-x86_64.zip").read_bytes()},
+        )["LayerVersionArn"]
+        backend = AwsLambdaBackend(
+            role_arn="arn:aws:iam::000000000000:role/x",
+            store_url=store.url,
+            prefix="iso",
+            code_root=Path(wf.source.root),
+            extra_roots=built.extra_roots,
+            layers={"x86_64": [arn]},
+            environment={
+                "AWS_ENDPOINT_URL": aws_env,
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+            },
+            client_factory=lambda name: boto3.client(
+                "lambda",
+                endpoint_url=handle.url,
+                config=Config(retries={"total_max_attempts": 1}, read_timeout=300),
+            ),
+        )
+        result = execute(wf, plan, backend, store, workdir=tmp_path / "units", run_id="r1")
+    sink = next(s.id for s in wf.stages if not wf.successors(s.id))
+    got, expected = result.outputs[sink], svd.run(**svd.SIZES["small"])
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():  # BLAS may sum in another order in this process
+        assert got[key] == pytest.approx(value, rel=1e-9), key
+    assert all(c.invoked.log_tail for c in result.calls)
