@@ -55,6 +55,9 @@ BACKENDS: tuple[str, ...] = ("local", "aws")
 ENV_LOCAL_CONCURRENCY = "WISEFUSE_LOCAL_CONCURRENCY"
 ENV_LOCAL_KEEP_ALIVE = "WISEFUSE_LOCAL_KEEP_ALIVE_S"
 ENV_LOCAL_PRELOAD = "WISEFUSE_LOCAL_PRELOAD"
+#: Invocations running, and environments kept warm, at once (over it, idle environments of
+#: other functions are retired): the Prefect block's default too.
+DEFAULT_LOCAL_CONCURRENCY = 16
 #: Connection extras the aws backend reads (besides the AwsBaseHook's own).
 EXTRA_ROLE = "wisefuse_execution_role_arn"
 EXTRA_STORE = "wisefuse_store"
@@ -89,7 +92,7 @@ def local_engine_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
     names): units import DAG files through the framework shim, so a cold start imports
     what the unit's own code needs, as on Lambda.
     """
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"concurrency_limit": DEFAULT_LOCAL_CONCURRENCY}
     preload = tuple(m for m in os.environ.get(ENV_LOCAL_PRELOAD, "").split(",") if m.strip())
     if preload:
         kwargs["preload"] = list(preload)

@@ -67,10 +67,10 @@ def owner(root: Path) -> dict[str, Any] | None:
     """The live service owning ``root`` ({"pid", "url"}), or None."""
     try:
         info = json.loads((root / LOCK_NAME).read_text() or "{}")
-        os.kill(int(info["pid"]), 0)
+        alive = _alive(int(info["pid"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return info if isinstance(info, dict) else None
+    return info if alive and isinstance(info, dict) else None
 
 
 def ping(url: str, timeout_s: float = 5.0) -> bool:
@@ -244,14 +244,15 @@ def running_roots() -> list[Path]:
 
 
 def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie does not; our own child is reaped here)."""
     try:
-        done, _ = os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
+        done, _ = os.waitpid(pid, os.WNOHANG)
         if done == pid:
             return False
     except ChildProcessError:
         pass
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
         return False
-    return True
+    return state not in ("Z", "X")

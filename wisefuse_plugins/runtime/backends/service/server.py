@@ -37,18 +37,25 @@ class Handle:
     _thread: threading.Thread
     _lock: Path
     stopped: threading.Event = field(default_factory=threading.Event)
+    _closed: threading.Event = field(default_factory=threading.Event)
 
     def stop(self) -> None:
+        """Stop serving, close the engine, release the root; a second caller waits for it."""
         with _stopping:
-            if self.stopped.is_set():
-                return
+            first = not self.stopped.is_set()
             self.stopped.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
-        self.service.engine.close()
-        with contextlib.suppress(FileNotFoundError):
-            self._lock.unlink()
+        if not first:
+            self._closed.wait(timeout=30)
+            return
+        try:
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join(timeout=10)
+            self.service.engine.close()
+            with contextlib.suppress(FileNotFoundError):
+                self._lock.unlink()
+        finally:
+            self._closed.set()
 
     def __enter__(self) -> Handle:
         return self
