@@ -313,7 +313,9 @@ def package_plan(
     from wisefuse_plugins.runtime.layers import build_layer, resolve
 
     root = Path(code_root if code_root is not None else workflow.source.root).resolve()
-    entries = {root / workflow.source.path} | {root / s.callable.path for s in workflow.stages}
+    paths = [workflow.source.path] if workflow.source and workflow.source.path else []
+    paths += [s.callable.path for s in workflow.stages if s.callable is not None]
+    entries = {root / p for p in paths if p}
     res = resolve(
         [root, *extra_roots], entries=[e for e in entries if e.suffix == ".py" and e.is_file()],
         runtime=runtime,
