@@ -226,8 +226,10 @@ def stop_started() -> int:
 
 
 def running_roots() -> list[Path]:
-    """The roots of every local Lambda service running on this machine (read from /proc)."""
-    roots = []
+    """The roots of the local Lambda services running: those of ``$WISEFUSE_HOME`` (however
+    they were started) and every one started on demand on this machine (read from /proc)."""
+    base = service_root()
+    roots = [r for r in (base, *base.parent.glob(f"{base.name}-*")) if owner(r) is not None]
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue

@@ -231,7 +231,13 @@ def main(argv: list[str] | None = None) -> None:
     except WiseFuseError as err:
         hint = f"\nhint: {err.hint}" if err.hint else ""
         raise SystemExit(f"Error: {err}{hint}") from None
-    signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop releases the root too
+    wait_until_stopped(handle)
+
+
+def wait_until_stopped(handle: Handle) -> None:
+    """Serve in the foreground until Ctrl-C, SIGTERM (a service manager's stop) or the idle
+    shutdown; the root is released whichever it is."""
+    signal.signal(signal.SIGTERM, _interrupt)
     print(f"Lambda API at {handle.url} (root {handle.service.root}); Ctrl-C stops", flush=True)
     try:
         handle.stopped.wait()
