@@ -17,6 +17,7 @@ import pytest
 
 from wisefuse_plugins.ir import Workflow, dump
 from wisefuse_plugins.ir.nodes import EdgePattern
+from wisefuse_plugins.plan.scheduling import same_scheduling
 from wisefuse_plugins.plan.schema import (
     Plan,
     Unit,
@@ -43,7 +44,8 @@ __all__ = [
 
 
 def fused_groups(wf: Workflow) -> list[list[str]]:
-    """Python stages joined along every one-to-one data edge between two Python stages."""
+    """Python stages joined along every one-to-one data edge between two Python stages
+    with the same scheduling settings (a unit task has one pool, queue...)."""
     parent = {s.id: s.id for s in wf.python_stages}
 
     def find(x: str) -> str:
@@ -53,7 +55,12 @@ def fused_groups(wf: Workflow) -> list[list[str]]:
 
     for e in wf.edges:
         one_to_one = e.pattern == EdgePattern.ONE_TO_ONE and e.kind == "data"
-        if one_to_one and e.src in parent and e.dst in parent:
+        if (
+            one_to_one
+            and e.src in parent
+            and e.dst in parent
+            and same_scheduling(wf, [e.src, e.dst])
+        ):
             parent[find(e.dst)] = find(e.src)
     groups: dict[str, list[str]] = {}
     for sid in wf.topological_order():

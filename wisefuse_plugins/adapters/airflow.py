@@ -490,10 +490,12 @@ def _facts(task: Any) -> dict[str, Any]:
     }
 
 
-#: Settings that decide where and when a task runs, with Airflow's defaults: one task can
-#: have one of each, so stages whose values differ should not share a unit (the
-#: ``scheduling`` of their meta differs; ``pool`` is in the meta as it is).
+#: Settings that decide where, when and as whom a task runs, with Airflow's defaults: one
+#: task has one of each, so stages whose ``meta["scheduling"]`` differ never share a unit
+#: (:mod:`wisefuse_plugins.plan.scheduling`). ``meta["pool"]`` also names the pool, always.
 _SCHEDULING_DEFAULTS: dict[str, Any] = {
+    "owner": "airflow",
+    "pool": "default_pool",
     "queue": "default",
     "pool_slots": 1,
     "priority_weight": 1,
@@ -519,8 +521,20 @@ def _scheduling(task: Any) -> dict[str, Any]:
             if value != default:
                 found[attr] = _literal(value, attr)
         except Exception:  # not JSON, or a mapped operator that cannot say: show its text
-            found[attr] = str(value)
+            found[attr] = _stable_text(value)
     return found
+
+
+def _stable_text(value: Any) -> str:
+    """``value`` as text that equal values share (dicts and sets with their keys sorted)."""
+    if isinstance(value, Mapping):
+        items = sorted((_stable_text(k), _stable_text(v)) for k, v in value.items())
+        return "{" + ", ".join(f"{k}: {v}" for k, v in items) + "}"
+    if isinstance(value, set | frozenset):
+        return "{" + ", ".join(sorted(_stable_text(v) for v in value)) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_stable_text(v) for v in value) + "]"
+    return repr(value)
 
 
 def _assets(task: Any, attr: str) -> list[str]:

@@ -1,8 +1,9 @@
 """Fusion as partitions of the Python stages: which are valid, and enumerating them.
 
 The rules are :func:`~wisefuse_plugins.plan.schema.plan_problems`' (each unit weakly
-connected; a unit of mapped stages has only one-to-one edges inside and one parallelism;
-no cycle between units, opaque stages being their own nodes), checked here on plain sets
+connected; its stages' scheduling settings equal, :mod:`~wisefuse_plugins.plan.scheduling`;
+a unit of mapped stages has only one-to-one edges inside and one parallelism; no cycle
+between units, opaque stages being their own nodes), checked here on plain sets
 because the searches test thousands of partitions and building a Plan for each is slow.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 
 from wisefuse_plugins.ir import EdgePattern, Workflow
+from wisefuse_plugins.plan.scheduling import same_scheduling
 
 
 def neighbours(wf: Workflow) -> dict[str, set[str]]:
@@ -23,9 +25,10 @@ def neighbours(wf: Workflow) -> dict[str, set[str]]:
 
 
 def block_ok(wf: Workflow, block: Sequence[str], adjacent: dict[str, set[str]]) -> bool:
-    """A unit of ``block``: connected and, when all mapped, fusable instance to instance."""
+    """A unit of ``block``: Python stages with the same scheduling settings (one task has
+    one pool, queue...), connected and, when all mapped, fusable instance to instance."""
     members = set(block)
-    if any(not wf.stage(s).is_python for s in block):
+    if any(not wf.stage(s).is_python for s in block) or not same_scheduling(wf, block):
         return False
     first = next(iter(block))
     seen, todo = {first}, [first]

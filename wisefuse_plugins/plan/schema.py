@@ -25,6 +25,7 @@ from wisefuse_plugins.ir.names import is_safe_name
 from wisefuse_plugins.ir.nodes import EdgePattern
 from wisefuse_plugins.ir.serde import dump_document, load_document, read_text, write_atomic
 from wisefuse_plugins.plan.limits import MAX_MEMORY_MB, MIN_MEMORY_MB
+from wisefuse_plugins.plan.scheduling import scheduling_problem
 
 PLAN_FORMAT = "wisefuse-plan"
 PLAN_VERSION = 1
@@ -168,6 +169,14 @@ def _shape(plan: Plan, wf: Workflow) -> Problems:
             )
 
 
+def _scheduling(plan: Plan, wf: Workflow) -> Problems:
+    ids = {s.id for s in wf.stages}
+    for i, u in enumerate(plan.units):
+        problem = scheduling_problem(u.id, wf, [s for s in u.stages if s in ids])
+        if problem:
+            yield f"$.units[{i}].stages", problem
+
+
 def _acyclic_units(plan: Plan, wf: Workflow) -> Problems:
     cycle = find_cycle(adjacency([u.id for u in plan.units], _unit_edges(plan, wf)))
     if not cycle:
@@ -193,6 +202,7 @@ RULES: tuple[Callable[[Plan, Workflow], Problems], ...] = (
     _names,
     _coverage,
     _shape,
+    _scheduling,
     _acyclic_units,
     _code,
 )

@@ -20,6 +20,10 @@ def choose_bundles(space: Space, plan: Plan) -> Plan:
     (a geometric subset when N is large), not only a fixed menu like {1, 2, 5, 10}; each
     unit's menu holds the non-dominated ones. On large plans this is left to
     :func:`right_size`, whose greedy moves range over the same menus.
+
+    A bundle holds instances of its unit's own stages only, which share one set of
+    scheduling settings (fusion and the plan check keep each unit to one:
+    :mod:`wisefuse_plugins.plan.scheduling`), so bundling needs no such check of its own.
     """
     state = state_of(space, plan)
     if len(state.units) > SMALL_UNITS:

@@ -1,7 +1,8 @@
 """Fusion: merge units joined by an edge when the merged plan scores better.
 
 A merge is allowed when the result is still a valid plan (connected, no cycle between
-units, mapped stages linked one-to-one: :mod:`~wisefuse_plugins.optimizer.partition`).
+units, mapped stages linked one-to-one, the same scheduling settings, as one task has one
+pool or queue: :mod:`~wisefuse_plugins.optimizer.partition`).
 Merging an unmapped producer with the mapped stage it scatters to makes one invocation
 that runs every instance (as Faastlane does); merging mapped stages one-to-one keeps
 bundling possible.
@@ -45,8 +46,9 @@ MOVES_UP_TO = 10
 def fuse(space: Space, plan: Plan) -> Plan:
     """Merge units where it pays (see the module docstring for small and large plans).
 
-    Applies to an edge between two units when the merged unit is valid (Python stages,
-    connected, mapped ones one-to-one with one parallelism: :func:`.partition.block_ok`),
+    Applies to an edge between two units when the merged unit is valid (Python stages with
+    the same scheduling settings, connected, mapped ones one-to-one with one parallelism:
+    :func:`.partition.block_ok`),
     the units stay acyclic (:func:`.partition.acyclic`), and the merged plan, right-sized
     (:func:`~wisefuse_plugins.optimizer.sizing.settle`), scores better. The result is
     right-sized: settings are chosen afresh, not kept from ``plan``.

@@ -17,10 +17,8 @@ if TYPE_CHECKING:
     from wisefuse_plugins.providers.airflow.layout import Layout
 
 __all__ = [
-    "SCHEDULING",
     "SETTINGS",
     "build_tasks",
-    "conflicting_settings",
     "unit_group",
     "unit_settings",
 ]
@@ -108,6 +106,8 @@ def build_tasks(
 #: are the union of theirs (every asset event still happens), retries the largest,
 #: execution_timeout the sum (when every stage has one), each callback every distinct one
 #: of theirs; every other setting is the last stage's (the task whose id the unit takes).
+#: Scheduling settings (pool, queue, priority, owner...) are the same in every stage of a
+#: unit: plans never fuse stages whose settings differ (wisefuse_plugins.plan.scheduling).
 SETTINGS = (
     "owner",
     "email",
@@ -148,23 +148,6 @@ SETTINGS = (
 )
 _UNION = ("inlets", "outlets")
 _CALLBACKS = tuple(a for a in SETTINGS if a.startswith("on_") and a.endswith("_callback"))
-#: Settings that decide where and when a task runs: stages whose values differ should not
-#: be fused (see :func:`conflicting_settings`), as one task can have only one of each.
-SCHEDULING = (
-    "owner",
-    "queue",
-    "pool",
-    "pool_slots",
-    "priority_weight",
-    "weight_rule",
-    "executor",
-    "executor_config",
-    "run_as_user",
-    "max_active_tis_per_dag",
-    "max_active_tis_per_dagrun",
-    "depends_on_past",
-    "wait_for_downstream",
-)
 
 
 def unit_settings(original: DAG | None, task_ids: Sequence[str]) -> dict[str, Any]:
@@ -211,17 +194,6 @@ def unit_group(dag: DAG, original: DAG | None, task_id: str) -> tuple[str, Any]:
     if task_id.startswith(prefix):
         return task_id[len(prefix) :], group
     return task_id, None  # an id the group would not give: keep it, outside the group
-
-
-def conflicting_settings(original: DAG, task_ids: Sequence[str]) -> list[str]:
-    """The :data:`SCHEDULING` settings on which the tasks ``task_ids`` differ (not to be fused)."""
-    tasks = [original.task_dict[t] for t in task_ids if t in original.task_dict]
-    differ = []
-    for attr in SCHEDULING:
-        values = [getattr(t, attr, None) for t in tasks]
-        if any(v != values[0] for v in values[1:]):
-            differ.append(attr)
-    return differ
 
 
 def _merged(attr: str, values: list[Any]) -> Any:
