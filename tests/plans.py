@@ -10,13 +10,15 @@ import networkx as nx
 from wisefuse_plugins.ir import Workflow
 from wisefuse_plugins.ir.nodes import EdgePattern
 from wisefuse_plugins.optimizer.partition import acyclic
+from wisefuse_plugins.plan.scheduling import same_scheduling
 from wisefuse_plugins.plan.schema import Arch, Plan, Unit, check_plan, hashes_of
 
 
 def chains_plan(
     workflow: Workflow, bundle_size: int = 1, memory_mb: int = 1769, arch: Arch = "x86_64"
 ) -> Plan:
-    """Every chain fused: stages joined by one-to-one data edges share a unit.
+    """Every chain fused: stages joined by one-to-one data edges share a unit (unless their
+    scheduling settings differ: a unit task has one pool, queue...).
 
     Unmapped chains become one invocation; mapped chains one unit per ``bundle_size``
     instances. Fusing every chain edge at once can make units depend on each other in a
@@ -30,6 +32,7 @@ def chains_plan(
         src, dst = workflow.stage(e.src), workflow.stage(e.dst)
         chain = e.kind == "data" and e.pattern == EdgePattern.ONE_TO_ONE
         alike = src.mapped == dst.mapped and src.parallelism == dst.parallelism
+        alike = alike and same_scheduling(workflow, [e.src, e.dst])  # one task, one pool...
         if chain and alike and src.is_python and dst.is_python:
             chain_edges.append((e.src, e.dst))
     g = nx.Graph()
