@@ -721,7 +721,7 @@ def package(
     from rich.table import Table
 
     from wisefuse_plugins.plan.schema import load_plan
-    from wisefuse_plugins.runtime.packaging import package_plan
+    from wisefuse_plugins.runtime.artifacts import package_plan
     from wisefuse_plugins.targets import load_workflow
 
     if build not in ("auto", "host", "pip"):

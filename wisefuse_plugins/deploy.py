@@ -111,7 +111,7 @@ def deploy_plan(
     digest = plan_hash(workflow, plan)
     factory = client_factory or default_client_factory(region)
     if build_layers:
-        from wisefuse_plugins.runtime.packaging import package_plan
+        from wisefuse_plugins.runtime.artifacts import package_plan
 
         built = package_plan(workflow, plan, code_root=Path(code_root) if code_root else None)
         extra_roots = [*extra_roots, *built.extra_roots]

@@ -156,11 +156,10 @@ def test_an_example_dag_runs_from_its_package_where_airflow_is_absent(
 
     from examples.apps import svd
     from tests.plans import chains_plan
+    from wisefuse_plugins.runtime.artifacts import package_plan
     from wisefuse_plugins.runtime.backends.aws import AwsLambdaBackend
-    from wisefuse_plugins.runtime.backends.units import thread_env
     from wisefuse_plugins.runtime.executor import execute
     from wisefuse_plugins.runtime.observe import observe
-    from wisefuse_plugins.runtime.packaging import package_plan
     from wisefuse_plugins.runtime.s3store import S3Store
     from wisefuse_plugins.targets import load_workflow
 

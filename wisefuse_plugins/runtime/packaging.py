@@ -11,7 +11,8 @@ The zip is deterministic (sorted entries, fixed timestamps and permissions), so 
 SHA-256 is Lambda's ``CodeSha256`` of the same content and a redeploy with unchanged code
 is detected and skipped. Third-party dependencies are not in the zip: they go into one
 dependency layer per architecture, resolved from what the code imports
-(:mod:`.layers`); :func:`package_plan` builds both for a plan (``wisefuse package``).
+(:mod:`.layers`); :func:`.artifacts.package_plan` builds both for a plan
+(``wisefuse package``).
 """
 
 from __future__ import annotations
@@ -21,18 +22,12 @@ import fnmatch
 import hashlib
 import io
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import wisefuse_plugins
 from wisefuse_plugins.errors import WiseFuseError
-
-if TYPE_CHECKING:
-    from wisefuse_plugins.ir import Workflow
-    from wisefuse_plugins.plan.schema import Plan
-    from wisefuse_plugins.runtime.layers import Layer, Method, Resolution
 
 RUNTIME = "python3.11"
 HANDLER = "wisefuse_plugins.runtime.handler.handler"
@@ -274,79 +269,3 @@ def zip_names(data: bytes) -> list[str]:
     """Entry names of a zip, in order."""
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         return zf.namelist()
-
-
-@dataclass
-class PlanPackages:
-    """What :func:`package_plan` built: a zip per unit, a layer per architecture."""
-
-    zips: dict[str, Package]  # unit id -> its zip
-    layers: dict[str, Layer]  # architecture -> its dependency layer
-    resolution: Resolution
-    extra_roots: tuple[Path, ...]
-    written: dict[str, Path] = field(default_factory=dict)  # file name -> path, with ``out``
-
-
-def package_plan(
-    workflow: Workflow,
-    plan: Plan,
-    out: Path | None = None,
-    *,
-    code_root: Path | None = None,
-    extra_roots: Sequence[Path] = (),
-    method: Method = "auto",
-    runtime: str = RUNTIME,
-    cache: Path | None = None,
-) -> PlanPackages:
-    """Every unit's zip and one dependency layer per architecture the plan uses.
-
-    The layer holds what the workflow's file and its stages' files import (followed through
-    the code they import), resolved against this environment (:func:`.layers.resolve`); a
-    source package they import from outside the code root (``examples``) goes into the
-    zips. Each function (zip + its layer) is checked against Lambda's limits. With ``out``,
-    writes ``<unit>.zip`` and ``layer-<arch>.zip`` there. ``cache``: where layers are kept
-    (default ``$WISEFUSE_HOME/layers``).
-    """
-    import tempfile
-
-    from wisefuse_plugins.runtime.executor import prepare
-    from wisefuse_plugins.runtime.layers import build_layer, resolve
-
-    root = Path(code_root if code_root is not None else workflow.source.root).resolve()
-    paths = [workflow.source.path] if workflow.source and workflow.source.path else []
-    paths += [s.callable.path for s in workflow.stages if s.callable is not None]
-    entries = {root / p for p in paths if p}
-    res = resolve(
-        [root, *extra_roots], entries=[e for e in entries if e.suffix == ".py" and e.is_file()],
-        runtime=runtime,
-    )  # fmt: skip
-    extras = tuple(dict.fromkeys([*(Path(p).resolve() for p in extra_roots), *res.local_roots]))
-    layers = {
-        arch: build_layer(res, arch, runtime=runtime, method=method, cache=cache)
-        for arch in sorted({u.arch for u in plan.units})
-    }
-    packager = Packager(root, extras)
-    zips: dict[str, Package] = {}
-    with tempfile.TemporaryDirectory(prefix="wisefuse-package-") as tmp:
-        specs = prepare(workflow, plan, Path(tmp))
-        for unit in plan.units:
-            layer = layers[unit.arch]
-            zips[unit.id] = packager.build(
-                {unit.id: specs[unit.id].read_bytes()},
-                layer_bytes=layer.unzipped_bytes,
-                largest=layer.largest(),
-            )
-    result = PlanPackages(zips, layers, res, extras)
-    if out is not None:
-        import shutil
-
-        out.mkdir(parents=True, exist_ok=True)
-        for unit_id, pkg in zips.items():
-            path = out / f"{unit_id}.zip"
-            path.write_bytes(pkg.data)
-            result.written[path.name] = path
-        for arch, layer in layers.items():
-            path = out / f"layer-{arch}.zip"
-            shutil.copyfile(layer.path, path)
-            result.written[path.name] = path
-    return result
