@@ -56,9 +56,11 @@ def _wrappers() -> dict[str, Callable]:
         state = call(self, *args, return_state=True, wait_for=wait_for, **kwargs)
         record.runs = [state.state_details.task_run_id]
         if return_state:
+            tracer.returned(record, state)
             return state
         result = state.result()
         tracer.remember(result, record.runs[0])
+        tracer.returned(record, result)
         return result
 
     @functools.wraps(submit)
@@ -71,6 +73,7 @@ def _wrappers() -> dict[str, Callable]:
         record.runs = [run_of(out)]
         if not return_state:
             tracer.watch([out])
+        tracer.returned(record, out)
         return out
 
     @functools.wraps(map_)
@@ -91,6 +94,7 @@ def _wrappers() -> dict[str, Callable]:
         record.runs = [run_of(x) for x in out]
         if not return_state:
             tracer.watch(list(out))
+        tracer.returned(record, out)
         return out
 
     @functools.wraps(flow_call)
@@ -107,9 +111,11 @@ def _wrappers() -> dict[str, Callable]:
             record.child_flow_run = state.state_details.flow_run_id
             record.runs = [record.child_flow_run]
             if return_state:
+                tracer.returned(record, state)
                 return state
             result = state.result()
             tracer.remember(result, record.child_flow_run)
+            tracer.returned(record, result)
             _link_flow_result(state, result)
             return result
         finally:

@@ -20,10 +20,12 @@ from uuid import UUID
 
 from wisefuse_plugins.adapters.prefect.callsite import (
     Sources,
+    all_args_constant,
     arg_exprs,
     element_exprs,
-    trusts_identity,
+    unwrap_expr,
 )
+from wisefuse_plugins.adapters.prefect.dataflow import Scope, root_name
 from wisefuse_plugins.adapters.prefect.snapshot import is_atom, snapshot
 
 ParamKind = Literal["const", "items", "run", "runs", "unbound"]
@@ -57,6 +59,28 @@ class Call:
     runs: list[UUID] = field(default_factory=list)  # task runs in instance order
     child_flow_run: UUID | None = None
     attempt: int = 0  # the flow run's run_count when the call was made
+    site: tuple[int, int] | None = None  # (the calling frame, the call's AST node)
+
+
+@dataclass
+class _Where:
+    """Where a call was made: its frame, the calling function's body, the call's AST node."""
+
+    frame: int
+    scope: Scope | None
+    node: ast.Call | None
+
+
+@dataclass
+class _Origin:
+    """What an expression evaluated to, if it came from a run: that run's object or an
+    entry of it, or (``runs``) a list gathered from several runs' results, in order."""
+
+    run: UUID | None
+    obj: Any
+    key: str | None = None
+    index: int | None = None
+    runs: list[UUID] | None = None
 
 
 @dataclass
@@ -77,6 +101,7 @@ class Tracer:
         self._pending: list[Any] = []  # futures whose results are not recorded yet
         self._fresh = False  # pending futures already checked during the current call
         self._sources = Sources()
+        self._sites: dict[tuple[int, int], tuple[Call, Any]] = {}  # latest call per site
         self._lock = threading.Lock()
 
     # ---------------------------------------------------------------- results
@@ -96,6 +121,14 @@ class Tracer:
 
     def _add(self, result: _Result) -> None:
         self._results.setdefault(id(result.obj), []).append(result)
+
+    def returned(self, call: Call, out: Any) -> None:
+        """What ``call`` gave the flow (a result, a future, a list of futures): the latest
+        value of its call site in its frame, which arguments written as that call (or as
+        a variable assigned from it) are."""
+        if call.site is not None:
+            with self._lock:
+                self._sites[call.site] = (call, out)
 
     def watch(self, futures: Sequence[Any]) -> None:
         self._pending.extend(futures)
@@ -130,12 +163,20 @@ class Tracer:
         from prefect.context import FlowRunContext
 
         self._fresh = False
-        exprs = arg_exprs(self._sources.call_at(frame), obj.fn, len(args))
+        node = self._sources.call_at(frame)
+        flow = getattr(FlowRunContext.get(), "flow", None)
+        scope = self._sources.scope_at(frame, getattr(getattr(flow, "fn", None), "__code__", None))
+        where = _Where(id(frame), scope, node)
+        exprs = arg_exprs(node, obj.fn, len(args))
+        constant = not exprs and all_args_constant(node, scope)  # ``f(*[1, 2])``, ``f(*ARGS)``
         values, reasons = _bind_arguments(obj.fn, args, kwargs)
         params = {
-            name: self._describe(value, exprs.get(name), in_map=how == "map")
+            name: self._describe(
+                value, exprs.get(name), where, in_map=how == "map", constant=constant
+            )
             for name, value in values.items()
         }
+        reasons += _guard_reasons(where)
         call = Call(
             order=len(self.calls),
             obj=obj,
@@ -144,6 +185,7 @@ class Tracer:
             wait_for=self._wait_for(wait_for),
             reasons=reasons,
             attempt=getattr(getattr(FlowRunContext.get(), "flow_run", None), "run_count", 0),
+            site=(where.frame, id(node)) if node is not None else None,
         )
         self.calls.append(call)
         return call
@@ -169,15 +211,22 @@ class Tracer:
                 found.append(frozenset([run]))
         return found
 
-    def _describe(self, value: Any, expr: ast.expr | None, *, in_map: bool) -> Param:
+    def _describe(
+        self, value: Any, expr: ast.expr | None, where: _Where, *, in_map: bool, constant: bool
+    ) -> Param:
+        """How one argument got its value. A constant only when the flow's source proves it
+        one; an upstream output only when proven (a future's run, the very object a call
+        site returned); else unbound, with the reason (never the traced value replayed)."""
         from prefect.utilities.annotations import BaseAnnotation, quote, unmapped
         from prefect.utilities.collections import isiterable
 
-        static, quoted = not in_map, False
+        static, quoted, layers = not in_map, False, 0
         while isinstance(value, BaseAnnotation):
             static = static or isinstance(value, unmapped)
             quoted = quoted or isinstance(value, quote)
             value = value.unwrap()
+            layers += 1
+        expr = unwrap_expr(expr, layers)
         if quoted and (run_of(value) or _nested(value, self)[0]):
             deps = {r for r in [run_of(value)] if r} | _nested(value, self)[1]
             return Param("unbound", reason="quote() passes futures unresolved", deps=deps)
@@ -185,33 +234,39 @@ class Tracer:
         if not static:  # Prefect resolves a future at the top level, then iterates the result
             data = _result_of(value) if run is not None else value
             static = not isiterable(data)
-        param = self._single(value, expr, run)
+        if run is not None:
+            return Param("run", run=run, mapped=not static)
+        scope = where.scope
+        if constant or (expr is not None and scope is not None and scope.constant(expr)):
+            return _constant(value, static)
+        param = self._linked(value, expr, where)
+        if param is None and isinstance(value, list | tuple) and value:
+            elems = self._elements(value, expr, where)
+            if elems is not None:
+                param = Param("runs", cands=elems)
         if param is not None:
+            root = root_name(expr)
+            if root is not None and scope is not None and scope.changed(root):
+                why = f"the flow body changes `{root}` in place after the task returned it"
+                return Param("unbound", reason=why, deps=_runs_of(param), mapped=not static)
             param.mapped = not static
             return param
-        if isinstance(value, list | tuple) and value:
-            elems = self._elements(value, expr)
-            if elems is not None:
-                return Param("runs", cands=elems, mapped=not static)
         what, deps = _nested(value, self)
         if what is not None:
             return Param("unbound", reason=f"a literal argument nests {what}", deps=deps)
-        if static:
-            copy, problem = snapshot(value, "the argument")
-            return (
-                Param("const", value=copy) if problem is None else Param("unbound", reason=problem)
-            )
-        items = list(value)
-        copy, problem = snapshot(items, "the mapped list")
-        if problem is None:
-            return Param("items", value=copy, mapped=True)
-        return Param("unbound", reason=problem, mapped=True, value=len(items))
+        return Param("unbound", reason=_computed(expr), mapped=not static)
 
-    def _single(self, value: Any, expr: ast.expr | None, run: UUID | None) -> Param | None:
-        """The argument as a whole is one upstream output (a future, a state or a result)."""
-        if run is not None:
-            return Param("run", run=run)
-        if is_atom(value) and not trusts_identity(expr):
+    def _linked(self, value: Any, expr: ast.expr | None, where: _Where) -> Param | None:
+        """The argument as a whole is one upstream output: proven by its call site (the
+        call, or the variable assigned from it, gave this very object), or, for an object
+        that is not an atom (identity is then unique), found among the recorded results."""
+        origins = self._origins(expr, where, depth=0)
+        if origins is not None:
+            hits = {(o.run, o.key, o.index) for o in origins if o.obj is value and o.run}
+            if len(hits) == 1:
+                run, key, index = hits.pop()
+                return Param("run", run=run, key=key, index=index)
+        if is_atom(value):
             return None
         found = self.producers(value)
         if not found:
@@ -219,26 +274,150 @@ class Tracer:
         last = found[-1]
         return Param("run", run=last.run, key=last.key, index=last.index)
 
-    def _elements(self, values: Sequence[Any], expr: ast.expr | None) -> list | None:
+    def _origins(self, expr: ast.expr | None, where: _Where, depth: int) -> list[_Origin] | None:
+        """Every value ``expr`` may have come from a run as; None when it may come from
+        anything else (a computation, a helper, a loop), so that no coincidence is trusted."""
+        if expr is None or depth > 8:
+            return None
+        if isinstance(expr, ast.Call):
+            func = expr.func
+            if isinstance(func, ast.Attribute) and func.attr == "result":
+                inner = self._origins(func.value, where, depth + 1)
+                return None if inner is None else _results_of(inner)
+            site = self._sites.get((where.frame, id(expr)))
+            if site is None:
+                return None
+            call, out = site
+            if call.how == "map" or not call.runs:
+                return [_Origin(None, out, runs=list(call.runs))]
+            return [_Origin(call.runs[0], out)]
+        if isinstance(expr, ast.Name):
+            sources = where.scope.sources(expr.id) if where.scope is not None else None
+            if not sources:
+                return None
+            found: list[_Origin] = []
+            for source in sources:
+                origins = self._origins(source, where, depth + 1)
+                if origins is None:
+                    return None
+                found += origins
+            return found
+        if isinstance(expr, ast.Subscript) and isinstance(expr.slice, ast.Constant):
+            inner = self._origins(expr.value, where, depth + 1)
+            if inner is None:
+                return None
+            return [e for o in inner if (e := _entry(o, expr.slice.value)) is not None]
+        return None
+
+    def _elements(self, values: Sequence[Any], expr: ast.expr | None, where: _Where) -> list | None:
         """Per element, the runs it may come from; None unless every element is an output."""
+        gathered = self._gathered(values, expr, where)
+        if gathered is not None:
+            return gathered
         cands = []
         for item, item_expr in zip(values, element_exprs(expr, len(values)), strict=True):
             run = run_of(item)
             if run is not None:
                 cands.append(frozenset([run]))
                 continue
-            if is_atom(item) and not trusts_identity(item_expr):
+            param = self._linked(item, item_expr, where)
+            if param is None or param.key is not None or param.index is not None:
                 return None
-            found = [r.run for r in self.producers(item) if r.key is None and r.index is None]
-            if not found:
-                return None
-            cands.append(frozenset(found))
-        if all(len(c) == 1 for c in cands) and all(run_of(v) is not None for v in values):
-            return cands  # futures or states only: links by run id, never a coincidence
-        for call in self.calls:  # results: only the whole of an earlier map, in order
-            if same_runs(call, cands):
-                return cands
+            cands.append(frozenset([param.run]))
+        return cands
+
+    def _gathered(self, values: Sequence[Any], expr: ast.expr | None, where: _Where) -> list | None:
+        """``total(results)`` with ``results = square.map(xs).result()``: the list is the
+        map's results, element by element, in order."""
+        for o in self._origins(expr, where, depth=0) or []:
+            if (
+                o.runs
+                and isinstance(o.obj, list)
+                and len(o.obj) == len(values) == len(o.runs)
+                and all(a is b for a, b in zip(o.obj, values, strict=True))
+            ):
+                return [frozenset([r]) for r in o.runs]
         return None
+
+
+def _constant(value: Any, static: bool) -> Param:
+    """A value the flow's source proves constant: its JSON copy, taken now."""
+    if static:
+        copy, problem = snapshot(value, "the argument")
+        return Param("const", value=copy) if problem is None else Param("unbound", reason=problem)
+    items = list(value)
+    copy, problem = snapshot(items, "the mapped list")
+    if problem is None:
+        return Param("items", value=copy, mapped=True)
+    return Param("unbound", reason=problem, mapped=True, value=len(items))
+
+
+def _computed(expr: ast.expr | None) -> str:
+    if expr is None:
+        return (
+            "the adapter cannot read how the call site wrote it, so it cannot prove the value "
+            "the same in every run; pass a task's result or a literal, as a plain argument"
+        )
+    try:
+        text = ast.unparse(expr)
+    except Exception:
+        text = "the expression"
+    text = text if len(text) <= 60 else text[:57] + "..."
+    return (
+        f"its value (`{text}`) is computed in the flow body, which a planned run does not run: "
+        "the traced value would be replayed; pass the task's result as it is, or compute "
+        "the value in a task"
+    )
+
+
+def _guard_reasons(where: _Where) -> list[str]:
+    """Why the call itself may not happen (or happen otherwise) in another run."""
+    if where.scope is None:
+        return [
+            "it is called where the adapter cannot read the flow's source (a comprehension, "
+            "a lambda, generated code), so it cannot tell whether another run makes this call"
+        ]
+    guard = where.scope.guard_of(where.node) if where.node is not None else None
+    if guard is None:
+        return []
+    return [
+        f"it is called under `{guard}`, which depends on values computed in the flow: "
+        "another run may not call it, or call it otherwise; "
+        "move the decision into a task, or make it depend on flow parameters only"
+    ]
+
+
+def _runs_of(param: Param) -> set[UUID]:
+    runs = {param.run} if param.run is not None else set()
+    for cands in param.cands:
+        runs |= cands if len(cands) == 1 else set()
+    return runs
+
+
+def _results_of(origins: list[_Origin]) -> list[_Origin]:
+    """``x.result()`` where ``x`` is a future (its run's result) or a map's futures."""
+    out = []
+    for o in origins:
+        if o.runs is not None and o.run is None:
+            with contextlib.suppress(Exception):
+                out.append(
+                    _Origin(None, [f.result(raise_on_failure=False) for f in o.obj], runs=o.runs)
+                )
+        elif o.key is None and o.index is None and run_of(o.obj) is not None:
+            out.append(_Origin(run_of(o.obj), _result_of(o.obj)))
+    return out
+
+
+def _entry(origin: _Origin, key: Any) -> _Origin | None:
+    """``x[key]`` of an origin: an entry of a run's dict (or list) output."""
+    if origin.run is None or origin.key is not None or origin.index is not None:
+        return None
+    obj = origin.obj
+    if type(obj) is dict and isinstance(key, str) and key in obj:
+        return _Origin(origin.run, obj[key], key=key)
+    if type(obj) in (list, tuple) and type(key) is int and -len(obj) <= key < len(obj):
+        return _Origin(origin.run, obj[key], index=key % len(obj))
+    return None
 
 
 def _bind_arguments(fn: Callable, args: tuple, kwargs: dict) -> tuple[dict[str, Any], list[str]]:
