@@ -987,12 +987,6 @@ NOT_RUN: dict[str, str] = {
     "tests/providers/test_prefect_block.py saves and loads the block",
     "prefect deploy": "needs a Prefect server and a work pool",
     "pip install": "prose: installing the requirements into a container image",
-    "pip install --target layer/python --only-binary=:all: --python-version 3.11 "
-    "--platform manylinux2014_x86_64 -r requirements.txt": "downloads Linux wheels into a "
-    "Lambda layer folder: network access and minutes",
-    "aws lambda publish-layer-version --layer-name wisefuse-deps-x86_64 --zip-file "
-    "fileb://deps-x86_64.zip --compatible-runtimes python3.11 --compatible-architectures "
-    "x86_64": "needs an AWS account (tests/aws runs the AWS path against a moto server)",
     "aws sts get-caller-identity": "needs an AWS account",
 }
 
