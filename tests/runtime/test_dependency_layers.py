@@ -124,3 +124,21 @@ def test_package_command(
     code, _, err = run(capsys, *argv, "--code-root", str(ROOT))
     assert code == 2 and "Lambda allows 2 MB" in err and "largest packages: botocore" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_pip_builds_a_layer_for_the_other_architecture(tmp_path: Path) -> None:
+    """The pinned wheels of Lambda's platform, downloaded from the package index (a compiled
+    one: pydantic-core's arm64 build on an x86_64 host, and the other way round)."""
+    try:
+        layers.installer()
+    except layers.LayerError as err:
+        pytest.skip(str(err))
+    arch = "arm64" if layers.host_arch() == "x86_64" else "x86_64"
+    res = layers.resolve([], requirements=["pydantic-core"])
+    layer = layers.build_layer(res, arch, method="pip", cache=tmp_path)
+    assert layer.method == "pip" and layer.sizes.keys() >= {"pydantic-core", "typing-extensions"}
+    machine = layers.MACHINES[arch]
+    names = zipfile.ZipFile(layer.path).namelist()
+    assert any(n.startswith("python/pydantic_core/") and f"{machine}-linux" in n for n in names)
+    assert not any(n.startswith("python/bin/") or n.endswith(".pyc") for n in names)

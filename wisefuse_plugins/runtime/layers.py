@@ -589,7 +589,7 @@ def _pip_files(
     sizes: dict[str, int] = {}
     owner: dict[str, str] = {}
     for info in target.glob("*.dist-info"):
-        name = canonical(info.name.rsplit("-", 1)[0])
+        name = canonical(info.name.removesuffix(".dist-info").rsplit("-", 1)[0])
         for line in (
             (info / "RECORD").read_text().splitlines() if (info / "RECORD").exists() else []
         ):
