@@ -12,9 +12,11 @@ run's wall time (the dag_run's start to end), the sum and the longest of its tas
 durations (task_instance start/end), how many task instances ran, and whether its final
 tasks' XComs equal the plain DAG's; then every task's duration, plain next to rewritten.
 
-On the local backend each task process of the LocalExecutor builds its own local Lambda,
-so every unit invocation is a cold start (issue 19, item 8): the figures say what that
-costs, not what Lambda would.
+On the local backend the task processes of the LocalExecutor invoke their units on the
+local Lambda service the first unit task started (one per deployment, shared): a unit's
+environment stays warm from one task process, and one run, to the next, as on Lambda. A
+unit task still pays what every task process pays (the task runner, parsing the DAG file)
+plus connecting to the service and checking its function is deployed.
 
     .venv/bin/python benchmarks/airflow_scheduler.py [--apps video_analytics,ml_pipeline]
         [--forms plain,dropin,emitted] [--repeats 3] [--bundle 2] [--json out.json]
