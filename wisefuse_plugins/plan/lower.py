@@ -25,9 +25,9 @@ imports it at every cold start.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir import Binding, ConstItem, Item, Workflow
@@ -92,6 +92,35 @@ def keyed_count(stage: str, key: str) -> str:
     'split[frames]'
     """
     return f"{stage}[{key}]"
+
+
+def take_counts(counts: dict[str, int], outputs: Iterable[Mapping[str, Any]]) -> None:
+    """Add to ``counts`` what a unit's response reports in its ``outputs`` records.
+
+    An instance's record counts that mapped stage's instances (the largest number seen
+    plus one: a bundled unit's chunks report theirs one invocation at a time); an unmapped
+    stage's record gives the length of a list output (``count``) and of the lists in a
+    dict output (``key_counts``, under :func:`keyed_count`). Every orchestrator that reads
+    responses keeps its counts with this, so the lowering sees them keyed one way.
+
+    Examples
+    --------
+    >>> counts = {}
+    >>> take_counts(counts, [{"stage": "split", "instance": None, "count": 3},
+    ...                      {"stage": "cfg", "instance": None, "key_counts": {"xs": 2}},
+    ...                      {"stage": "work", "instance": 1}])
+    >>> counts
+    {'split': 3, 'cfg[xs]': 2, 'work': 2}
+    """
+    for out in outputs:
+        stage, instance = out["stage"], out.get("instance")
+        if instance is None:
+            if "count" in out:
+                counts[stage] = int(out["count"])
+            for key, n in (out.get("key_counts") or {}).items():
+                counts[keyed_count(stage, key)] = int(n)
+        else:
+            counts[stage] = max(counts.get(stage, 0), int(instance) + 1)
 
 
 def count_name(workflow: Workflow, binding: Item) -> str:

@@ -34,7 +34,7 @@ import networkx as nx
 
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir import Workflow
-from wisefuse_plugins.plan.lower import keyed_count, unit_chunks
+from wisefuse_plugins.plan.lower import take_counts, unit_chunks
 from wisefuse_plugins.plan.pricing import DEFAULT, Pricing, s3_cost
 from wisefuse_plugins.plan.schema import Plan, Unit, check_plan, unit_graph
 from wisefuse_plugins.runtime import store as st
@@ -134,14 +134,7 @@ def prepare(workflow: Workflow, plan: Plan, workdir: Path) -> dict[str, Path]:
 
 def _record_counts(payload: dict[str, Any], counts: dict[str, int], lock: threading.Lock) -> None:
     with lock:
-        for out in payload.get("outputs", []):
-            if out.get("instance") is None:
-                if "count" in out:
-                    counts[out["stage"]] = out["count"]
-                for key, n in (out.get("key_counts") or {}).items():
-                    counts[keyed_count(out["stage"], key)] = n
-            else:
-                counts[out["stage"]] = max(counts.get(out["stage"], 0), out["instance"] + 1)
+        take_counts(counts, payload.get("outputs", []))
 
 
 def execute(

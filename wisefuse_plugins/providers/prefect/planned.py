@@ -34,7 +34,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir import Workflow
 from wisefuse_plugins.ir.names import safe_name
-from wisefuse_plugins.plan.lower import CountOrigin, chunks, count_source
+from wisefuse_plugins.plan.lower import (
+    CountOrigin,
+    chunks,
+    count_source,
+    take_counts,
+    unit_instance_count,
+)
 from wisefuse_plugins.plan.schema import Plan, Unit, check_plan, is_bundled_unit, unit_graph
 from wisefuse_plugins.providers.prefect.returns import rebuild, stages_read
 from wisefuse_plugins.runtime import capture, passing
@@ -95,7 +101,8 @@ class PlannedRun:
     concurrency: int = 16
     keep_outputs: bool = False
     backend: str = "local"
-    counts: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)  # as the units' responses report
+    lowered: dict[str, int] = field(default_factory=dict)  # instances of bundled units' stages
     calls: list[dict[str, Any]] = field(default_factory=list)
     values: passing.Values = field(default_factory=passing.Values)
     specs: dict[str, UnitSpec] = field(default_factory=dict)  # as deployed, by unit id
@@ -244,13 +251,7 @@ class PlannedRun:
             )
         self.values.take(payload)
         with self._lock:
-            for out in payload.get("outputs", []):
-                stage, inst = out.get("stage"), out.get("instance")
-                if inst is None:
-                    if "count" in out:
-                        self.counts[stage] = out["count"]
-                else:
-                    self.counts[stage] = max(self.counts.get(stage, 0), inst + 1)
+            take_counts(self.counts, payload.get("outputs", []))
         return record
 
     def _counts(self) -> dict[str, int]:
@@ -258,17 +259,20 @@ class PlannedRun:
             return dict(self.counts)
 
     def chunks(self, unit_id: str) -> list[list[int]]:
-        """Instance chunks of a bundled unit, once the unit that knows its size has run."""
+        """Instance chunks of a bundled unit, once the unit that knows its size has run.
+
+        The lowering counts them (:func:`~wisefuse_plugins.plan.lower.unit_chunks`) from
+        what the responses reported, so a count not known yet is a
+        :class:`~wisefuse_plugins.plan.lower.LoweringError` naming the unit and what it
+        waits for, never a guess. A bundled unit mapping over another bundled unit's
+        instances is counted from that unit's own lowering: its chunks may still run.
+        """
         unit = self.plan.unit(unit_id)
-        src = count_source(self.workflow, self.plan, unit_id)
-        if isinstance(src, int):
-            n = src
-        elif isinstance(src, CountOrigin) and src.key is None and src.stage in self.counts:
-            n = self.counts[src.stage]
-        elif isinstance(src, CountOrigin) and src.key is not None:  # a list in a dict output
-            n = len(self.output(src.stage)[src.key])
-        else:
-            n = self.workflow.stage(unit.stages[0]).parallelism
+        with self._lock:
+            counts = {**self.counts, **self.lowered}
+        n = unit_instance_count(self.workflow, unit, counts)
+        with self._lock:
+            self.lowered.update(dict.fromkeys(unit.stages, n))
         return chunks(n, unit.bundle_size)
 
     def count_source_unit(self, unit_id: str) -> str | None:
