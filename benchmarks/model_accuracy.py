@@ -46,6 +46,7 @@ from benchmarks._common import (
     write_json,
 )
 from wisefuse_plugins.plan.limits import vcpus
+from wisefuse_plugins.plan.lower import invocation_count
 
 PROFILED_MEMORIES = (512, 1769, 3538)
 #: bundle sizes profiled; the profiler runs a bundle > 1 only where it gets two threads
@@ -171,7 +172,7 @@ def run_app(
             kind=kind,
             memory_mb=plan.units[0].memory_mb,
             units=len(plan.units),
-            invocations=sum(u.invocations(wf) for u in plan.units),
+            invocations=sum(invocation_count(wf, u) for u in plan.units),
             predicted_p95_s=pred.p95_s,
             measured_p95_s=m.p95_s,
             p95_error=pred.p95_s / m.p95_s - 1,

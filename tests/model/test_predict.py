@@ -11,6 +11,7 @@ import pytest
 from wisefuse_plugins.model.predict import Model, ModelError
 from wisefuse_plugins.model.profile import Platform
 from wisefuse_plugins.plan.limits import vcpus
+from wisefuse_plugins.plan.lower import invocation_count
 from wisefuse_plugins.plan.pricing import DEFAULT, lambda_cost
 from wisefuse_plugins.plan.schema import Unit
 
@@ -102,7 +103,7 @@ def test_the_last_bundle_bills_only_the_instances_left():
     groups = [["make"], ["square", "middle"], ["config"], ["total"]]
     p = plan(wf, groups, {"square": 2}, memory_mb=1769)
     unit = next(u for u in p.units if u.id == "square-middle")
-    assert unit.invocations(wf) == 3
+    assert invocation_count(wf, unit) == 3
     # one thread at 1 vCPU: a bundle of 2 runs 2 x (500 + 20) ms, the last one 520 ms
     price = lambda_cost(2 * 520, 1769, "x86_64", DEFAULT)
     last = lambda_cost(520, 1769, "x86_64", DEFAULT)

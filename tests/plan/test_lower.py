@@ -15,8 +15,11 @@ from wisefuse_plugins.plan.lower import (
     chunks,
     count_name,
     count_source,
+    expected_instances,
+    invocation_count,
     lower,
     stage_instance_count,
+    take_counts,
     unit_instance_count,
 )
 from wisefuse_plugins.plan.schema import Plan, Unit
@@ -286,3 +289,57 @@ def test_chunks_refuse_a_bundle_size_below_one():
 def test_docstring_examples():
     result = doctest.testmod(lower_module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+# --------------------------------------------------------------------------- before a run
+
+
+def _expected_chain(n: int):
+    """make -> square -> middle, both mapped with the IR's expected parallelism ``n``."""
+    return workflow(
+        [
+            py("make"),
+            py("square", bindings={"x": Item(stage="make")}, parallelism=n),
+            py("middle", bindings={"y": Item(stage="square")}, parallelism=n),
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    ("unit", "expected"),
+    [
+        (Unit(id="make", stages=["make"]), 1),  # unbundled: one invocation
+        (Unit(id="sq", stages=["square", "middle"], bundle_size=2), 3),  # 2 + 2 + 1
+        (Unit(id="sq", stages=["square", "middle"], bundle_size=5), 1),
+        (Unit(id="sq", stages=["square", "middle"], bundle_size=8), 1),
+        (Unit(id="mid", stages=["middle"], bundle_size=1), 5),
+    ],
+)
+def test_invocations_before_a_run_come_from_the_irs_parallelism(unit, expected):
+    assert invocation_count(_expected_chain(5), unit) == expected
+
+
+def test_invocations_during_a_run_come_from_the_reported_counts():
+    unit = Unit(id="sq", stages=["square", "middle"], bundle_size=2)
+    assert invocation_count(_expected_chain(5), unit, {"make": 9}) == 5
+    assert invocation_count(_expected_chain(5), unit, {"make": 0}) == 0
+
+
+def test_expected_instances_follow_the_one_count_rule():
+    """Before a run the same rule holds: a constant list that disagrees is an error."""
+    wf = _expected_chain(3)
+    assert expected_instances(wf, Unit(id="m", stages=["middle"], bundle_size=2)) == 3
+    const = workflow([py("each", bindings={"x": ConstItem(values=[1, 2, 3])}, parallelism=3)])
+    assert expected_instances(const, Unit(id="each", stages=["each"])) == 3
+    with pytest.raises(LoweringError, match="unit 'make' is not bundled"):
+        expected_instances(wf, Unit(id="make", stages=["make"]))
+
+
+def test_responses_are_counted_one_way():
+    counts: dict[str, int] = {}
+    take_counts(counts, [{"stage": "w", "instance": 0}, {"stage": "w", "instance": 2}])
+    take_counts(counts, [{"stage": "w", "instance": 1}])  # a chunk answering late
+    take_counts(counts, [{"stage": "d", "instance": None, "key_counts": {"xs": 4}}])
+    take_counts(counts, [{"stage": "s", "instance": None, "count": 0}])
+    take_counts(counts, [{"stage": "v", "instance": None}])  # a value with no size
+    assert counts == {"w": 3, "d[xs]": 4, "s": 0}

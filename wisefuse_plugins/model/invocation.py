@@ -9,7 +9,6 @@ platform's probability.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +21,7 @@ from wisefuse_plugins.model.stage import factors, level_draws, parallel_fraction
 from wisefuse_plugins.model.state import ModelState, unit_key
 from wisefuse_plugins.model.traffic import job_io, shared_reads
 from wisefuse_plugins.plan.limits import bundle_threads, vcpus
+from wisefuse_plugins.plan.lower import chunks, expected_instances
 from wisefuse_plugins.plan.schema import Unit
 
 
@@ -56,24 +56,19 @@ def invocations(
     cached = m.cache.invocations.get(key)
     if cached is not None:
         return cached
-    order, bundled = layout(m, workflow, tuple(unit.stages))
-    if not bundled:
+    if not layout(m, workflow, tuple(unit.stages))[1]:
         found = [(1, one_invocation(m, workflow, unit, None, 0))]
     else:
-        n, b = workflow.stage(order[0]).parallelism, unit.bundle_size
-        total = math.ceil(n / b)
+        batches = chunks(expected_instances(workflow, unit), unit.bundle_size)
         if skewed(m, workflow, unit):
+            found = [(1, one_invocation(m, workflow, unit, len(c), c[0])) for c in batches]
+        elif len(batches) > 1 and len(batches[-1]) < len(batches[0]):
             found = [
-                (1, one_invocation(m, workflow, unit, min(b, n - k * b), k * b))
-                for k in range(total)
-            ]
-        elif total > 1 and n % b:
-            found = [
-                (total - 1, one_invocation(m, workflow, unit, None, None)),
-                (1, one_invocation(m, workflow, unit, n % b, None)),
+                (len(batches) - 1, one_invocation(m, workflow, unit, None, None)),
+                (1, one_invocation(m, workflow, unit, len(batches[-1]), None)),
             ]
         else:
-            found = [(total, one_invocation(m, workflow, unit, None, None))]
+            found = [(len(batches), one_invocation(m, workflow, unit, None, None))]
     m.cache.invocations[key] = found
     return found
 
@@ -127,7 +122,7 @@ def one_invocation(
     total = np.full(m.draws, shared_ms + p.invoke_overhead_ms + fixed_cpu / min(v, 1.0))
     puts = 0.0
     if bundled:
-        full = min(unit.bundle_size, workflow.stage(order[0]).parallelism)
+        full = min(unit.bundle_size, expected_instances(workflow, unit))
         chains = [(order, full if width is None else width)]
     else:  # stage after stage; a mapped stage inside runs all its instances here
         chains = [([sid], workflow.stage(sid).parallelism) for sid in order]

@@ -4,7 +4,6 @@ model is least sure: :func:`contended`)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 from wisefuse_plugins.ir import Workflow
@@ -12,6 +11,7 @@ from wisefuse_plugins.model.parallel import setting_cores
 from wisefuse_plugins.model.stage import checked_profile, fights, parallel_fraction
 from wisefuse_plugins.model.state import ModelState
 from wisefuse_plugins.plan.limits import bundle_threads
+from wisefuse_plugins.plan.lower import invocation_count
 from wisefuse_plugins.plan.schema import Unit
 
 
@@ -39,10 +39,12 @@ def layout(m: ModelState, workflow: Workflow, stages: tuple[str, ...]) -> tuple[
 
 
 def count(m: ModelState, workflow: Workflow, unit: Unit) -> int:
-    """:meth:`Unit.invocations`, from the cached layout."""
+    """Invocations one run makes of ``unit``, counted by the lowering from the sizes the
+    IR expects (:func:`~wisefuse_plugins.plan.lower.invocation_count`); the cached
+    layout first checks that every stage has a profile."""
     if not layout(m, workflow, tuple(unit.stages))[1]:
         return 1
-    return math.ceil(workflow.stage(unit.stages[0]).parallelism / unit.bundle_size)
+    return invocation_count(workflow, unit)
 
 
 def together(

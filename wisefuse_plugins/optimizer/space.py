@@ -19,6 +19,7 @@ from wisefuse_plugins.ir.names import safe_name
 from wisefuse_plugins.model.predict import Model, Prediction
 from wisefuse_plugins.optimizer.menu import TIMEOUT_MARGIN, Menu, build_menu, useful_memories
 from wisefuse_plugins.plan.limits import ARCHITECTURES, MAX_MEMORY_MB, MAX_TIMEOUT_S, vcpus
+from wisefuse_plugins.plan.lower import expected_instances
 from wisefuse_plugins.plan.schema import Plan, Unit, hashes_of, is_bundled_unit
 
 MEMORY_GRID = (
@@ -265,7 +266,8 @@ class Space:
         return is_bundled_unit(unit, self.workflow)
 
     def instances(self, unit: Unit) -> int:
-        return self.workflow.stage(unit.stages[0]).parallelism
+        """Instances of bundled ``unit``, as the lowering counts them before a run."""
+        return expected_instances(self.workflow, unit)
 
 
 def _in_plan_order(plan: Plan, pred: Prediction):

@@ -8,7 +8,10 @@ once:
   (:func:`unit_io`);
 - how many instances a mapped stage or a bundled unit has: **every** mapped binding of
   a stage must agree (:func:`agreed_count`, :func:`stage_instance_count`,
-  :func:`unit_instance_count`); there is no "first binding wins";
+  :func:`unit_instance_count`); there is no "first binding wins". Before a run the same
+  rule reads the sizes the IR expects (:func:`expected_instances`,
+  :func:`invocation_count`: the model's estimate); during one, what the responses
+  reported (:func:`take_counts`);
 - which instances go in which invocation of a bundled unit (:func:`chunks`,
   :func:`unit_chunks`);
 - where a bundled unit's count becomes known (:func:`count_source`) and the name its
@@ -239,6 +242,49 @@ def unit_instance_count(workflow: Workflow, unit: Unit, counts: Mapping[str, int
     if not is_bundled_unit(unit, workflow):
         raise LoweringError(f"{what} is not bundled: one invocation runs all its instances")
     return agreed_count(what, outside, _lookup(what, workflow, counts))
+
+
+def expected_instances(workflow: Workflow, unit: Unit) -> int:
+    """Instances of bundled ``unit`` before any run: :func:`unit_instance_count` fed with
+    the sizes the IR expects (each outside input a stage maps over is as long as that
+    stage's ``parallelism``), so the model and the optimizer count as a run does.
+
+    Examples
+    --------
+    >>> from wisefuse_plugins.ir import CallableRef, Item, Stage, Workflow, derive_edges
+    >>> ref = lambda q: CallableRef(path="app.py", qualname=q, code_hash="0" * 64)
+    >>> stages = [Stage(id="split", callable=ref("split")),
+    ...           Stage(id="work", callable=ref("work"), parallelism=5,
+    ...                 bindings={"x": Item(stage="split")})]
+    >>> wf = Workflow(name="wf", stages=stages, edges=derive_edges(stages))
+    >>> expected_instances(wf, Unit(id="work", stages=["work"], bundle_size=2))
+    5
+    """
+    members = set(unit.stages)
+    counts = {
+        count_name(workflow, b): workflow.stage(sid).parallelism
+        for sid in unit.stages
+        for b in workflow.stage(sid).bindings.values()
+        if isinstance(b, Item) and b.stage not in members
+    }
+    return unit_instance_count(workflow, unit, counts)
+
+
+def invocation_count(
+    workflow: Workflow, unit: Unit, counts: Mapping[str, int] | None = None
+) -> int:
+    """How many invocations one run makes of ``unit``: one for an unbundled unit, else one
+    per chunk of :func:`unit_chunks`. ``counts``: as a run reports them; None: the sizes
+    the IR expects (:func:`expected_instances`), the model's static estimate.
+    """
+    if not is_bundled_unit(unit, workflow):
+        return 1
+    n = (
+        expected_instances(workflow, unit)
+        if counts is None
+        else unit_instance_count(workflow, unit, counts)
+    )
+    return len(chunks(n, unit.bundle_size))
 
 
 def unit_chunks(

@@ -3,7 +3,8 @@
 A :class:`Unit` is one Lambda function. Its stages run in one invocation, passing values
 in memory (fusion). A unit whose stages are all mapped runs ``ceil(N / bundle_size)``
 invocations, each running ``bundle_size`` instances (bundling); a unit with an unmapped
-stage runs once, with every instance of its mapped stages inside that invocation.
+stage runs once, with every instance of its mapped stages inside that invocation. Counting
+them is the lowering's (:func:`wisefuse_plugins.plan.lower.invocation_count`).
 
 :func:`check_plan` validates a plan against the workflow it was made for; every rule
 names the unit and what to change. Plans are versioned JSON like the IR.
@@ -11,7 +12,6 @@ names the unit and what to change. Plans are versioned JSON like the IR.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -46,13 +46,6 @@ class Unit(BaseModel):
     bundle_size: int = Field(default=1, ge=1)
     memory_mb: int = Field(default=1769, ge=MIN_MEMORY_MB, le=MAX_MEMORY_MB)
     arch: Arch = "x86_64"
-
-    def invocations(self, workflow: Workflow) -> int:
-        """How many invocations one run of the workflow makes of this unit."""
-        if not is_bundled_unit(self, workflow):
-            return 1
-        n = workflow.stage(self.stages[0]).parallelism
-        return math.ceil(n / self.bundle_size)
 
 
 class Plan(BaseModel):
