@@ -111,7 +111,7 @@ def deploy_plan(
     digest = plan_hash(workflow, plan)
     factory = client_factory or default_client_factory(region)
     if build_layers:
-        from wisefuse_plugins.runtime.artifacts import package_plan
+        from wisefuse_plugins.runtime.artifacts import package_plan, publish_layer
 
         built = package_plan(workflow, plan, code_root=Path(code_root) if code_root else None)
         extra_roots = [*extra_roots, *built.extra_roots]
@@ -161,34 +161,6 @@ def deploy_plan(
         )
         result.asl, result.state_machine_arn, result.state_machine_change = asl, arn, change
     return result
-
-
-def publish_layer(client: Any, name: str, layer: Any) -> str:
-    """The ARN of layer ``name``'s version with ``layer``'s content: an existing one (its
-    description names the content hash), else a newly published one."""
-    from wisefuse_plugins.runtime.packaging import MAX_ZIPPED_BYTES, PackageTooLarge
-
-    tag = f"wisefuse deps {layer.key}"
-    for page in client.get_paginator("list_layer_versions").paginate(LayerName=name):
-        for version in page.get("LayerVersions", []):
-            if version.get("Description") == tag:
-                return version["LayerVersionArn"]
-    if layer.zipped_bytes > MAX_ZIPPED_BYTES:
-        raise PackageTooLarge(
-            f"the {layer.arch} dependency layer is {layer.zipped_bytes / 2**20:.1f} MB zipped; "
-            f"a direct upload takes at most {MAX_ZIPPED_BYTES // 2**20} MB; largest packages: "
-            f"{layer.largest()}",
-            hint="import less in the units' code, or publish the layer from S3 yourself "
-            "(wisefuse package writes it) and pass --layer ARN",
-        )
-    answer = client.publish_layer_version(
-        LayerName=name,
-        Description=tag,
-        Content={"ZipFile": layer.path.read_bytes()},
-        CompatibleArchitectures=[layer.arch],
-        CompatibleRuntimes=[layer.runtime],
-    )
-    return answer["LayerVersionArn"]
 
 
 def put_state_machine(

@@ -156,7 +156,7 @@ def test_an_example_dag_runs_from_its_package_where_airflow_is_absent(
 
     from examples.apps import svd
     from tests.plans import chains_plan
-    from wisefuse_plugins.runtime.artifacts import package_plan
+    from wisefuse_plugins.runtime.artifacts import package_plan, publish_layer
     from wisefuse_plugins.runtime.backends.aws import AwsLambdaBackend
     from wisefuse_plugins.runtime.executor import execute
     from wisefuse_plugins.runtime.observe import observe
@@ -177,10 +177,9 @@ def test_an_example_dag_runs_from_its_package_where_airflow_is_absent(
     with serve(port=0, root=tmp_path / "svc") as handle:
         handle.service.isolated = True
         lam = _client(handle.url)
-        arn = lam.publish_layer_version(
-            LayerName="deps",
-            Content={"ZipFile": (tmp_path / "out" / "layer-x86_64.zip").read_bytes()},
-        )["LayerVersionArn"]
+        arn = publish_layer(lam, "deps-x86_64", built.layers["x86_64"])
+        assert publish_layer(lam, "deps-x86_64", built.layers["x86_64"]) == arn  # reused
+        assert len(lam.list_layer_versions(LayerName="deps-x86_64")["LayerVersions"]) == 1
         backend = AwsLambdaBackend(
             role_arn="arn:aws:iam::000000000000:role/x",
             store_url=store.url,

@@ -9,11 +9,18 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from wisefuse_plugins.ir import Workflow
 from wisefuse_plugins.plan.schema import Plan
 from wisefuse_plugins.runtime.layers import Layer, Method, Resolution, build_layer, resolve
-from wisefuse_plugins.runtime.packaging import RUNTIME, Package, Packager
+from wisefuse_plugins.runtime.packaging import (
+    MAX_ZIPPED_BYTES,
+    RUNTIME,
+    Package,
+    Packager,
+    PackageTooLarge,
+)
 
 
 @dataclass
@@ -85,3 +92,30 @@ def package_plan(
             shutil.copyfile(layer.path, path)
             result.written[path.name] = path
     return result
+
+
+def publish_layer(client: Any, name: str, layer: Layer) -> str:
+    """The ARN of layer ``name``'s version with ``layer``'s content: an existing one (its
+    description names the content hash), else a newly published one. ``client``: boto3's
+    Lambda client, for AWS or for the local Lambda service."""
+    tag = f"wisefuse deps {layer.key}"
+    for page in client.get_paginator("list_layer_versions").paginate(LayerName=name):
+        for version in page.get("LayerVersions", []):
+            if version.get("Description") == tag:
+                return version["LayerVersionArn"]
+    if layer.zipped_bytes > MAX_ZIPPED_BYTES:
+        raise PackageTooLarge(
+            f"the {layer.arch} dependency layer is {layer.zipped_bytes / 2**20:.1f} MB zipped; "
+            f"a direct upload takes at most {MAX_ZIPPED_BYTES // 2**20} MB; largest packages: "
+            f"{layer.largest()}",
+            hint="import less in the units' code, or publish the layer from S3 yourself "
+            "(wisefuse package writes it) and pass --layer ARN",
+        )
+    answer = client.publish_layer_version(
+        LayerName=name,
+        Description=tag,
+        Content={"ZipFile": layer.path.read_bytes()},
+        CompatibleArchitectures=[layer.arch],
+        CompatibleRuntimes=[layer.runtime],
+    )
+    return answer["LayerVersionArn"]
