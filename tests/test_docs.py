@@ -990,6 +990,9 @@ NOT_RUN: dict[str, str] = {
     "prefect block register -m wisefuse_plugins.providers.prefect": "needs a Prefect server; "
     "tests/providers/test_prefect_block.py saves and loads the block",
     "prefect deploy": "needs a Prefect server and a work pool",
+    "prefect server start": "a long-running server: tests/live_prefect starts one",
+    "prefect work-pool create my-pool --type process": "needs a Prefect server: "
+    "tests/live_prefect/test_deployments.py creates one",
     "pip install": "prose: installing the requirements into a container image",
     "aws sts get-caller-identity": "needs an AWS account",
 }

@@ -29,10 +29,16 @@ during the traced run and adds it to the IR's ``meta``). A flow whose return val
 be rebuilt from stage outputs always runs plain, with a warning that says why; so does a
 flow whose traced run completed with failed task runs (:func:`tolerated_failures`).
 
-Not intercepted: ``return_state=True`` and ``wait_for`` calls, calls inside another
-flow or task run (they run plain and are not traced, but use a fitting plan), async flows,
-and runs that Prefect's engine starts from a deployment (it calls the function, not the
-flow object): deploy a file from :func:`wisefuse_plugins.emitters.prefect.emit_flow`.
+Runs Prefect's engine starts -- a deployment's, served with ``flow.serve()`` or picked up
+by a worker (``flow.deploy()``, ``.to_deployment()``, ``prefect deploy``), ``run_deployment``
+-- decide the same way inside the flow run the engine started (see :mod:`.engine`): under
+a fitting plan its task runs are the plan's units; otherwise the reason is logged at
+WARNING in its logs. They are not traced (the adapter traces a run it starts): record the
+trace the plan needs by calling the flow directly with the same parameters.
+
+Not traced either: ``return_state=True`` and ``wait_for`` calls and calls inside another
+flow or task run (they run plain, saying so, or under a fitting plan). Async flows are
+not intercepted.
 """
 
 from __future__ import annotations
@@ -57,6 +63,12 @@ from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir import IRError, Source, Workflow, code_hash
 from wisefuse_plugins.ir.names import safe_name
 from wisefuse_plugins.plan.schema import Plan, load_plan, plan_problems
+from wisefuse_plugins.providers.prefect.engine import (
+    engine_entry,
+    engine_runs,
+    run_plan,
+    task_runner_problem,
+)
 from wisefuse_plugins.providers.prefect.planned import opaque_problem
 
 __all__ = ["PlanCheck", "WiseFuseFlow", "wisefuse"]
@@ -132,10 +144,11 @@ def wisefuse(
 
 
 class WiseFuseFlow(Flow):
-    """A Prefect flow whose calls run under a WiseFuse plan when one fits.
+    """A Prefect flow whose runs run under a WiseFuse plan when one fits: called directly,
+    as a subflow, or started by Prefect's engine from a deployment (see :mod:`.engine`).
 
-    Everything else is the original flow's: ``fn``, name, options, ``serve`` and
-    ``deploy`` (deployments run it plain). ``with_options`` returns a plain flow.
+    Everything else is the original flow's: ``fn`` (to every reader but the engine about to
+    run this flow), name, options, ``serve``, ``deploy``. ``with_options`` returns a plain flow.
     """
 
     _wisefuse: _Config
@@ -143,9 +156,29 @@ class WiseFuseFlow(Flow):
     @classmethod
     def _wrap(cls, flow: Flow, config: _Config) -> WiseFuseFlow:
         new = flow.with_options()
+        own = new.__dict__.pop("fn")
         new.__class__ = cls
         new._wisefuse = config  # type: ignore[attr-defined]
+        new.fn = own  # type: ignore[method-assign]
         return new  # type: ignore[return-value]
+
+    @property  # type: ignore[override]
+    def fn(self) -> Callable:
+        """The flow's function; to Prefect's engine about to run this flow object, the entry
+        that runs the plan in that flow run (:func:`.engine.engine_entry`)."""
+        own = self.__dict__["_wisefuse_fn"]
+        if self.isasync or self.isgenerator or not engine_runs(self):
+            return own
+        return engine_entry(own, self._engine_run)
+
+    @fn.setter
+    def fn(self, value: Callable) -> None:
+        self.__dict__["_wisefuse_fn"] = value
+
+    @property
+    def own_fn(self) -> Callable:
+        """The decorated flow's own function, always."""
+        return self.__dict__["_wisefuse_fn"]
 
     # ---------------------------------------------------------------- paths
 
@@ -158,7 +191,7 @@ class WiseFuseFlow(Flow):
     def code_root(self) -> Path:
         if self._wisefuse.root is not None:
             return self._wisefuse.root
-        return Path(inspect.getsourcefile(self.fn) or ".").resolve().parent
+        return Path(inspect.getsourcefile(self.own_fn) or ".").resolve().parent
 
     @property
     def plan_path(self) -> Path | None:
@@ -180,7 +213,7 @@ class WiseFuseFlow(Flow):
 
     def call_parameters(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """The call's parameters as the trace records them (defaults applied, JSON values)."""
-        bound = inspect.signature(self.fn).bind(*args, **kwargs)
+        bound = inspect.signature(self.own_fn).bind(*args, **kwargs)
         bound.apply_defaults()
         return {k: _jsonable(v) for k, v in bound.arguments.items()}
 
@@ -188,6 +221,19 @@ class WiseFuseFlow(Flow):
 
     def check(self, *args: Any, **kwargs: Any) -> PlanCheck:
         """Would a call with these arguments run under a plan? (It reads files, runs nothing.)"""
+        return self._decide(args, kwargs)
+
+    def _decide(
+        self, args: tuple, kwargs: dict[str, Any], untraced: str | None = None
+    ) -> PlanCheck:
+        """:meth:`check`, for a run that is traced unless ``untraced`` says why it is not:
+        the reasons' fixes say how to get the trace the plan needs."""
+        record = self._wisefuse.record and untraced is None
+        why_not = untraced or "@wisefuse(record=False) records no trace"
+
+        def retrace(what: str, then: str) -> str:
+            return f"call the flow directly{what} once to record its trace ({why_not}); then {then}"
+
         plan_path = self.plan_path
         fix = self._fix_hint()
         plan = self._wisefuse.plan
@@ -197,7 +243,12 @@ class WiseFuseFlow(Flow):
                 return PlanCheck(
                     False,
                     f"no WiseFuse plan for flow {self.name!r} at {plan_path}: running it as it "
-                    "is" + (" and recording its trace" if self._wisefuse.record else ""),
+                    "is"
+                    + (
+                        " and recording its trace"
+                        if record
+                        else (f"; {untraced}" if untraced and self._wisefuse.record else "")
+                    ),
                     logging.WARNING,
                     plan_path=plan_path,
                 )
@@ -219,19 +270,29 @@ class WiseFuseFlow(Flow):
                 return self._unfit(
                     why,
                     "this run is traced with the new parameters: the next call with them runs "
-                    "under the plan if it fits that trace (or run `wisefuse optimize` on it)",
+                    "under the plan if it fits that trace (or run `wisefuse optimize` on it)"
+                    if record
+                    else retrace(
+                        " with these parameters",
+                        "runs with them run under the plan if it fits that trace (or run "
+                        "`wisefuse optimize` on it)",
+                    ),
                     plan_path,
                 )
             return self._unfit(
                 "there is no recorded trace of it to check the plan against",
-                "this run is traced; the next call runs under the plan if it fits",
+                "this run is traced; the next call runs under the plan if it fits"
+                if record
+                else retrace(
+                    " with these parameters", "runs with them run under the plan if it fits"
+                ),
                 plan_path,
             )
         stale = self._changed_code(workflow)
         if stale:
             return self._unfit(
                 f"its code changed since the trace {trace_path} (stages {', '.join(stale)})",
-                f"this run records a new trace; then {fix}",
+                f"this run records a new trace; then {fix}" if record else retrace("", fix),
                 plan_path,
                 trace_path,
             )
@@ -324,10 +385,15 @@ class WiseFuseFlow(Flow):
         from wisefuse_plugins.runtime.loader import load_callable, unwrap
 
         if ref.path == workflow.source.path:  # the flow's own file: already imported
-            obj: Any = self.fn.__globals__
-            for i, part in enumerate(ref.qualname.split(".")):
-                obj = obj[part] if i == 0 else getattr(obj, part)
-            return unwrap(obj)
+            obj: Any = self.own_fn.__globals__
+            with contextlib.suppress(KeyError, AttributeError):
+                for i, part in enumerate(ref.qualname.split(".")):
+                    obj = obj[part] if i == 0 else getattr(obj, part)
+                fn = unwrap(obj)
+                if Path(inspect.getsourcefile(fn) or "").is_file():
+                    return fn
+            # not from a file: a served flow is pickled into its run's process, with its
+            # functions' code but not their source. Units import the file: check that.
         return load_callable(ref, workflow.source.root, verify_hash=False)
 
     # ---------------------------------------------------------------- calling
@@ -335,61 +401,95 @@ class WiseFuseFlow(Flow):
     def __call__(  # type: ignore[override]
         self, *args: Any, return_state: bool = False, wait_for: Any = None, **kwargs: Any
     ) -> Any:
-        plain = functools.partial(super().__call__, return_state=return_state, wait_for=wait_for)
+        # a plain copy: its run's flow is not this object, so the engine calls the function
+        plain = functools.partial(
+            self.with_options().__call__, return_state=return_state, wait_for=wait_for
+        )
         if _being_traced() or self.isasync:
             return plain(*args, **kwargs)
         try:
-            inspect.signature(self.fn).bind(*args, **kwargs)
+            inspect.signature(self.own_fn).bind(*args, **kwargs)
         except TypeError:  # bad arguments: let Prefect report them as it always does
             return plain(*args, **kwargs)
-        decision = self.check(*args, **kwargs)
+        nested = _inside_a_run()
+        untraced = None
+        if self._wisefuse.record and (return_state or wait_for is not None or nested):
+            untraced = "this call is not traced (return_state, wait_for or inside another run)"
+        decision = self._decide(args, kwargs, untraced)
         if decision.planned:
             planned = self._planned_flow(decision)
             return planned(*args, return_state=return_state, wait_for=wait_for, **kwargs)
         notice = (decision.level, decision.reason) if decision.reason else None
-        nested = _inside_a_run()
-        if not self._wisefuse.record or return_state or wait_for is not None or nested:
+        if not self._wisefuse.record or untraced is not None:
             if notice is None:
                 return plain(*args, **kwargs)
-            if self._wisefuse.record:  # check() assumed a traced call; this one is not
-                why = "this call is not traced (return_state, wait_for or inside another run)"
-                notice = (notice[0], f"{notice[1].removesuffix(' and recording its trace')}; {why}")
             told = self.with_options()
-            told.fn = _telling(self.fn, notice)
+            told.fn = _telling(self.own_fn, notice)
             return told(*args, return_state=return_state, wait_for=wait_for, **kwargs)
         return self._traced_call(args, kwargs, notice)
 
-    def _planned_flow(self, decision: PlanCheck) -> Flow:
-        """A flow of the same name whose body runs the plan's units as Prefect tasks."""
+    def _engine_run(self, args: tuple, kwargs: dict[str, Any]) -> Any:
+        """The body of a flow run Prefect's engine started (a deployment's, served or on a
+        worker): the plan's units as this run's task runs when it fits, else the flow's
+        own function, with the reason at WARNING in the run's logs. Such runs are not
+        traced: the adapter traces a run it starts itself."""
         from prefect.logging import get_run_logger
-        from prefect.task_runners import ThreadPoolTaskRunner
 
+        own = self.own_fn
+        if _being_traced():
+            return own(*args, **kwargs)
+        untraced = (
+            "runs that Prefect's engine starts from a deployment (served or on a worker) "
+            "are not traced"
+        )
+        decision = self._decide(args, kwargs, untraced)
+        reason = decision.reason
+        if decision.planned:
+            problem = task_runner_problem()
+            if problem is None:
+                assert decision.workflow is not None and decision.plan is not None
+                return run_plan(
+                    decision.workflow,
+                    decision.plan,
+                    self._block(),
+                    namespace=self.name,
+                    code_root=self._wisefuse.root or Path(decision.workflow.source.root),
+                )
+            reason = self._unfit(
+                problem, "run it with the default task runner", decision.plan_path
+            ).reason
+        if reason:
+            get_run_logger().warning("%s", reason)
+        return own(*args, **kwargs)
+
+    def _block(self) -> Any:
+        """The WiseFuseLambda block the units run on (loaded by name if given one)."""
         from wisefuse_plugins.providers.prefect.blocks import WiseFuseLambda
-        from wisefuse_plugins.providers.prefect.planned import PlannedRun, run_in_flow
 
         block = self._wisefuse.block
         if block is None:
-            block = WiseFuseLambda()
-        elif isinstance(block, str):
-            block = WiseFuseLambda.load(block)
+            return WiseFuseLambda()
+        if isinstance(block, str):
+            return WiseFuseLambda.load(block)
+        return block
+
+    def _planned_flow(self, decision: PlanCheck) -> Flow:
+        """A flow of the same name whose body runs the plan's units as Prefect tasks."""
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        block = self._block()
         workflow, plan = decision.workflow, decision.plan
         assert workflow is not None and plan is not None
         name, root = self.name, self._wisefuse.root or Path(workflow.source.root)
 
-        @functools.wraps(self.fn)
-        def run_plan(*args: Any, **kwargs: Any) -> Any:
-            run = PlannedRun.start(workflow, plan, block, namespace=name, code_root=root)
-            try:
-                value = run_in_flow(run)
-                get_run_logger().info("WiseFuse plan: %s", run.summary())
-                return value
-            finally:
-                run.close()
+        @functools.wraps(self.own_fn)
+        def body(*args: Any, **kwargs: Any) -> Any:
+            return run_plan(workflow, plan, block, namespace=name, code_root=root)
 
         planned = self.with_options(
             task_runner=ThreadPoolTaskRunner(max_workers=block.concurrency_limit)
         )
-        planned.fn = run_plan
+        planned.fn = body
         return planned
 
     def _traced_call(
@@ -411,8 +511,8 @@ class WiseFuseFlow(Flow):
             on_crashed=[*self.on_crashed_hooks, keep_state],
             on_cancellation=[*self.on_cancellation_hooks, keep_state],
         )
-        body = _telling(self.fn, notice) if notice else self.fn
-        traced.fn = _returning(body, box, self.fn)
+        body = _telling(self.own_fn, notice) if notice else self.own_fn
+        traced.fn = _returning(body, box, self.own_fn)
         try:
             workflow = trace_flow(traced, *args, root=self.code_root, **kwargs)
         except Exception as err:
@@ -461,13 +561,15 @@ class WiseFuseFlow(Flow):
             meta["returns_problem"] = box.get("returns_problem", "the flow did not return")
         if self._wisefuse.slo is not None:
             meta["slo"] = self._wisefuse.slo
-        flow_file = Path(inspect.getsourcefile(self.fn) or "").resolve()
+        flow_file = Path(inspect.getsourcefile(self.own_fn) or "").resolve()
         root = self.code_root
         rel = flow_file.relative_to(root).as_posix() if flow_file.is_relative_to(root) else None
         data = workflow.model_dump()
         data.update(
             meta=meta,
-            source=Source(framework="prefect", root=str(root), path=rel, entry=self.fn.__name__),
+            source=Source(
+                framework="prefect", root=str(root), path=rel, entry=self.own_fn.__name__
+            ),
         )
         workflow = Workflow.model_validate(data)
 
