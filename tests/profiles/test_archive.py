@@ -18,7 +18,7 @@ from wisefuse_plugins.model.predict import Model, ModelError
 from wisefuse_plugins.model.profile import Platform
 from wisefuse_plugins.plan.schema import single_stage_plan
 from wisefuse_plugins.profiles import Archive, ArchiveError, Sample, default_url, profiles_for
-from wisefuse_plugins.profiles.archive import SCHEMA_VERSION, meta_table
+from wisefuse_plugins.profiles.tables import SCHEMA_VERSION, meta_table
 
 from ..conftest import load_module_from_path
 

@@ -11,20 +11,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from wisefuse_plugins.profiles.archive import (
-        ENV_DB_URL,
-        SCHEMA_VERSION,
-        SOURCES,
-        Archive,
-        ArchiveError,
-        FailureRecord,
-        Sample,
-        Stats,
-        default_url,
-        open_archive,
-        profiles_for,
-    )
+    from wisefuse_plugins.profiles.archive import Archive, Stats, open_archive, profiles_for
     from wisefuse_plugins.profiles.calibrate import calibrate_local, load_platform
+    from wisefuse_plugins.profiles.connection import ENV_DB_URL, ArchiveError, default_url
     from wisefuse_plugins.profiles.importers import (
         HistoryError,
         ImportResult,
@@ -44,17 +33,19 @@ if TYPE_CHECKING:
         Setting,
         profile_workflow,
     )
+    from wisefuse_plugins.profiles.records import SOURCES, FailureRecord, Sample
+    from wisefuse_plugins.profiles.tables import SCHEMA_VERSION
 
 _LAZY = {
-    "ENV_DB_URL": "archive",
-    "SCHEMA_VERSION": "archive",
-    "SOURCES": "archive",
+    "ENV_DB_URL": "connection",
+    "SCHEMA_VERSION": "tables",
+    "SOURCES": "records",
     "Archive": "archive",
-    "ArchiveError": "archive",
-    "FailureRecord": "archive",
-    "Sample": "archive",
+    "ArchiveError": "connection",
+    "FailureRecord": "records",
+    "Sample": "records",
     "Stats": "archive",
-    "default_url": "archive",
+    "default_url": "connection",
     "open_archive": "archive",
     "profiles_for": "archive",
     "profile_workflow": "profiler",

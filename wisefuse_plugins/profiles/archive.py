@@ -1,17 +1,15 @@
 """The profile archive: every measured sample, keyed by the code it measured.
 
-One ``samples`` table holds what the profiler and the importers measured, one row per
-stage instance run, keyed by (workflow, stage, code_hash, memory_mb, arch, bundle_size,
-backend). The model never reads rows directly: :meth:`Archive.profiles_for` queries the
-rows of a workflow's *current* code, so a changed function (new code hash) never reuses
-old samples, and hands them to :mod:`wisefuse_plugins.model.samples`, which turns them into
-:class:`~wisefuse_plugins.model.profile.StageProfile` s. This module holds the SQL only.
+:class:`Archive` holds the queries. One ``samples`` table holds what the profiler and the
+importers measured (:class:`~wisefuse_plugins.profiles.records.Sample`), one row per stage
+instance run, keyed by (workflow, stage, code_hash, memory_mb, arch, bundle_size, backend)
+(:mod:`.tables`). The model never reads rows directly: :meth:`Archive.profiles_for`
+queries the rows of a workflow's *current* code, so a changed function (new code hash)
+never reuses old samples, and hands them to :mod:`wisefuse_plugins.model.samples`, which
+turns them into :class:`~wisefuse_plugins.model.profile.StageProfile` s.
 
-Where it lives: ``sqlite:///$WISEFUSE_HOME/profiles.sqlite`` by default, any SQLAlchemy
-URL through ``WISEFUSE_DB_URL`` (PostgreSQL runs the same Core statements). SQLite is
-opened in WAL mode with a busy timeout, every write transaction starts with
-``BEGIN IMMEDIATE`` and a "database is locked" is retried, so several profilers or
-importers writing at once lose nothing. See ``docs/profiles.md`` for the schema.
+Where it lives and how concurrent writers share it (WAL, ``BEGIN IMMEDIATE``, retries):
+:mod:`.connection`. See ``docs/profiles.md`` for the schema.
 """
 
 from __future__ import annotations
@@ -19,251 +17,46 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import random
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    Column,
-    DateTime,
-    Engine,
-    Float,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    delete,
-    event,
-    func,
-    insert,
-    inspect,
-    select,
-    tuple_,
-)
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
-from sqlalchemy.pool import StaticPool
+from sqlalchemy import delete, func, insert, inspect, select, tuple_
 
-from wisefuse_plugins.adapters.database import open_engine, parse_url
-from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir import Workflow
 from wisefuse_plugins.model.profile import Platform, StageProfile
 from wisefuse_plugins.model.samples import Stats, setting_stats, stage_profiles
-from wisefuse_plugins.runtime.store import wisefuse_home
+from wisefuse_plugins.profiles.connection import (
+    ArchiveError,
+    default_url,
+    open_archive_engine,
+    retry,
+    shown_url,
+)
+from wisefuse_plugins.profiles.records import OPAQUE_HASH, FailureRecord, Sample, now, utc
+from wisefuse_plugins.profiles.tables import (
+    SCHEMA_VERSION,
+    corrections_table,
+    failures_table,
+    meta_table,
+    metadata,
+    platforms_table,
+    samples_table,
+)
 
 if TYPE_CHECKING:
     from wisefuse_plugins.model.state import Corrections
 
-ENV_DB_URL = "WISEFUSE_DB_URL"
-#: Bumped on every incompatible change of the tables; an archive with a newer version is
-#: refused rather than misread.
-SCHEMA_VERSION = 1
-#: Where samples come from (the ``source`` column).
-SOURCES = ("profiler", "lambda-report", "airflow", "prefect")
-#: Code hash recorded for opaque stages (no Python callable to hash).
-OPAQUE_HASH = ""
-#: How long a writer keeps retrying a locked SQLite database before giving up.
-LOCK_RETRY_S = 120.0
-SQLITE_BUSY_TIMEOUT_MS = 30_000
-URL_HINT = "use sqlite:///path/profiles.sqlite or postgresql://user@host/db"
-
-metadata = MetaData()
-
-samples_table = Table(
-    "samples",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("workflow", String(256), nullable=False),
-    Column("stage", String(256), nullable=False),
-    Column("code_hash", String(64), nullable=False),
-    Column("memory_mb", Integer, nullable=False),
-    Column("arch", String(16), nullable=False),
-    Column("bundle_size", Integer, nullable=False),
-    Column("backend", String(32), nullable=False),
-    Column("instance", Integer, nullable=True),
-    Column("duration_ms", Float, nullable=False),
-    Column("init_ms", Float, nullable=True),
-    Column("cold", Boolean, nullable=False),
-    Column("input_bytes", BigInteger, nullable=True),
-    Column("output_bytes", BigInteger, nullable=True),
-    Column("peak_memory_mb", Float, nullable=True),
-    Column("timestamp", DateTime(timezone=True), nullable=False),
-    Column("source", String(32), nullable=False),
-    Column("ref", String(512), nullable=True),
-    Index(
-        "ix_samples_key",
-        "workflow",
-        "stage",
-        "code_hash",
-        "backend",
-        "arch",
-        "memory_mb",
-        "bundle_size",
-    ),
-    Index("ux_samples_ref", "ref", unique=True),
-)
-
-failures_table = Table(
-    "failures",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("workflow", String(256), nullable=False),
-    Column("stage", String(256), nullable=False),
-    Column("code_hash", String(64), nullable=False),
-    Column("memory_mb", Integer, nullable=False),
-    Column("arch", String(16), nullable=False),
-    Column("bundle_size", Integer, nullable=False),
-    Column("backend", String(32), nullable=False),
-    Column("kind", String(32), nullable=False),
-    Column("message", Text, nullable=False),
-    Column("timestamp", DateTime(timezone=True), nullable=False),
-    Index("ix_failures_key", "workflow", "stage", "code_hash", "backend", "arch"),
-)
-
-platforms_table = Table(
-    "platforms",
-    metadata,
-    Column("name", String(64), primary_key=True),
-    Column("data", Text, nullable=False),
-    Column("measured_at", DateTime(timezone=True), nullable=False),
-)
-
-corrections_table = Table(
-    "corrections",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("workflow", String(256), nullable=False),
-    Column("backend", String(32), nullable=False),
-    Column("stages", Text, nullable=False),  # JSON list of stage ids, in the unit's order
-    Column("code_hashes", Text, nullable=False),  # JSON list, the stages' code when measured
-    Column("bundle_size", Integer, nullable=False),
-    Column("arch", String(16), nullable=False),
-    Column("memory_mb", Integer, nullable=False),
-    Column("factor", Float, nullable=False),
-    # the newest sample of the workflow then: a stage sampled since has new profiles, and a
-    # factor relative to the old ones says nothing of them
-    Column("last_sample", Integer, nullable=False),
-    Column("timestamp", DateTime(timezone=True), nullable=False),
-    Index("ix_corrections_key", "workflow", "backend"),
-)
-
-meta_table = Table(
-    "meta",
-    metadata,
-    Column("key", String(64), primary_key=True),
-    Column("value", String(256), nullable=False),
-)
+__all__ = [
+    "Archive",
+    "ArchiveError",
+    "FailureRecord",
+    "Sample",
+    "Stats",
+    "open_archive",
+    "profiles_for",
+]
 
 T = TypeVar("T")
-
-
-class ArchiveError(WiseFuseError):
-    """The archive cannot be opened, read or written (bad URL, newer schema, locked too long)."""
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _utc(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes: they were stored as UTC."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One run of one stage instance, as measured.
-
-    ``duration_ms`` is the function alone, Lambda-equivalent where the source allows it
-    (profiler, Lambda REPORT lines); importers from Airflow and Prefect record the task's
-    run time under their worker (see ``docs/profiles.md``). ``init_ms`` is the cold start
-    of the execution environment when ``cold``. ``peak_memory_mb`` is the invocation's
-    (shared by the instances of a bundle). ``ref`` names the sample at its origin (a
-    Lambda request id, an Airflow task instance, a Prefect task run): importing the same
-    history twice records it once.
-    """
-
-    workflow: str
-    stage: str
-    code_hash: str
-    memory_mb: int
-    duration_ms: float
-    arch: str = "x86_64"
-    bundle_size: int = 1
-    backend: str = "local"
-    instance: int | None = None
-    init_ms: float | None = None
-    cold: bool = False
-    input_bytes: int | None = None
-    output_bytes: int | None = None
-    peak_memory_mb: float | None = None
-    timestamp: datetime = field(default_factory=_now)
-    source: str = "profiler"
-    ref: str | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.memory_mb, int) or self.memory_mb <= 0:
-            raise ValueError(f"memory_mb must be a positive integer, got {self.memory_mb!r}")
-        if not isinstance(self.bundle_size, int) or self.bundle_size < 1:
-            raise ValueError(f"bundle_size must be >= 1, got {self.bundle_size!r}")
-        if not math.isfinite(self.duration_ms) or self.duration_ms < 0:
-            raise ValueError(f"duration_ms must be finite and >= 0, got {self.duration_ms!r}")
-
-    def row(self) -> dict[str, Any]:
-        row = dataclasses.asdict(self)
-        row["timestamp"] = _utc(self.timestamp)
-        return row
-
-    @classmethod
-    def from_row(cls, row: Any) -> Sample:
-        data = {f.name: getattr(row, f.name) for f in dataclasses.fields(cls)}
-        data["timestamp"] = _utc(data["timestamp"])
-        data["cold"] = bool(data["cold"])
-        return cls(**data)
-
-
-@dataclass(frozen=True)
-class FailureRecord:
-    """A setting that could not run: out of memory, timeout, crash (kept to skip it next time)."""
-
-    workflow: str
-    stage: str
-    code_hash: str
-    memory_mb: int
-    arch: str
-    bundle_size: int
-    backend: str
-    kind: str
-    message: str
-    timestamp: datetime = field(default_factory=_now)
-
-
-def default_url() -> str:
-    """``$WISEFUSE_DB_URL``, else ``sqlite:///$WISEFUSE_HOME/profiles.sqlite``."""
-    url = os.environ.get(ENV_DB_URL)
-    if url:
-        return url
-    return f"sqlite:///{(wisefuse_home() / 'profiles.sqlite').resolve()}"
-
-
-def _is_locked(err: DBAPIError) -> bool:
-    text = str(getattr(err, "orig", err)).lower()
-    return "locked" in text or "busy" in text
-
-
-def _is_race(err: DBAPIError) -> bool:
-    """Another process created the same table or inserted the same ``ref`` first."""
-    text = str(getattr(err, "orig", err)).lower()
-    return isinstance(err, IntegrityError) or "already exists" in text
 
 
 class Archive:
@@ -276,7 +69,7 @@ class Archive:
 
     def __init__(self, url: str | None = None, *, echo: bool = False) -> None:
         self.url = url or default_url()
-        self.engine = _engine(self.url, echo)
+        self.engine = open_archive_engine(self.url, echo)
         self.schema_version = self._retry(self._init_schema, "open")
         if self.schema_version > SCHEMA_VERSION:
             self.engine.dispose()
@@ -289,7 +82,7 @@ class Archive:
     # -- plumbing ---------------------------------------------------------------------
 
     def _shown_url(self) -> str:
-        return make_url(self.url).render_as_string(hide_password=True)
+        return shown_url(self.url)
 
     def _init_schema(self) -> int:
         with self.engine.begin() as conn:
@@ -311,29 +104,7 @@ class Archive:
             return int(found)
 
     def _retry(self, fn: Callable[[], T], what: str) -> T:
-        """Run ``fn`` (one transaction), again while the database is locked or raced.
-
-        SQLite allows one writer at a time: the busy timeout waits inside the driver, and
-        this loop covers what it does not (a lock held longer than the timeout, or a
-        schema change racing with another process creating the same tables).
-        """
-        deadline = time.monotonic() + LOCK_RETRY_S
-        delay = 0.005
-        races = 0
-        while True:
-            try:
-                return fn()
-            except DBAPIError as err:
-                locked = isinstance(err, OperationalError) and _is_locked(err)
-                raced = _is_race(err) and races < 5
-                if not (locked or raced) or time.monotonic() > deadline:
-                    raise ArchiveError(
-                        f"profile archive {self._shown_url()}: cannot {what}: {err.orig}",
-                        hint="check the database URL (WISEFUSE_DB_URL / --db) and that it is reachable",
-                    ) from err
-                races += raced
-                time.sleep(delay * (1 + random.random()))
-                delay = min(delay * 2, 0.25)
+        return retry(fn, what, self.url)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -517,7 +288,7 @@ class Archive:
                 "workflow": workflow.name, "backend": backend, "stages": json.dumps(list(stages)),
                 "code_hashes": json.dumps([hashes.get(sid, OPAQUE_HASH) for sid in stages]),
                 "bundle_size": bundle, "arch": arch, "memory_mb": int(memory),
-                "factor": float(factor), "timestamp": _now(),
+                "factor": float(factor), "timestamp": now(),
             }
             for (stages, bundle, arch), by_memory in corrections.items()
             for memory, factor in by_memory.items()
@@ -579,7 +350,7 @@ class Archive:
 
     def add_failure(self, failure: FailureRecord) -> None:
         row = dataclasses.asdict(failure)
-        row["timestamp"] = _utc(failure.timestamp)
+        row["timestamp"] = utc(failure.timestamp)
 
         def write() -> None:
             with self.engine.begin() as conn:
@@ -603,7 +374,7 @@ class Archive:
             return [
                 FailureRecord(
                     **{k: v for k, v in r.items() if k not in ("id", "timestamp")},
-                    timestamp=_utc(r["timestamp"]),
+                    timestamp=utc(r["timestamp"]),
                 )
                 for r in rows
             ]
@@ -647,9 +418,7 @@ class Archive:
             with self.engine.begin() as conn:
                 conn.execute(delete(platforms_table).where(platforms_table.c.name == platform.name))
                 conn.execute(
-                    insert(platforms_table).values(
-                        name=platform.name, data=data, measured_at=_now()
-                    )
+                    insert(platforms_table).values(name=platform.name, data=data, measured_at=now())
                 )
 
         self._retry(write, "save the platform")
@@ -681,55 +450,6 @@ def _code_hashes(workflow: Workflow) -> dict[str, str]:
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
-
-
-def _engine(url: str, echo: bool) -> Engine:
-    """An engine; for SQLite: WAL, a busy timeout and ``BEGIN IMMEDIATE`` transactions.
-
-    pysqlite's deferred transactions take the write lock late, and a reader upgrading to
-    a writer can fail at once with "database is locked" whatever the timeout; taking the
-    lock at BEGIN makes writers queue behind the busy timeout instead.
-    """
-    parsed = parse_url(url, error=ArchiveError, hint=URL_HINT)
-    if not parsed.drivername.startswith("sqlite"):
-        return open_engine(
-            parsed, what="the profile archive", error=ArchiveError, echo=echo, pool_pre_ping=True
-        )
-    database = parsed.database
-    in_memory = database in (None, "", ":memory:")
-    if not in_memory:
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = open_engine(
-        parsed,
-        what="the profile archive",
-        error=ArchiveError,
-        echo=echo,
-        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
-        **({"poolclass": StaticPool} if in_memory else {}),
-    )
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # autocommit in the driver: we issue BEGIN ourselves
-        cur = dbapi_conn.cursor()
-        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        if not in_memory:
-            for _ in range(100):  # switching to WAL needs a moment without other writers
-                try:
-                    cur.execute("PRAGMA journal_mode=WAL")
-                    break
-                except Exception as err:
-                    if "locked" not in str(err).lower():
-                        raise
-                    time.sleep(0.05)
-            cur.execute("PRAGMA synchronous=NORMAL")
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine
 
 
 def open_archive(url: str | None = None) -> Archive:
