@@ -18,7 +18,10 @@ from wisefuse_plugins.plan.schema import Plan, Unit, hashes_of
 pytestmark = pytest.mark.airflow
 
 DAGS = Path(__file__).resolve().parent / "dags"
-REFUSED = "unit 'parse-crunch' fuses stages whose scheduling settings differ (pool: 'parse' has"
+REFUSED = (
+    "unit 'parse-crunch' fuses stages whose scheduling settings differ: pool is 'io_pool' in "
+    "'parse' and the default in 'crunch'"
+)
 
 
 @pytest.fixture(scope="module")

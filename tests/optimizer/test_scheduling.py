@@ -75,10 +75,10 @@ def test_the_oracle_keeps_them_apart(case):
 @pytest.mark.parametrize(
     ("stages", "shown"),
     [
-        (["parse", "crunch"], "pool: 'parse' has 'io_pool', 'crunch' has the default"),
+        (["parse", "crunch"], "pool is 'io_pool' in 'parse' and the default in 'crunch'"),
         (
             ["crunch", "crunch_again"],
-            "owner: 'crunch' has 'analytics', 'crunch_again' has 'data-team'",
+            "owner is 'analytics' in 'crunch' and 'data-team' in 'crunch_again'",
         ),
     ],
 )
@@ -90,8 +90,8 @@ def test_a_plan_fusing_them_is_refused_with_the_settings_and_the_fix(case, stage
     with pytest.raises(IRError) as err:
         check_plan(plan, wf)
     text = str(err.value)
-    assert f"unit {'-'.join(stages)!r} fuses stages whose scheduling settings differ" in text
+    assert f"unit {'-'.join(stages)!r} fuses stages whose scheduling settings differ: " in text
     assert shown in text
-    assert "split the unit" in text and "give their tasks the same" in text
+    assert "split the unit where the settings change, or give these tasks the same" in text
     with pytest.raises(IRError, match="scheduling settings differ"):
         plan_from_json(plan_to_json(plan), wf)  # what `wisefuse report/deploy` and runs load

@@ -54,16 +54,27 @@ def scheduling_problem(unit_id: str, workflow: Workflow, stages: Sequence[str]) 
     differ = scheduling_conflicts(workflow, stages)
     if not differ:
         return None
-    shown = "; ".join(
-        f"{name}: "
-        + ", ".join(
-            f"{s!r} has {'the default' if v is None else repr(v)}" for s, v in per_stage.items()
-        )
-        for name, per_stage in differ.items()
-    )
+    shown = "; ".join(f"{name} is {_by_value(per_stage)}" for name, per_stage in differ.items())
     settings = ", ".join(differ)
     return (
-        f"unit {unit_id!r} fuses stages whose scheduling settings differ ({shown}); a unit "
-        f"runs as one task, which has one {settings}: split the unit so these stages are in "
-        f"units of their own, or give their tasks the same {settings}"
+        f"unit {unit_id!r} fuses stages whose scheduling settings differ: {shown}. A unit "
+        f"runs as one task, which has one value of each: split the unit where the settings "
+        f"change, or give these tasks the same {settings}"
     )
+
+
+def _by_value(per_stage: Mapping[str, JsonValue | None]) -> str:
+    """``'io' in 'a', 'b' and the default in 'c'``: each value with the stages that have it."""
+    groups: list[tuple[JsonValue | None, list[str]]] = []
+    for stage, value in per_stage.items():
+        for v, members in groups:
+            if v == value:
+                members.append(stage)
+                break
+        else:
+            groups.append((value, [stage]))
+    parts = [
+        f"{'the default' if v is None else repr(v)} in {', '.join(map(repr, members))}"
+        for v, members in groups
+    ]
+    return " and ".join(parts)
