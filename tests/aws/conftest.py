@@ -14,8 +14,10 @@ REGION = "us-east-1"
 
 
 @pytest.fixture(autouse=True)
-def _aws(aws_env: str) -> str:
-    """Every test of this folder talks to the session's moto server (tests/conftest.py)."""
+def _aws(aws_env: str, tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> str:
+    """Every test of this folder talks to the session's moto server (tests/conftest.py),
+    with a throwaway ``$WISEFUSE_HOME`` (deploy caches its dependency layers there)."""
+    monkeypatch.setenv("WISEFUSE_HOME", str(tmp_path_factory.mktemp("aws-home")))
     return aws_env
 
 

@@ -60,8 +60,7 @@ def _client(url: str) -> Any:
 
 @pytest.fixture(params=[True, False], ids=["isolated", "host"])
 def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Handle]:
-    handle = serve(port=0, root=tmp_path / "svc")
-    handle.service.isolated = request.param
+    handle = serve(port=0, root=tmp_path / "svc", isolated=request.param)
     try:
         yield handle
     finally:
@@ -174,8 +173,7 @@ def test_an_example_dag_runs_from_its_package_where_airflow_is_absent(
     bucket = f"wf-{tmp_path.name[-20:].lower().replace('_', '-')}"
     s3.create_bucket(Bucket=bucket)
     store = S3Store(bucket, "data")
-    with serve(port=0, root=tmp_path / "svc") as handle:
-        handle.service.isolated = True
+    with serve(port=0, root=tmp_path / "svc", isolated=True) as handle:
         lam = _client(handle.url)
         arn = publish_layer(lam, "deps-x86_64", built.layers["x86_64"])
         assert publish_layer(lam, "deps-x86_64", built.layers["x86_64"]) == arn  # reused

@@ -150,12 +150,14 @@ def serve(
     engine: LocalLambda | None = None,
     engine_options: dict[str, Any] | None = None,
     idle_s: float | None = None,
+    isolated: bool = False,
 ) -> Handle:
     """Start the service in a background thread; ``port=0`` picks a free port.
 
     ``engine_options``: keyword arguments of the :class:`LocalLambda` behind it (when no
     ``engine`` is given). ``idle_s``: stop after this many seconds without a request
-    (``Handle.stopped`` is then set); None runs until stopped.
+    (``Handle.stopped`` is then set); None runs until stopped. ``isolated``: functions run
+    from their zip and layers only (:class:`LambdaService`).
     """
     root = Path(root) if root is not None else wisefuse_home() / "lambda-service"
     lock = _take_root(root)
@@ -176,7 +178,7 @@ def serve(
             f"bad engine options {engine_options!r}: {err}",
             hint="pass keyword arguments of LocalLambda (concurrency_limit, keep_alive_s, ...)",
         ) from None
-    server.service = LambdaService(root, region, engine)
+    server.service = LambdaService(root, region, engine, isolated=isolated)
     bound = server.server_address[1]
     url = f"http://{host}:{bound}"
     lock.write_text(json.dumps({"pid": os.getpid(), "url": url}))
@@ -213,6 +215,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--engine-options", default=None, help="JSON object of LocalLambda keyword arguments"
     )
+    parser.add_argument(
+        "--isolated", action="store_true", help="run functions from their zip and layers only"
+    )
     args = parser.parse_args(argv)
     try:
         options = json.loads(args.engine_options) if args.engine_options else None
@@ -227,6 +232,7 @@ def main(argv: list[str] | None = None) -> None:
             region=args.region,
             engine_options=options,
             idle_s=args.idle_timeout,
+            isolated=args.isolated,
         )
     except WiseFuseError as err:
         hint = f"\nhint: {err.hint}" if err.hint else ""
