@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from wisefuse_plugins.adapters.prefect.context import lambda_problems
 from wisefuse_plugins.adapters.prefect.errors import PrefectAdapterError, require_prefect
 from wisefuse_plugins.adapters.prefect.load import find_flow
 from wisefuse_plugins.adapters.prefect.refs import reference, workflow_source
@@ -325,6 +326,8 @@ class _History:
         else:
             ref, problem = reference(obj.fn, root)
             reasons += [problem] if problem else []
+            if node.subflow is None:
+                reasons += lambda_problems(obj)
         retries = 0 if node.subflow else getattr(node.runs[0].empirical_policy, "retries", 0)
         return Stage(
             id=sid,

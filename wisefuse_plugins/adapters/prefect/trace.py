@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from wisefuse_plugins.adapters.prefect.context import lambda_problems
 from wisefuse_plugins.adapters.prefect.errors import PrefectAdapterError, require_prefect
 from wisefuse_plugins.adapters.prefect.patch import instrumented
 from wisefuse_plugins.adapters.prefect.refs import reference, workflow_source
@@ -213,6 +214,8 @@ def _stage_from_call(call: Call, index: _Index) -> tuple[Stage, list[str]]:
             reads.append(index.ids[src[0].order])
     ref, problem = reference(obj.fn, index.root)
     reasons = ([problem] if problem else []) + reasons
+    if call.how != "subflow":
+        reasons += lambda_problems(obj)
     if call.how == "subflow":
         reasons.insert(0, f"Prefect subflow {obj.name!r}: its tasks stay in Prefect")
     n = len(call.runs) if call.how == "map" else 1

@@ -165,7 +165,7 @@ class Tracer:
         self._fresh = False
         node = self._sources.call_at(frame)
         flow = getattr(FlowRunContext.get(), "flow", None)
-        scope = self._sources.scope_at(frame, getattr(getattr(flow, "fn", None), "__code__", None))
+        scope = self._sources.scope_at(frame, _flow_code(flow))
         where = _Where(id(frame), scope, node)
         exprs = arg_exprs(node, obj.fn, len(args))
         constant = not exprs and all_args_constant(node, scope)  # ``f(*[1, 2])``, ``f(*ARGS)``
@@ -338,6 +338,14 @@ class Tracer:
             ):
                 return [frozenset([r]) for r in o.runs]
         return None
+
+
+def _flow_code(flow: Any) -> Any:
+    """The code of the flow's own function (under wrappers such as ``@wisefuse``'s)."""
+    fn = getattr(flow, "fn", None)
+    with contextlib.suppress(Exception):
+        fn = inspect.unwrap(fn)
+    return getattr(fn, "__code__", None)
 
 
 def _constant(value: Any, static: bool) -> Param:
