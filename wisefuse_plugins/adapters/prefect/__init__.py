@@ -24,15 +24,19 @@ found anywhere inside an argument to a task result of the same ``id()``, so inte
 values (short strings, code constants) returned by one task and merely equal to something
 inside another argument create spurious inputs (see docs/prefect-adapter.md). The trace
 only links (1) futures and states, by run id; (2) a whole argument (or each element of a
-list argument, for gathers) that *is* a recorded result. An atom (None, bool, number,
-string, bytes, a tuple of atoms) can be the very same object as an unrelated literal, so
-for atoms the link is kept only when the call site, read from the flow's source, passes a
-variable, attribute, subscript or ``future.result()`` -- never for a literal or a value
-computed in the flow (then it is a ``Const``). Atoms nested inside literals are never
-linked; a literal that nests a future or a non-atom upstream output makes the stage opaque,
-with a control edge from that upstream. Inputs Prefect recorded that the trace dropped are
-listed in ``Stage.meta["ignored_api_inputs"]``. A spurious edge would be wrong twice: an
-``Output`` binding replaces the literal the task really got.
+list argument, for gathers) that the call site proves to be an output: a nested call, a
+variable assigned from one, ``.result()``, ``x["key"]`` -- the object passed is the one
+that site last returned (:mod:`.tracer`); (3) a non-atom that *is* a recorded result. An
+atom (None, bool, number, string, bytes, a tuple of atoms) can be the very same object as
+an unrelated literal, so it is linked only by (1) and (2). Inputs Prefect recorded that the
+trace dropped are listed in ``Stage.meta["ignored_api_inputs"]``.
+
+A planned run does not run the flow body, so a ``Const`` is replayed as traced: only values
+the flow's source proves constant (literals, flow parameters, constants computed from them:
+:mod:`.dataflow`) are ``Const``. Any other value -- computed in the flow from a task result
+or from anything else -- leaves its stage opaque with the reason, as does a call made under
+a data-dependent condition and a task that needs Prefect itself (:mod:`.context`): a
+planned run never returns what the plain flow would not.
 
 What maps to what
 -----------------
@@ -41,7 +45,8 @@ One stage per call: a ``.map()`` call is one mapped stage with ``parallelism`` =
 stage per call, ids ``name``, ``name-2``, ... Subflows are *not* flattened: a subflow call
 is one opaque stage (its own tasks stay in Prefect; trace the subflow on its own to
 optimise it). The IR is specialised to the traced run: flow parameters and any value the
-flow computed become ``Const`` bindings (the parameters are in ``Workflow.meta``). A flow
+flow computes from them alone become ``Const`` bindings (the parameters are in
+``Workflow.meta``). A flow
 with ``retries`` keeps the calls of its last attempt. Only sync flows are traced.
 :func:`from_history` rebuilds a past run from the API alone, which is less precise (see
 its docstring).
@@ -51,6 +56,8 @@ Where each idea lives
 * :mod:`.load` -- importing the flow file, finding the ``@flow`` object;
 * :mod:`.snapshot` -- JSON copies of argument values, and which values are atoms;
 * :mod:`.callsite` -- how a call site wrote its arguments (the flow's AST);
+* :mod:`.dataflow` -- which expressions are constants, where a variable was assigned from;
+* :mod:`.context` -- what a task needs from Prefect that a Lambda unit cannot give;
 * :mod:`.tracer` -- the record of each call and where its arguments came from;
 * :mod:`.patch` -- wrapping Prefect's call entry points during the traced run;
 * :mod:`.runs` -- reading task runs from the Prefect API;
