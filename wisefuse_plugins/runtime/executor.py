@@ -28,7 +28,7 @@ import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import networkx as nx
 
@@ -38,35 +38,9 @@ from wisefuse_plugins.plan.lower import take_counts, unit_chunks
 from wisefuse_plugins.plan.pricing import DEFAULT, Pricing, s3_cost
 from wisefuse_plugins.plan.schema import Plan, Unit, check_plan, unit_graph
 from wisefuse_plugins.runtime import store as st
+from wisefuse_plugins.runtime.invoker import Invoked, Invoker
 from wisefuse_plugins.runtime.passing import Values
 from wisefuse_plugins.runtime.spec import unit_spec, write_spec
-
-
-@dataclass
-class Invoked:
-    """What a backend reports for one invocation (Lambda's REPORT line and the payload)."""
-
-    payload: dict[str, Any]
-    duration_ms: float = 0.0
-    billed_ms: float = 0.0
-    init_ms: float = 0.0
-    cold: bool = False
-    max_memory_mb: float = 0.0
-    cost_usd: float = 0.0
-    error: dict[str, Any] | None = None  # a runtime-level failure (OOM, timeout, crash)
-    log_tail: str = ""  # the end of the function's own log (LogType=Tail), when known
-
-
-class Invoker(Protocol):
-    """A backend as the executor sees it."""
-
-    def deploy(self, unit: Unit, spec_path: Path) -> None:
-        """Create or update ``unit``'s function to run the spec at ``spec_path``.
-
-        The spec names its workflow; the backend knows the code root it packages or runs.
-        """
-
-    def invoke(self, unit_id: str, event: dict[str, Any]) -> Invoked: ...
 
 
 class RunFailed(WiseFuseError):

@@ -46,7 +46,7 @@ from wisefuse_plugins.runtime.spec import UnitSpec, write_spec
 
 if TYPE_CHECKING:
     from wisefuse_plugins.runtime.backends.service.client import ServiceUnits
-    from wisefuse_plugins.runtime.executor import Invoked
+    from wisefuse_plugins.runtime.invoker import Invoked
 
 Backend = Literal["local", "aws"]
 BACKENDS: tuple[str, ...] = ("local", "aws")

@@ -37,9 +37,6 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
-from wisefuse_plugins.plan.lower import chunks
-from wisefuse_plugins.plan.schema import Arch
-from wisefuse_plugins.providers.airflow.hooks import Backend, Deployed, WiseFuseLambdaHook
 from wisefuse_plugins.providers.airflow.layout import OpaqueInput, count_key
 from wisefuse_plugins.providers.airflow.planfiles import (
     EMITTED_FIX,
@@ -47,14 +44,20 @@ from wisefuse_plugins.providers.airflow.planfiles import (
     beside,
     pinned_bytes,
 )
-from wisefuse_plugins.runtime import passing
-from wisefuse_plugins.runtime import store as st
-from wisefuse_plugins.runtime.spec import UnitSpec, read_spec
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from wisefuse_plugins.runtime.executor import Invoked
+    from wisefuse_plugins.plan.schema import Arch
+    from wisefuse_plugins.providers.airflow.hooks import Backend, Deployed, WiseFuseLambdaHook
+    from wisefuse_plugins.runtime import passing
+    from wisefuse_plugins.runtime import store as st
+    from wisefuse_plugins.runtime.invoker import Invoked
+    from wisefuse_plugins.runtime.spec import UnitSpec
+
+# What only a running task needs (the hook, the store, the spec and plan models: pydantic)
+# is imported where it runs: a DAG file's parse makes these operators for every unit task,
+# and Airflow parses it in a fresh process each time (issue 19 item 6).
 
 DEFAULT_MEMORY_MB = 1769
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -73,6 +76,8 @@ def store_run_id(dag_id: str, run_id: str, *extra: str) -> str:
     Airflow run ids hold ``:`` and ``+`` (``manual__2025-01-01T00:00:00+00:00``); the store
     accepts ``[A-Za-z0-9_.-]``. A hash of the raw ids keeps two runs apart after cleaning.
     """
+    from wisefuse_plugins.runtime import store as st
+
     raw = "\x1f".join([dag_id, run_id, *extra])
     digest = hashlib.sha256(raw.encode()).hexdigest()[:10]
     text = re.sub(r"\.{2,}", ".", _UNSAFE.sub("_", ".".join([dag_id, run_id, *extra])))
@@ -167,8 +172,8 @@ class WiseFuseLambdaOperator(BaseOperator):
             raise ValueError(
                 f"{self.task_id}: give either unit_spec, or both plan and workflow (files)"
             )
-        if isinstance(unit_spec, UnitSpec):
-            unit_spec = unit_spec.model_dump(mode="json")
+        if hasattr(unit_spec, "model_dump"):  # a UnitSpec (not imported: a parse needs no model)
+            unit_spec = unit_spec.model_dump(mode="json")  # type: ignore[union-attr]
         elif isinstance(unit_spec, os.PathLike):
             unit_spec = os.fspath(unit_spec)
         self.unit_id = unit_id
@@ -202,6 +207,8 @@ class WiseFuseLambdaOperator(BaseOperator):
 
     def resolve(self) -> ResolvedUnit:
         """The unit spec and its settings, from the inline spec or from the plan files."""
+        from wisefuse_plugins.runtime.spec import UnitSpec, read_spec
+
         if self.unit_spec is not None:
             if isinstance(self.unit_spec, str):
                 spec = read_spec(self._path(self.unit_spec))
@@ -234,6 +241,8 @@ class WiseFuseLambdaOperator(BaseOperator):
         )
 
     def get_hook(self) -> WiseFuseLambdaHook:
+        from wisefuse_plugins.providers.airflow.hooks import WiseFuseLambdaHook
+
         return WiseFuseLambdaHook(
             backend=self.backend, aws_conn_id=self.aws_conn_id, store=self.store, **self.hook_params
         )
@@ -241,6 +250,8 @@ class WiseFuseLambdaOperator(BaseOperator):
     # -- running ----------------------------------------------------------------------
 
     def execute(self, context: Context) -> Any:
+        from wisefuse_plugins.runtime import passing
+
         unit = self.resolve()
         if unit.spec.bundled and not self.instances:
             raise AirflowException(
@@ -351,6 +362,8 @@ def pull_upstream(ti: Any, task_ids: Sequence[str]) -> tuple[passing.Values, dic
     A mapped unit task pushes once per chunk: the chunks' counts of a stage are merged by
     their largest (instance numbers are the stage's own, chunk after chunk).
     """
+    from wisefuse_plugins.runtime import passing
+
     values = passing.Values()
     counts: dict[str, int] = {}
     pushed = ti.xcom_pull(task_ids=list(task_ids), key=VALUES_KEY) if task_ids else []
@@ -371,6 +384,8 @@ def stage_in(
     Writes are first-write-wins, so the tasks of a run that read the same opaque value
     store it once.
     """
+    from wisefuse_plugins.runtime import store as st
+
     counts: dict[str, int] = {}
     for stage, src in inputs.items():
         what = f"the XCom of task {src.task_id!r}"
@@ -405,6 +420,9 @@ def output_values(payload: Mapping[str, Any], store: st.Store, stages: Sequence[
     through JSON (a tuple would come back a list, an int dict key a string) and XCom must
     see what the function returned.
     """
+    from wisefuse_plugins.runtime import passing
+    from wisefuse_plugins.runtime import store as st
+
     whole: dict[str, Any] = {}
     per_instance: dict[str, dict[int, Any]] = {}
     for rec in payload.get("outputs", []):
@@ -593,6 +611,8 @@ class WiseFuseChunksOperator(BaseOperator):
         self.mapped = mapped
 
     def execute(self, context: Context) -> list[list[int]]:
+        from wisefuse_plugins.plan.lower import chunks
+
         ti = context["ti"]
         if self.mode == "unit":
             n = ti.xcom_pull(task_ids=self.source_task_id, key=self.key)

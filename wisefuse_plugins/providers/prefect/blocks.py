@@ -28,7 +28,7 @@ from wisefuse_plugins.ir.names import safe_name
 
 if TYPE_CHECKING:
     from wisefuse_plugins.runtime.backends.service.client import ServiceUnits
-    from wisefuse_plugins.runtime.executor import Invoker
+    from wisefuse_plugins.runtime.invoker import Invoker
     from wisefuse_plugins.runtime.store import Store
 
 __all__ = ["WiseFuseLambda", "close_local_lambdas"]

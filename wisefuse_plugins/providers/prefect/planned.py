@@ -49,7 +49,7 @@ from wisefuse_plugins.runtime.spec import UnitSpec, unit_spec, write_spec
 
 if TYPE_CHECKING:
     from wisefuse_plugins.providers.prefect.blocks import WiseFuseLambda
-    from wisefuse_plugins.runtime.executor import Invoker
+    from wisefuse_plugins.runtime.invoker import Invoker
 
 __all__ = [
     "PlannedRun",

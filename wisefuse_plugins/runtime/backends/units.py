@@ -22,7 +22,7 @@ from wisefuse_plugins.plan.limits import MAX_TIMEOUT_S
 from wisefuse_plugins.plan.schema import Unit
 from wisefuse_plugins.runtime import shim
 from wisefuse_plugins.runtime.backends.local import FunctionConfig, LocalLambda
-from wisefuse_plugins.runtime.executor import Invoked
+from wisefuse_plugins.runtime.invoker import Invoked
 from wisefuse_plugins.runtime.handler import ENV_ROOT, ENV_SPEC, ENV_STORE
 
 HANDLER = "wisefuse_plugins.runtime.handler:handler"

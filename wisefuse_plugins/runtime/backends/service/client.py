@@ -25,7 +25,7 @@ from wisefuse_plugins.plan.schema import Unit
 from wisefuse_plugins.runtime.backends.aws import READ_TIMEOUT_S, AwsError, AwsLambdaBackend
 from wisefuse_plugins.runtime.backends.service import ondemand
 from wisefuse_plugins.runtime.backends.units import FRAMEWORK_SHIM_VAR, thread_env
-from wisefuse_plugins.runtime.executor import Invoked
+from wisefuse_plugins.runtime.invoker import Invoked
 
 REGION = "us-east-1"
 #: The execution role the service's functions are created with (it checks none).
