@@ -5,10 +5,40 @@
 ``opaque_reads`` tells which Python stages an opaque task reads. The code lives in
 :mod:`wisefuse_plugins.providers.airflow` (``rewrite``, ``original``, ``xcomrefs``), as
 :mod:`wisefuse_plugins.prefect` re-exports the Prefect side.
+
+Each name is imported on first use (PEP 562): a DAG file is parsed in a fresh process
+every time, and an emitted file that needs only ``OriginalDag`` should not pay for the
+drop-in's modules (issue 19 item 6).
 """
 
-from wisefuse_plugins.providers.airflow.original import OriginalDag, copy_task
-from wisefuse_plugins.providers.airflow.rewrite import rewrite
-from wisefuse_plugins.providers.airflow.xcomrefs import opaque_reads
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from wisefuse_plugins.providers.airflow.original import OriginalDag, copy_task
+    from wisefuse_plugins.providers.airflow.rewrite import rewrite
+    from wisefuse_plugins.providers.airflow.xcomrefs import opaque_reads
 
 __all__ = ["OriginalDag", "copy_task", "opaque_reads", "rewrite"]
+
+_WHERE = {
+    "OriginalDag": "wisefuse_plugins.providers.airflow.original",
+    "copy_task": "wisefuse_plugins.providers.airflow.original",
+    "opaque_reads": "wisefuse_plugins.providers.airflow.xcomrefs",
+    "rewrite": "wisefuse_plugins.providers.airflow.rewrite",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # once: later look-ups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -7,7 +7,11 @@ made the drop-in's first parse 0.15-0.5 s slower than the plain DAG's (issue 19 
 ``benchmarks/airflow_parse.py`` measures it). Here a fresh interpreter imports Airflow's
 parser, as the dag-processor has it, then parses the plain, the drop-in and the emitted
 file of one DAG, each in a child forked from it: the rewritten forms may add modules of
-``wisefuse_plugins``, Airflow and the standard library, and no other package.
+``wisefuse_plugins``, Airflow and the standard library, and no other package; and, once
+the drop-in's first parse has prepared its layout (:mod:`wisefuse_plugins.providers.airflow.prepared`),
+none of the adapter, the pydantic IR, plan and spec models, the hook or the optimizer.
+The prepared layout must follow everything the adapter reads: the other tests here
+change a function, an argument, a task and the plan, and check that no record is reused.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -76,27 +81,57 @@ import gc, json, os, sys
 from airflow.dag_processing.dagbag import DagBag
 
 out = {}
-for path in sys.argv[1:]:
-    gc.freeze()
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
-        before = set(sys.modules)
-        bag = DagBag(dag_folder=path, load_op_links=False)
-        found = {
-            "modules": sorted(set(sys.modules) - before),
-            "errors": {k: v[-500:] for k, v in bag.import_errors.items()},
-            "operators": {d: sorted({type(t).__name__ for t in dag.tasks}) for d, dag in bag.dags.items()},
-        }
-        os.write(w, json.dumps(found).encode())
-        os._exit(0)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        out[path] = json.loads(f.read() or b"{}")
-    os.waitpid(pid, 0)
+for rnd in ("first", "again"):  # the first round prepares the drop-in's layouts
+    for path in sys.argv[1:]:
+        gc.freeze()
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            before = set(sys.modules)
+            bag = DagBag(dag_folder=path, load_op_links=False)
+            added = sorted(set(sys.modules) - before)
+            import pydantic  # after the parse: which of our new modules hold a model
+
+            models = sorted(
+                m for m in added
+                if m.startswith("wisefuse_plugins") and any(
+                    isinstance(v, type) and issubclass(v, pydantic.BaseModel)
+                    for v in vars(sys.modules[m]).values()
+                )
+            )
+            found = {
+                "modules": added,
+                "models": models,
+                "errors": {k: v[-500:] for k, v in bag.import_errors.items()},
+                "operators": {d: sorted({type(t).__name__ for t in dag.tasks}) for d, dag in bag.dags.items()},
+            }
+            os.write(w, json.dumps(found).encode())
+            os._exit(0)
+        os.close(w)
+        with os.fdopen(r, "rb") as f:
+            out[rnd + ":" + path] = json.loads(f.read() or b"{}")
+        os.waitpid(pid, 0)
 print(json.dumps(out))
 """
+
+#: What only planning, profiling or running a unit needs: never imported by a parse
+#: that has its prepared layout (nor by an emitted file's parse).
+HEAVY_OURS = (
+    "wisefuse_plugins.adapters",
+    "wisefuse_plugins.ir",
+    "wisefuse_plugins.plan",
+    "wisefuse_plugins.runtime.spec",
+    "wisefuse_plugins.runtime.backends",
+    "wisefuse_plugins.providers.airflow.hooks",
+    "wisefuse_plugins.optimizer",
+    "wisefuse_plugins.profiles",
+    "wisefuse_plugins.model",
+)
+
+
+def heavy_ours(modules: list[str]) -> list[str]:
+    return [m for m in modules if any(m == h or m.startswith(f"{h}.") for h in HEAVY_OURS)]
 
 
 def parse_in_fresh_processes(files: list[Path], env: dict[str, str]) -> dict[str, dict]:
@@ -149,7 +184,19 @@ def test_rewritten_dag_files_import_nothing_heavy(tmp_path: Path) -> None:
     assert drop_in.count("return 2 * x") == 1
     files["stale"].write_text(drop_in.replace("return 2 * x", "return 3 * x"))
     parsed = parse_in_fresh_processes(list(files.values()), env)
-    got = {form: parsed[str(path)] for form, path in files.items()}
+    got = {form: parsed[f"first:{path}"] for form, path in files.items()}
+    again = {form: parsed[f"again:{path}"] for form, path in files.items()}
+    layouts = sorted((tmp_path / "home" / "airflow-plans").glob("dags/*/layouts/*.json"))
+    assert len(layouts) == 2, layouts  # the drop-in's and the stale one's (its problems)
+    for form, found in again.items():  # the same DAGs, from the prepared layouts
+        assert found["errors"] == {} and found["operators"] == got[form]["operators"], form
+    # A parse with its prepared layout imports neither the adapter nor a pydantic model
+    # of ours (nor does an emitted file's parse, ever): the first parse did that work.
+    for form in ("drop-in", "stale", "emitted"):
+        assert heavy_ours(again[form]["modules"]) == [], form
+        assert again[form]["models"] == [], form
+    assert heavy_ours(got["emitted"]["modules"]) == [] and got["emitted"]["models"] == []
+    assert "wisefuse_plugins.adapters.airflow" in got["drop-in"]["modules"]  # it prepared
     # however cheap the parse, the stale-plan check still runs: the original DAG stays
     assert set(got["stale"]["operators"]) == {"parse_cost"}
     for form, found in got.items():
@@ -183,12 +230,196 @@ def test_parse_benchmark_runs_and_reports(tmp_path: Path) -> None:
         cwd=REPO,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "drop-in over plain" in done.stdout and "goal (drop-in first parse" in done.stdout
+    assert "drop-in over plain" in done.stdout and "goal (drop-in and emitted" in done.stdout
     figures = json.loads(out.read_text())
     (entry,) = figures["dags"]
     assert entry["name"] == "corpus/assets" and entry["rewritten"]
-    for form in ("plain", "drop-in", "emitted"):
+    for form in ("plain", "drop-in", "emitted", "no-record"):
         found = entry["forms"][form]
         assert found["runs"] == 1 and found["import_errors"] == []
         assert found["first_cpu_ms"] > 0 and found["steady_wall_ms"] > 0
     assert entry["forms"]["drop-in"]["heavy_modules"] == []
+    assert set(figures["summaries"]) == {"drop-in", "emitted", "no-record"}
+
+
+# --------------------------------------------------------------------------- prepared layouts
+
+LIB = '''
+"""The DAG's functions, in a module of their own (as in most real DAG folders)."""
+
+
+def numbers(n: int) -> list[int]:
+    return list(range(n))
+
+
+def double(x: int) -> int:
+    return 2 * x
+
+
+def total(xs: list[int]) -> int:
+    return sum(xs)
+'''
+
+ENV_DAG = '''
+"""Its argument and one of its tasks come from the environment (as config-driven DAGs do)."""
+
+import os
+
+import parse_cost_lib as lib
+from airflow.sdk import dag, task
+
+
+@dag(dag_id="parse_cost_env", schedule=None)
+def parse_cost_env():
+    xs = task(lib.double).expand(x=task(lib.numbers)(n=int(os.environ.get("PARSE_COST_N", "4"))))
+    task(lib.total)(xs)
+    if os.environ.get("PARSE_COST_EXTRA"):
+        task(lib.double, task_id="extra")(x=1)
+
+
+dag = parse_cost_env()
+'''
+
+
+@pytest.fixture
+def env_dag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The DAG file (drop-in line, plan beside it) with its functions in a sibling module."""
+    from wisefuse_plugins.adapters.airflow import from_dag, load_dag_file
+    from wisefuse_plugins.plan.schema import dump_plan
+
+    folder = tmp_path / "dags"
+    folder.mkdir()
+    monkeypatch.setenv("WISEFUSE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("WISEFUSE_PLAN_STATE", raising=False)
+    monkeypatch.delenv("PARSE_COST_N", raising=False)
+    monkeypatch.delenv("PARSE_COST_EXTRA", raising=False)
+    monkeypatch.syspath_prepend(str(folder))
+    (folder / "parse_cost_lib.py").write_text(LIB)
+    plain = folder / "plain_parse_cost_env.py"  # the plan is made from it
+    plain.write_text(ENV_DAG)
+    sys.modules.pop("parse_cost_lib", None)
+    wf = from_dag(load_dag_file(plain))
+    dump_plan(chains_plan(wf, bundle_size=2), folder / "parse_cost_env.plan.json")
+    path = folder / "parse_cost_env.py"
+    path.write_text(
+        ENV_DAG
+        + "\nfrom wisefuse_plugins.airflow import rewrite  # noqa: E402\n\n"
+        + 'dag = rewrite(dag, "parse_cost_env.plan.json")\n'
+    )
+    return path
+
+
+def parse_here(path: Path) -> Any:
+    """The file's one DAG, parsed by Airflow in this process (its module imported afresh)."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    sys.modules.pop("parse_cost_lib", None)  # a new parse process imports it anew
+    bag = DagBag(dag_folder=str(path), load_op_links=False)
+    assert bag.import_errors == {}
+    (dag,) = bag.dags.values()
+    return dag
+
+
+def records(path: Path) -> list[Path]:
+    home = path.parent.parent / "home"
+    return sorted((home / "airflow-plans").glob("dags/*/layouts/*.json"))
+
+
+def rewritten(dag: Any) -> bool:
+    return any(type(t).__name__ == "WiseFuseLambdaOperator" for t in dag.tasks) or any(
+        getattr(t, "operator_class", None).__name__ == "WiseFuseLambdaOperator"
+        for t in dag.tasks
+        if getattr(t, "operator_class", None) is not None
+    )
+
+
+def serialized(dag: Any) -> str:
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    return json.dumps(DagSerialization.to_dict(dag), sort_keys=True, default=str)
+
+
+def test_a_prepared_layout_builds_the_same_dag_without_the_adapter(
+    env_dag: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = parse_here(env_dag)
+    assert rewritten(first) and len(records(env_dag)) == 1
+    import wisefuse_plugins.adapters.airflow as adapter
+
+    def unused(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a parse with its prepared layout ran the adapter")
+
+    monkeypatch.setattr(adapter, "from_dag", unused)
+    again = parse_here(env_dag)
+    assert serialized(again) == serialized(first)
+    assert len(records(env_dag)) == 1
+
+
+def test_a_prepared_layout_is_not_reused_when_what_the_adapter_reads_changes(
+    env_dag: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from wisefuse_plugins.providers.airflow.planfiles import TAG_NOT_USED
+
+    base = parse_here(env_dag)
+    assert rewritten(base) and '"value": 4' in json.dumps(base.task_dict["numbers"].unit_spec)
+    # an argument read from the environment: the unit carries the new value
+    monkeypatch.setenv("PARSE_COST_N", "6")
+    six = parse_here(env_dag)
+    assert rewritten(six) and '"value": 6' in json.dumps(six.task_dict["numbers"].unit_spec)
+    assert len(records(env_dag)) == 2
+    monkeypatch.delenv("PARSE_COST_N")
+    # a task that config adds: the plan no longer covers the DAG (cached or not)
+    monkeypatch.setenv("PARSE_COST_EXTRA", "1")
+    for _ in range(2):
+        caplog.clear()
+        extra = parse_here(env_dag)
+        assert not rewritten(extra) and TAG_NOT_USED in extra.tags
+        assert "no longer matches" in caplog.text and "'extra'" in caplog.text
+    assert len(records(env_dag)) == 3
+    monkeypatch.delenv("PARSE_COST_EXTRA")
+    # a function changed in the module the DAG file imports (not in the DAG file)
+    lib = env_dag.parent / "parse_cost_lib.py"
+    lib.write_text(LIB.replace("return 2 * x", "return 3 * x"))
+    for _ in range(2):
+        caplog.clear()
+        stale = parse_here(env_dag)
+        assert not rewritten(stale) and "changed since the plan was made" in caplog.text
+    lib.write_text(LIB)
+    assert rewritten(parse_here(env_dag))
+    # a new plan file
+    plan = env_dag.with_name("parse_cost_env.plan.json")
+    doc = json.loads(plan.read_text())
+    for unit in doc["plan"]["units"] if "plan" in doc else doc["units"]:
+        unit["memory_mb"] = 2048
+    plan.write_text(json.dumps(doc))
+    bigger = parse_here(env_dag)
+    assert rewritten(bigger) and bigger.task_dict["numbers"].memory_mb == 2048
+    assert len(records(env_dag)) == 5
+
+
+def test_prepared_layouts_can_be_turned_off(env_dag: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WISEFUSE_LAYOUT_CACHE", "0")
+    assert rewritten(parse_here(env_dag)) and records(env_dag) == []
+
+
+def test_a_value_the_key_cannot_encode_means_no_record() -> None:
+    from airflow.sdk import DAG, task
+
+    from wisefuse_plugins.providers.airflow.prepared import fingerprint
+
+    deep: list[Any] = []
+    for _ in range(60):  # deeper than the key encodes (a cycle Airflow itself refuses)
+        deep = [deep]
+
+    @task
+    def use(x: Any) -> None:
+        return None
+
+    with DAG("parse_cost_deep", schedule=None) as dag:
+        use(x=deep)
+    assert fingerprint(dag, "0" * 64) is None
+    with DAG("parse_cost_plain", schedule=None) as plain:
+        use(x=[1, 2])
+    assert (
+        fingerprint(plain, "0" * 64) == fingerprint(plain, "0" * 64) != fingerprint(plain, "1" * 64)
+    )

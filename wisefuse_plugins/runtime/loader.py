@@ -26,11 +26,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FunctionType, ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wisefuse_plugins.errors import WiseFuseError
-from wisefuse_plugins.ir import CallableRef, code_hash
 from wisefuse_plugins.runtime import shim
+
+if TYPE_CHECKING:  # the IR (pydantic) only where a callable is loaded: an emitted DAG's
+    # parse imports its original file through import_file
+    from wisefuse_plugins.ir import CallableRef
 
 USER_MODULE_PREFIX = "wisefuse_user_"
 _lock = threading.RLock()
@@ -194,6 +197,8 @@ def load_module(rel: str | Path, root: str | Path) -> ModuleType:
 
 def load_callable(ref: CallableRef, root: str | Path, *, verify_hash: bool = True) -> Callable:
     """Import ``ref.qualname`` from ``root / ref.path``."""
+    from wisefuse_plugins.ir import code_hash
+
     root = Path(root).resolve()
     path = _user_file(ref.path, root)
     key = (path, ref.qualname, ref.code_hash)

@@ -32,13 +32,17 @@ The rules:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
-from wisefuse_plugins.ir import Collect, Item, Output, Workflow
-from wisefuse_plugins.plan.lower import CountOrigin, chunks, count_source
-from wisefuse_plugins.plan.schema import Plan, Unit, is_bundled_unit, unit_order
-from wisefuse_plugins.runtime.spec import UnitSpec, unit_spec
+if TYPE_CHECKING:
+    from wisefuse_plugins.ir import Workflow
+    from wisefuse_plugins.plan.schema import Plan, Unit
+    from wisefuse_plugins.runtime.spec import UnitSpec
+
+# The IR, plan and spec models (pydantic) are imported by the functions that compute a
+# layout, not here: the operators and a drop-in DAG's parse read only the records below
+# (a parse builds its tasks from a prepared layout, see :mod:`.prepared`). The records are
+# NamedTuples: a dataclass costs ~1 ms to make, at every parse in a fresh process.
 
 RETURN_KEY = "return_value"
 CHUNKS_SUFFIX = "__chunks"
@@ -50,8 +54,7 @@ def count_key(unit_id: str) -> str:
     return f"wisefuse_count__{unit_id}"
 
 
-@dataclass(frozen=True)
-class OpaqueInput:
+class OpaqueInput(NamedTuple):
     """An opaque task's XCom that a unit reads: how to copy it into the store.
 
     ``mapped``: the opaque task is mapped (one value per map index, stored per instance);
@@ -82,8 +85,7 @@ class OpaqueInput:
         )
 
 
-@dataclass(frozen=True)
-class ChunkSource:
+class ChunkSource(NamedTuple):
     """Where a bundled unit's chunks come from.
 
     ``static``: fixed by the IR (``chunks`` is set). ``unit``: the task ``task_id`` pushes
@@ -101,8 +103,7 @@ class ChunkSource:
     chunk_task_id: str | None = None  # the <task>__chunks task (not for static counts)
 
 
-@dataclass(frozen=True)
-class UnitTask:
+class UnitTask(NamedTuple):
     """One unit as one Airflow task (a mapped task when bundled)."""
 
     unit: Unit
@@ -125,8 +126,7 @@ class UnitTask:
         }
 
 
-@dataclass(frozen=True)
-class Relay:
+class Relay(NamedTuple):
     """A ``<task>__xcom`` task that hands a stage's value to opaque consumers as return_value."""
 
     task_id: str
@@ -137,17 +137,26 @@ class Relay:
     multiple_outputs: bool
 
 
-@dataclass
 class Layout:
     """The Airflow tasks of a rewritten workflow and the dependencies between them."""
 
-    workflow: Workflow
-    plan: Plan
-    units: list[UnitTask]
-    opaque: list[str]  # opaque stage ids, kept as the original tasks (same task ids)
-    relays: dict[str, Relay]  # python stage id -> relay for opaque consumers
-    edges: list[tuple[str, str]]  # (upstream task id, downstream task id)
-    task_of: dict[str, str] = field(default_factory=dict)  # stage id -> task id
+    def __init__(
+        self,
+        workflow: Workflow,
+        plan: Plan,
+        units: list[UnitTask],
+        opaque: list[str],
+        relays: dict[str, Relay],
+        edges: list[tuple[str, str]],
+        task_of: dict[str, str] | None = None,
+    ) -> None:
+        self.workflow = workflow
+        self.plan = plan
+        self.units = units
+        self.opaque = opaque  # opaque stage ids, kept as the original tasks (same task ids)
+        self.relays = relays  # python stage id -> relay for opaque consumers
+        self.edges = edges  # (upstream task id, downstream task id)
+        self.task_of = task_of if task_of is not None else {}  # stage id -> task id
 
     def unit_task(self, unit_id: str) -> UnitTask:
         for u in self.units:
@@ -168,6 +177,8 @@ class Layout:
 
 def _widened_spec(workflow: Workflow, plan: Plan, unit: Unit) -> UnitSpec:
     """The unit's spec, also exporting what opaque tasks may read and the last stage."""
+    from wisefuse_plugins.runtime.spec import unit_spec
+
     spec = unit_spec(workflow, plan, unit.id)
     members = set(unit.stages)
     last = spec.stages[-1].id
@@ -186,6 +197,8 @@ def _widened_spec(workflow: Workflow, plan: Plan, unit: Unit) -> UnitSpec:
 
 
 def _opaque_inputs(workflow: Workflow, unit: Unit) -> dict[str, OpaqueInput]:
+    from wisefuse_plugins.ir import Collect, Item, Output
+
     found: dict[str, dict[str, Any]] = {}
     for sid in unit.stages:
         for b in workflow.stage(sid).bindings.values():
@@ -211,6 +224,9 @@ def _opaque_inputs(workflow: Workflow, unit: Unit) -> dict[str, OpaqueInput]:
 
 def _opaque_origin(workflow: Workflow, plan: Plan, unit: Unit) -> tuple[str, str | None] | None:
     """The opaque stage (and key) a chain of bundled units maps over, if that is where it starts."""
+    from wisefuse_plugins.ir import Item
+    from wisefuse_plugins.plan.schema import is_bundled_unit
+
     owner = {s: u for u in plan.units for s in u.stages}
     order = workflow.topological_order()
     seen: set[str] = set()
@@ -257,6 +273,8 @@ def layout(
     inputs as ordering edges); without it every Python stage directly upstream of an opaque
     one counts as read.
     """
+    from wisefuse_plugins.plan.schema import is_bundled_unit, unit_order
+
     order = unit_order(plan, workflow)
     units_by_id = {u.id: u for u in plan.units}
     taken = {s.name for s in workflow.stages}
@@ -360,6 +378,8 @@ def _chunk_source(
     unit_task_ids: dict[str, str],
     taken: set[str],
 ) -> ChunkSource:
+    from wisefuse_plugins.plan.lower import CountOrigin, chunks, count_source
+
     size = unit.bundle_size
     src = count_source(workflow, plan, unit.id)
     if isinstance(src, int):

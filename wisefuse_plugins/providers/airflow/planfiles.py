@@ -34,9 +34,8 @@ import os
 import re
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from wisefuse_plugins.errors import WiseFuseError
 
@@ -138,18 +137,30 @@ def airflow_run() -> tuple[str, str] | None:
 # --------------------------------------------------------------------------- records
 
 
-@dataclass(frozen=True)
-class Pin:
+# The records here are NamedTuples and plain classes, not dataclasses: every parse of a
+# drop-in DAG imports this module in a fresh process, and making a dataclass costs ~1 ms.
+
+
+class Pin(NamedTuple):
     run_id: str
     sha: str | None  # None: the run runs the original DAG (no usable plan was served)
     touched: float
 
 
-@dataclass
 class PlanState:
-    """Snapshots, served records and pins under ``root`` (see the module docstring)."""
+    """Snapshots, served records and pins under ``root`` (default :func:`state_dir`; see
+    the module docstring)."""
 
-    root: Path = field(default_factory=state_dir)
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = Path(root) if root is not None else state_dir()
+
+    def __repr__(self) -> str:
+        return f"PlanState(root={self.root!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PlanState) and other.root == self.root
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass it was
 
     # -- snapshots -------------------------------------------------------------------
 
@@ -275,8 +286,7 @@ def _write_atomic(path: Path, data: bytes, *, exclusive: bool = False) -> None:
 Origin = Literal["file", "pinned", "kept", "none"]
 
 
-@dataclass(frozen=True)
-class Choice:
+class Choice(NamedTuple):
     """The plan a parse builds its DAG from.
 
     ``text``/``sha``: the plan's bytes and SHA-256, None for no plan (the original DAG).
@@ -429,7 +439,6 @@ def pin_ttl(dag: Any) -> dt.timedelta:
 # --------------------------------------------------------------------------- run ends
 
 
-@dataclass(frozen=True)
 class ReleasePin:
     """A DAG callback that releases the run's pin (added to both of a rewritten DAG's
     ``on_success_callback`` and ``on_failure_callback``, after the user's own).
@@ -437,12 +446,27 @@ class ReleasePin:
     When the last pin goes and the plan file no longer holds the served plan, it touches
     the DAG file (``fileloc``) so that the dag-processor parses it again at once (it sorts
     files by modification time) rather than at its next ``min_file_process_interval``.
+    A plain class (not a tuple: Airflow takes a list or tuple of callbacks for several).
     """
 
-    dag_id: str
-    root: str
-    plan: str | None = None
-    fileloc: str | None = None
+    __slots__ = ("dag_id", "fileloc", "plan", "root")
+
+    def __init__(
+        self, dag_id: str, root: str, plan: str | None = None, fileloc: str | None = None
+    ) -> None:
+        self.dag_id, self.root, self.plan, self.fileloc = dag_id, root, plan, fileloc
+
+    def _fields(self) -> tuple[str, str, str | None, str | None]:
+        return (self.dag_id, self.root, self.plan, self.fileloc)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ReleasePin) and other._fields() == self._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return "ReleasePin(dag_id={!r}, root={!r}, plan={!r}, fileloc={!r})".format(*self._fields())
 
     def __call__(self, context: Mapping[str, Any]) -> None:
         run_id = context.get("run_id") or getattr(context.get("dag_run"), "run_id", None)
@@ -518,8 +542,7 @@ def pinned_bytes(
     raise PlanFileError(f"{problem}{where}", hint=EMITTED_FIX)
 
 
-@dataclass(frozen=True)
-class PlanFiles:
+class PlanFiles(NamedTuple):
     """An emitted DAG file's plan and IR files, with the SHA-256 of the ones it was
     emitted for: :attr:`units` are the operator's arguments, :meth:`check` (at parse
     time) puts any problem with them where an Airflow user sees it."""

@@ -16,6 +16,9 @@ it was, with its dependencies. The shape is decided by
 
 Parsing stays fast and deterministic: the plan is read from a file, the workflow is read
 from the DAG itself (the adapter), and nothing is deployed or started until a task runs.
+The first parse of a (plan, DAG) pair keeps what that computes as a prepared layout (plain
+JSON, :mod:`.prepared`); every later parse (the dag-processor's, each task's start-up
+parse) builds the DAG from it without importing the adapter or any pydantic model.
 When the plan no longer fits the DAG (a function changed, a task was added or removed) or
 cannot be read, the original DAG is returned unchanged with a warning that names the
 reason and the fix (``wisefuse optimize``), logged and shown in the DAG (a tag and a note
@@ -30,6 +33,7 @@ emitted DAG file imports the original for its opaque tasks (:class:`~.original.O
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Mapping
@@ -37,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wisefuse_plugins.errors import WiseFuseError
+from wisefuse_plugins.providers.airflow import prepared
 from wisefuse_plugins.providers.airflow.original import loading_original
 from wisefuse_plugins.providers.airflow.planfiles import (
     TAG_NOT_USED,
@@ -50,17 +55,15 @@ from wisefuse_plugins.providers.airflow.planfiles import (
     choose_plan,
     pin_ttl,
     pinning_enabled,
+    sha_of,
     with_release,
 )
 from wisefuse_plugins.providers.airflow.tasks import build_tasks
-from wisefuse_plugins.providers.airflow.xcomrefs import opaque_reads
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
 
-    from wisefuse_plugins.ir import Workflow
     from wisefuse_plugins.plan.schema import Plan
-    from wisefuse_plugins.providers.airflow.layout import Layout
 
 __all__ = ["rewrite"]
 
@@ -101,12 +104,10 @@ def rewrite(
         return dag
     where = f"DAG {dag.dag_id!r}"
     dag_id = f"{dag.dag_id}{suffix or ''}"
-    chosen, release = None, None
+    chosen, release, key, doc = None, None, None, None
+    records = prepared.Records() if prepared.enabled() else None
     try:
-        from wisefuse_plugins.adapters.airflow import from_dag
-        from wisefuse_plugins.plan.schema import Plan, plan_from_json, plan_problems
-
-        if isinstance(plan, Plan):
+        if not isinstance(plan, str | os.PathLike):  # a Plan object: nothing to key it by
             plan_obj, source = plan, ""
         else:
             path = beside(plan, getattr(dag, "fileloc", None))
@@ -119,14 +120,36 @@ def rewrite(
                 fix = MISSING_FIX if "does not exist" in reason else FIX
                 kept = None if suffix else release  # the original serves its runs
                 return _unchanged(dag, f"{where} runs unchanged: {reason}; {fix}", kept)
-            plan_obj = plan_from_json(chosen.text, what=f"plan file {source}")
-        workflow = from_dag(dag, parallelism=parallelism)
+            if records is not None:
+                key = _fingerprint(dag, chosen.sha or sha_of(chosen.text), parallelism)
+                doc = records.get(dag.dag_id, key) if key else None
+            if doc is None:
+                from wisefuse_plugins.plan.schema import plan_from_json
+
+                plan_obj = plan_from_json(chosen.text, what=f"plan file {source}")
+        if doc is None:
+            from wisefuse_plugins.adapters.airflow import from_dag
+
+            workflow = from_dag(dag, parallelism=parallelism)
     except WiseFuseError as err:
         hint = f" ({err.hint})" if err.hint else ""
         message = f"{where} runs unchanged: {err.message}{hint}; {FIX}"
         return _unchanged(dag, message, None if suffix else release)
-    problems = plan_problems(plan_obj, workflow)
-    if problems:
+    if doc is None:  # no record: compute it (and keep it for the next parses)
+        from wisefuse_plugins.plan.schema import plan_problems
+
+        problems = plan_problems(plan_obj, workflow)
+        if problems:
+            doc = {"problems": [[p, reason] for p, reason in problems]}
+        else:
+            try:
+                doc = {"layout": prepared.prepare(dag, workflow, plan_obj)}
+            except Exception as err:  # a DAG file must keep parsing: run the original instead
+                return _failed(dag, err, None if suffix else release)
+        if key is not None and records is not None:
+            doc = json.loads(records.put(dag.dag_id, key, doc))  # as the next parse reads it
+    if doc.get("problems"):
+        problems = doc["problems"]
         shown = "; ".join(f"{reason} ({path})" for path, reason in problems[:5])
         more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""
         its = f"its plan {source}" if source else "its plan"
@@ -135,8 +158,7 @@ def rewrite(
     try:
         new = _rewritten(
             dag,
-            workflow,
-            plan_obj,
+            prepared.PreparedLayout(doc["layout"]),
             suffix=suffix,
             settings={
                 "backend": backend,
@@ -147,12 +169,26 @@ def rewrite(
             },
         )
     except Exception as err:  # a DAG file must keep parsing: run the original instead
-        message = f"{where} runs unchanged: rewriting it failed ({type(err).__name__}: {err})"
-        return _unchanged(dag, message, None if suffix else release, exc_info=True)
+        return _failed(dag, err, None if suffix else release)
     _register(dag, new, replace=not suffix)
     if chosen is not None and release is not None:
         _follow_pins(new, chosen, source, release)
     return new
+
+
+def _fingerprint(dag: DAG, plan_sha: str, parallelism: Mapping[str, int] | None) -> str | None:
+    try:
+        return prepared.fingerprint(dag, plan_sha, parallelism)
+    except Exception as err:  # never a reason for a DAG file not to parse
+        log.debug("DAG %r: no prepared layout: %r", dag.dag_id, err)
+        return None
+
+
+def _failed(dag: DAG, err: Exception, release: ReleasePin | None) -> DAG:
+    message = (
+        f"DAG {dag.dag_id!r} runs unchanged: rewriting it failed ({type(err).__name__}: {err})"
+    )
+    return _unchanged(dag, message, release, exc_info=True)
 
 
 # --------------------------------------------------------------------------- plan files
@@ -214,44 +250,32 @@ def _add_release(dag: DAG, release: ReleasePin) -> None:
 
 
 def _rewritten(
-    dag: DAG, workflow: Workflow, plan: Plan, *, suffix: str | None, settings: dict[str, Any]
+    dag: DAG, lay: prepared.PreparedLayout, *, suffix: str | None, settings: dict[str, Any]
 ) -> DAG:
-    from wisefuse_plugins.providers.airflow.layout import layout
+    from airflow.sdk.definitions.xcom_arg import XComArg
+
     from wisefuse_plugins.providers.airflow.original import copy_task, empty_copy
 
-    reads = opaque_reads(dag, workflow)
-    lay = layout(workflow, plan, reads=reads)
     new = empty_copy(dag)  # every DAG setting, no task (partial_subset would share groups)
     if suffix:
         new.dag_id = f"{dag.dag_id}{suffix}"
         if dag.dag_display_name == dag.dag_id:  # the default follows the id: tell them apart
             new.dag_display_name = new.dag_id
-    root = Path(workflow.source.root).resolve()
+    root = Path(lay.root).resolve()
     fileloc = getattr(dag, "fileloc", None)
     here = Path(fileloc).resolve().parent if fileloc else None
     code_root = None if root == here else str(root)
-    build_tasks(new, lay, dag, code_root=code_root, **settings)
-    by_name = {s.name: s.id for s in workflow.stages}
-    for sid in lay.opaque:  # in workflow order: what an opaque task reads is there already
+    build_tasks(new, lay, dag, code_root=code_root, **settings)  # type: ignore[arg-type]
+    for task_id in lay.opaque:  # in workflow order: what an opaque task reads is there already
         copy_task(
-            dag.task_dict[workflow.stage(sid).name],
+            dag.task_dict[task_id],
             new,
-            lambda ref, key: _target(ref, key, lay, by_name, new),
+            lambda ref, key: XComArg(new.task_dict[lay.target(ref)], key=key),
         )
     for up, down in lay.edges:
         if up not in new.task_dict[down].upstream_task_ids:
             new.task_dict[down].set_upstream(new.task_dict[up])
     return new
-
-
-def _target(ref: str, key: str, lay: Layout, by_name: dict[str, str], new: DAG) -> Any:
-    """The XComArg that replaces a reference to original task ``ref`` at ``key``."""
-    from airflow.sdk.definitions.xcom_arg import XComArg
-
-    stage = by_name.get(ref)
-    if stage is None or stage in lay.opaque:
-        return XComArg(new.task_dict[ref], key=key)
-    return XComArg(new.task_dict[lay.xcom_source(stage)], key=key)
 
 
 # --------------------------------------------------------------------------- registration
