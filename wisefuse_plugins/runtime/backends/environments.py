@@ -3,7 +3,7 @@
 A :class:`Worker` is one environment (cold when started, warm while idle in the
 :class:`Pool`, retired after the keep-alive window by :func:`reap_idle`, destroyed with
 its cgroups and pipes when it crashes, times out or the backend closes). How workers are
-started and how an invocation runs on one is :mod:`.local`'s.
+started is :mod:`.spawning`'s, how an invocation runs on one :mod:`.running`'s.
 """
 
 from __future__ import annotations
