@@ -57,6 +57,12 @@ def engine_runs(n: int = 4) -> int:
 @flow(name="engine-parent")
 def parent() -> int:
     return engine_runs() + 1
+
+
+@wisefuse
+@flow(name="engine-async")
+async def engine_async(n: int = 2) -> int:
+    return n + 1
 """
 UNITS = Counter({"make": 1, "square [0-1]": 1, "square [2-3]": 1, "total": 1})
 
@@ -84,7 +90,7 @@ def flows(
     path = tmp_path_factory.mktemp("engine-flows") / "engine_flows.py"
     path.write_text(FLOW, encoding="utf-8")
     module = load_module(path)
-    yield {"path": path, "decorated": module.engine_runs, "parent": module.parent}
+    yield {"path": path, "decorated": module.engine_runs, "parent": module.parent, "module": module}
     close_local_lambdas()
 
 
@@ -223,3 +229,15 @@ def test_a_subflow_runs_under_the_plan(flows: dict[str, Any], plan: Plan) -> Non
     children = api(lambda c: c.read_flow_runs(flow_run_filter=flt))
     assert len(children) == 1
     assert task_run_names(children[0].id, 4) == UNITS
+
+
+def test_an_async_flow_runs_plain_and_says_why(flows: dict[str, Any]) -> None:
+    """Called directly or run by the engine: the adapter traces sync flows only."""
+    flow = flows["module"].engine_async
+    direct = asyncio.run(flow(return_state=True))
+    by_engine = asyncio.run(run_by_engine(flow, n=4))
+    for state, value in [(direct, 3), (by_engine, 5)]:
+        assert state.is_completed() and state.result() == value
+        logs = run_logs(state.state_details.flow_run_id, "it is async")
+        warned = [m for level, m in logs if level == 30 and "it is async" in m]
+        assert len(warned) == 1 and "not under a WiseFuse plan" in warned[0], logs

@@ -37,8 +37,8 @@ WARNING in its logs. They are not traced (the adapter traces a run it starts): r
 trace the plan needs by calling the flow directly with the same parameters.
 
 Not traced either: ``return_state=True`` and ``wait_for`` calls and calls inside another
-flow or task run (they run plain, saying so, or under a fitting plan). Async flows are
-not intercepted.
+flow or task run (they run plain, saying so, or under a fitting plan). Async flows always
+run plain, saying so at WARNING (the adapter traces sync flows only).
 """
 
 from __future__ import annotations
@@ -168,10 +168,10 @@ class WiseFuseFlow(Flow):
         that runs the plan in that flow run (:func:`.engine.engine_entry`)."""
         own = self.__dict__["_wisefuse_fn"]
         # (a Lambda unit imports the flow file with stand-ins for Prefect: no engine there)
-        if getattr(self, "isasync", False) or getattr(self, "isgenerator", False):
+        if getattr(self, "isgenerator", False) or not engine_runs(self):
             return own
-        if not engine_runs(self):
-            return own
+        if getattr(self, "isasync", False):
+            return _telling(own, self._async_notice())
         return engine_entry(own, self._engine_run)
 
     @fn.setter
@@ -408,6 +408,10 @@ class WiseFuseFlow(Flow):
         plain = functools.partial(
             self.with_options().__call__, return_state=return_state, wait_for=wait_for
         )
+        if self.isasync and not self.isgenerator and not _being_traced():
+            told = self.with_options()
+            told.fn = _telling(self.own_fn, self._async_notice())
+            return told(*args, return_state=return_state, wait_for=wait_for, **kwargs)
         if _being_traced() or self.isasync:
             return plain(*args, **kwargs)
         try:
@@ -464,6 +468,14 @@ class WiseFuseFlow(Flow):
         if reason:
             get_run_logger().warning("%s", reason)
         return own(*args, **kwargs)
+
+    def _async_notice(self) -> tuple[int, str]:
+        return (
+            logging.WARNING,
+            f"flow {self.name!r} runs as it is, not under a WiseFuse plan: it is async, and "
+            "WiseFuse traces and plans sync flows only. Fix: keep it as it is, or make the "
+            "flow function sync (`def`) to plan it",
+        )
 
     def _block(self) -> Any:
         """The WiseFuseLambda block the units run on (loaded by name if given one)."""
@@ -733,7 +745,18 @@ def _tell(level: int, message: str, flow_run_id: Any = None, flow: Any = None) -
 
 
 def _telling(fn: Callable, notice: tuple[int, str]) -> Callable:
-    """``fn``, logging ``notice`` (level, message) in the flow run's logs as the run starts."""
+    """``fn``, logging ``notice`` (level, message) in the flow run's logs as the run starts
+    (a coroutine function for a coroutine function: Prefect awaits it)."""
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def awaited(*args: Any, **kwargs: Any) -> Any:
+            from prefect.logging import get_run_logger
+
+            get_run_logger().log(*notice)
+            return await fn(*args, **kwargs)
+
+        return awaited
 
     @functools.wraps(fn)
     def body(*args: Any, **kwargs: Any) -> Any:
