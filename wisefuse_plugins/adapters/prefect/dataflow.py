@@ -22,90 +22,20 @@ import ast
 from collections.abc import Iterator
 
 #: builtins whose result depends on their arguments only
-PURE_BUILTINS = frozenset(
-    [
-        "abs",
-        "all",
-        "any",
-        "bool",
-        "bytes",
-        "chr",
-        "dict",
-        "divmod",
-        "enumerate",
-        "float",
-        "format",
-        "frozenset",
-        "hex",
-        "int",
-        "len",
-        "list",
-        "max",
-        "min",
-        "oct",
-        "ord",
-        "pow",
-        "range",
-        "repr",
-        "reversed",
-        "round",
-        "set",
-        "sorted",
-        "str",
-        "sum",
-        "tuple",
-        "zip",
-    ]
+_PURE_BUILTINS_TEXT = (
+    "abs all any bool bytes chr dict divmod enumerate float format frozenset hex int len "
+    "list max min oct ord pow range repr reversed round set sorted str sum tuple zip "
 )
+PURE_BUILTINS = frozenset(_PURE_BUILTINS_TEXT.split())
 #: methods that read their object and arguments only (str, dict, list reads)
-PURE_METHODS = frozenset(
-    [
-        "capitalize",
-        "casefold",
-        "center",
-        "count",
-        "endswith",
-        "expandtabs",
-        "find",
-        "format",
-        "get",
-        "index",
-        "isalnum",
-        "isalpha",
-        "isdigit",
-        "islower",
-        "isnumeric",
-        "isspace",
-        "istitle",
-        "isupper",
-        "items",
-        "join",
-        "keys",
-        "ljust",
-        "lower",
-        "lstrip",
-        "partition",
-        "removeprefix",
-        "removesuffix",
-        "replace",
-        "rfind",
-        "rindex",
-        "rjust",
-        "rpartition",
-        "rsplit",
-        "rstrip",
-        "split",
-        "splitlines",
-        "startswith",
-        "strip",
-        "swapcase",
-        "title",
-        "upper",
-        "values",
-        "zfill",
-        "copy",
-    ]
+_PURE_METHODS_TEXT = (
+    "capitalize casefold center count endswith expandtabs find format get index isalnum "
+    "isalpha isdigit islower isnumeric isspace istitle isupper items join keys ljust "
+    "lower lstrip partition removeprefix removesuffix replace rfind rindex rjust "
+    "rpartition rsplit rstrip split splitlines startswith strip swapcase title upper "
+    "values zfill copy "
 )
+PURE_METHODS = frozenset(_PURE_METHODS_TEXT.split())
 #: dotted functions that compute from their arguments only
 PURE_DOTTED = frozenset(
     {"os.path.join", "os.path.basename", "os.path.dirname", "os.path.splitext", "math.ceil"}
