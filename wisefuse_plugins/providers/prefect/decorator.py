@@ -404,10 +404,12 @@ class WiseFuseFlow(Flow):
     def __call__(  # type: ignore[override]
         self, *args: Any, return_state: bool = False, wait_for: Any = None, **kwargs: Any
     ) -> Any:
-        # a plain copy: its run's flow is not this object, so the engine calls the function
-        plain = functools.partial(
-            self.with_options().__call__, return_state=return_state, wait_for=wait_for
-        )
+
+        def plain(*args: Any, **kwargs: Any) -> Any:
+            # a plain copy: its run's flow is not this object, so the engine calls the function
+            copy = self.with_options()
+            return copy(*args, return_state=return_state, wait_for=wait_for, **kwargs)
+
         if self.isasync and not self.isgenerator and not _being_traced():
             told = self.with_options()
             told.fn = _telling(self.own_fn, self._async_notice())
