@@ -55,6 +55,7 @@ SHAPES: dict[str, tuple[str, str]] = {
     "branch-on-result": ("opaque", "it is called under `if read_count(folder) > 4"),
     "loop-over-constant": ("python", ""),
     "helper-function": ("opaque", "(`folder`) is computed in the flow"),
+    "comprehension-over-constant": ("python", ""),
     "conditional-value": ("opaque", "(`a if a > b else b`) is computed in the flow"),
 }
 

@@ -287,3 +287,9 @@ def conditional_value(folder: str) -> int:
     a = read_count(folder, "a.txt")
     b = read_count(folder, "b.txt")
     return double(a if a > b else b)
+
+
+@flow(name="comprehension-over-constant")
+def comprehension_over_constant(folder: str) -> int:
+    [labelled(name, 1) for name in ["a", "b"]]
+    return offset(read_count(folder))

@@ -15,7 +15,12 @@ import linecache
 from collections.abc import Callable
 from typing import Any
 
-from wisefuse_plugins.adapters.prefect.dataflow import Scope, function_scope, module_scope
+from wisefuse_plugins.adapters.prefect.dataflow import (
+    Scope,
+    comprehension_scope,
+    function_scope,
+    module_scope,
+)
 
 
 class Sources:
@@ -50,6 +55,10 @@ class Sources:
                 module = self._modules.setdefault(code.co_filename, module_scope(tree))
                 if code.co_name == "<module>":
                     scope = module
+                elif code.co_name.startswith("<") and frame.f_back is not None:
+                    outer = self.scope_at(frame.f_back, flow_code)  # the comprehension's caller
+                    if outer is not None:
+                        scope = comprehension_scope(outer, code.co_name, code.co_firstlineno)
                 else:
                     scope = function_scope(
                         tree, module, code.co_name, code.co_firstlineno, flow=code is flow_code

@@ -55,11 +55,13 @@ class Scope:
         self,
         body: ast.AST,
         *,
-        params: set[str] = frozenset(),  # type: ignore[assignment]
+        params: set[str] | frozenset[str] = frozenset(),
         params_constant: bool = False,
         module: Scope | None = None,
+        outer_guard: str | None = None,
     ) -> None:
         self.module = module
+        self.outer_guard = outer_guard  # a comprehension's own condition, or its function's
         self.params = set(params)
         self.params_constant = params_constant
         #: name -> what was assigned to it (None: bound some other way, e.g. ``import``)
@@ -159,6 +161,8 @@ class Scope:
         """The data-dependent condition (``if``, loop, ``and``/``or``...) ``node`` runs under,
         or after an early exit from, if any: another run may not reach it, or reach it
         with other values."""
+        if self.outer_guard is not None:
+            return self.outer_guard
         if node is None or not hasattr(node, "lineno"):
             return None
         if self._regions is None:
@@ -196,6 +200,11 @@ class Scope:
             elif isinstance(node, ast.Match) and not self.constant(node.subject):
                 label = f"match {_text(node.subject)}"
                 parts = list(node.cases)
+            elif isinstance(node, _COMPREHENSIONS) and not self.comprehension_constant(node):
+                # inlined (Python 3.12): what follows its first iterable runs as often as it loops
+                first = node.generators[0].iter  # type: ignore[attr-defined]
+                regions.append((_end(first), _end(node), f"a comprehension over {_text(first)}"))
+                continue
             elif isinstance(node, ast.Try | ast.TryStar):
                 label = "an except clause (it runs when a task fails)"
                 parts = [*node.handlers, *node.orelse]
@@ -304,6 +313,17 @@ class Scope:
             return func.attr in PURE_METHODS and self.constant(func.value, bound)
         return False
 
+    def comprehension_constant(self, expr: ast.expr, bound: frozenset[str] = frozenset()) -> bool:
+        """Do a comprehension's iterables and conditions depend on constants only?"""
+        inner = set(bound)
+        for gen in expr.generators:  # type: ignore[attr-defined]
+            if gen.is_async or not self.constant(gen.iter, frozenset(inner)):
+                return False
+            inner |= {n.id for n in ast.walk(gen.target) if isinstance(n, ast.Name)}
+            if not all(self.constant(c, frozenset(inner)) for c in gen.ifs):
+                return False
+        return True
+
     def _comprehension_constant(self, expr: ast.expr, bound: frozenset[str]) -> bool:
         inner = set(bound)
         for gen in expr.generators:  # type: ignore[attr-defined]
@@ -407,6 +427,39 @@ def function_scope(
                 }
                 return Scope(node, params=params, params_constant=flow, module=module)
     return None
+
+
+_COMPREHENSION_CODES = {
+    "<listcomp>": ast.ListComp,
+    "<setcomp>": ast.SetComp,
+    "<dictcomp>": ast.DictComp,
+    "<genexpr>": ast.GeneratorExp,
+}
+
+
+def comprehension_scope(outer: Scope, kind: str, first_line: int) -> Scope | None:
+    """The :class:`Scope` of a comprehension that runs in a frame of its own (Python 3.11):
+    its targets are constants when its iterables and conditions are; otherwise its calls
+    are guarded by it (another run may loop otherwise). None when it is not found alone
+    on its line in ``outer``'s body."""
+    cls = _COMPREHENSION_CODES.get(kind)
+    found = [
+        n for n in _own_nodes(outer._body) if isinstance(n, cls or ()) and n.lineno == first_line
+    ]
+    if cls is None or len(found) != 1:
+        return None
+    node = found[0]
+    targets = {
+        n.id
+        for gen in node.generators  # type: ignore[attr-defined]
+        for n in ast.walk(gen.target)
+        if isinstance(n, ast.Name)
+    }
+    constant = outer.comprehension_constant(node)
+    guard = outer.guard_of(node) or (
+        None if constant else f"a comprehension over {_text(node.generators[0].iter)}"  # type: ignore[attr-defined]
+    )
+    return Scope(node, params=targets, params_constant=constant, module=outer, outer_guard=guard)
 
 
 def module_scope(tree: ast.Module) -> Scope:
