@@ -119,7 +119,7 @@ def deploy_plan(
         layers = {}
         for arch, layer in built.layers.items():
             more = given.get(arch, ()) if isinstance(given, Mapping) else given
-            arn = publish_layer(factory("lambda"), f"{prefix}-deps-{arch}", layer)
+            arn = _published(factory("lambda"), f"{prefix}-deps-{arch}", layer, publish_layer)
             layers[arch] = [arn, *more]
     backend = AwsLambdaBackend(
         role_arn=role_arn,
@@ -224,3 +224,21 @@ def start_run(client: Any, state_machine_arn: str, run_id: str) -> str:
         stateMachineArn=state_machine_arn, name=run_id, input=json.dumps({"run_id": run_id})
     )
     return answer["executionArn"]
+
+
+def _published(client: Any, name: str, layer: Any, publish: Any) -> str:
+    """``publish(client, name, layer)`` with AWS's refusals as one clear error."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return publish(client, name, layer)
+    except ClientError as err:
+        message = err.response.get("Error", {}).get("Message", str(err))
+        raise AwsError(
+            f"Lambda refused layer {name!r}: {error_code(err)}: {message}", code=error_code(err)
+        ) from None
+    except BotoCoreError as err:
+        raise AwsError(
+            f"Lambda publish_layer_version of {name} failed: {err}",
+            hint="check the AWS credentials and region (AWS_PROFILE, AWS_DEFAULT_REGION)",
+        ) from None
