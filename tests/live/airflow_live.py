@@ -47,7 +47,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -60,6 +59,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ..live_processes import free_port, poll, stray_pids
 
 #: Variables of the caller the Airflow processes do not inherit (they get their own).
 #: the module (in AIRFLOW_HOME/config) holding the metadata DB's connect arguments
@@ -92,12 +93,6 @@ class TaskInstance:
     start_date: str | None
     end_date: str | None
     duration_s: float | None  # end - start, as Airflow records it
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def airflow_env(
@@ -274,19 +269,7 @@ class AirflowLive:
 
     def stray_pids(self) -> list[int]:
         """Live processes (other than this one) whose environment mentions ``root``."""
-        needle = str(self.root).encode()
-        found = []
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit() or int(entry) == os.getpid():
-                continue
-            try:
-                if needle in Path(f"/proc/{entry}/environ").read_bytes():
-                    state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
-                    if state not in ("Z", "X"):
-                        found.append(int(entry))
-            except OSError:
-                continue
-        return found
+        return stray_pids(self.root)
 
     def __enter__(self) -> AirflowLive:
         return self.start()
@@ -311,18 +294,17 @@ class AirflowLive:
         describe: Callable[[], str] | None = None,
         interval_s: float = 0.5,
     ) -> Any:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            self._check_alive()
-            result = done()
-            if result:
-                return result
-            if time.monotonic() > deadline:
-                detail = describe() if describe else ""
-                raise LiveAirflowError(
-                    f"waited {timeout_s:.0f} s for {what}\n{detail}\n{self.log_tails()}"
-                )
-            time.sleep(interval_s)
+        """Poll ``done()`` until it is truthy (its value); every process must stay alive."""
+        return poll(
+            done,
+            timeout_s,
+            what,
+            check_alive=self._check_alive,
+            tails=self.log_tails,
+            error=LiveAirflowError,
+            describe=describe,
+            interval_s=interval_s,
+        )
 
     def log_tails(self, chars: int = LOG_TAIL_CHARS) -> str:
         """The end of each process's log, for error messages."""

@@ -38,7 +38,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -47,6 +46,8 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from ..live_processes import free_port, poll, stray_pids
 
 #: Variables of the caller the processes do not inherit (they get their own).
 DROPPED_PREFIXES = ("PREFECT_", "WISEFUSE_", "AIRFLOW_", "AIRFLOW__", "AWS_")
@@ -58,12 +59,6 @@ REQUEST_ATTEMPTS = 4
 
 class LivePrefectError(RuntimeError):
     """The server or a process beside it could not do what was asked (with log tails)."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def prefect_cli() -> str:
@@ -222,19 +217,7 @@ class PrefectLive:
 
     def stray_pids(self) -> list[int]:
         """Live processes (other than this one) whose environment mentions ``root``."""
-        needle = str(self.root).encode()
-        found = []
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit() or int(entry) == os.getpid():
-                continue
-            try:
-                if needle in Path(f"/proc/{entry}/environ").read_bytes():
-                    state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
-                    if state not in ("Z", "X"):
-                        found.append(int(entry))
-            except OSError:
-                continue
-        return found
+        return stray_pids(self.root)
 
     # -- commands --------------------------------------------------------------------------
 
@@ -294,18 +277,16 @@ class PrefectLive:
         interval_s: float = 0.5,
     ) -> Any:
         """Poll ``done()`` until it is truthy (its value); every process must stay alive."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            self._check_alive()
-            result = done()
-            if result:
-                return result
-            if time.monotonic() > deadline:
-                detail = describe() if describe else ""
-                raise LivePrefectError(
-                    f"waited {timeout_s:.0f} s for {what}\n{detail}\n{self.log_tails()}"
-                )
-            time.sleep(interval_s)
+        return poll(
+            done,
+            timeout_s,
+            what,
+            check_alive=self._check_alive,
+            tails=self.log_tails,
+            error=LivePrefectError,
+            describe=describe,
+            interval_s=interval_s,
+        )
 
     def log_tails(self, chars: int = LOG_TAIL_CHARS) -> str:
         """The end of each process's log, for error messages."""
