@@ -33,8 +33,8 @@ from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir.names import safe_name
 from wisefuse_plugins.plan.limits import MAX_SYNC_REQUEST_BYTES, MAX_TIMEOUT_S
 from wisefuse_plugins.plan.schema import Unit
-from wisefuse_plugins.runtime.invoker import Invoked
 from wisefuse_plugins.runtime.handler import ENV_ROOT, ENV_SPEC, ENV_STORE
+from wisefuse_plugins.runtime.invoker import Invoked
 from wisefuse_plugins.runtime.lambda_report import last_report as parse_report
 from wisefuse_plugins.runtime.packaging import (
     HANDLER,

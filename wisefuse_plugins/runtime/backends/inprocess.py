@@ -12,8 +12,8 @@ from typing import Any
 
 from wisefuse_plugins.plan.schema import Unit
 from wisefuse_plugins.runtime import store as st
-from wisefuse_plugins.runtime.invoker import Invoked
 from wisefuse_plugins.runtime.handler import LoadedUnit, run_unit
+from wisefuse_plugins.runtime.invoker import Invoked
 from wisefuse_plugins.runtime.loader import load_callable
 from wisefuse_plugins.runtime.spec import read_spec
 

@@ -22,8 +22,8 @@ from wisefuse_plugins.plan.limits import MAX_TIMEOUT_S
 from wisefuse_plugins.plan.schema import Unit
 from wisefuse_plugins.runtime import shim
 from wisefuse_plugins.runtime.backends.local import FunctionConfig, LocalLambda
-from wisefuse_plugins.runtime.invoker import Invoked
 from wisefuse_plugins.runtime.handler import ENV_ROOT, ENV_SPEC, ENV_STORE
+from wisefuse_plugins.runtime.invoker import Invoked
 
 HANDLER = "wisefuse_plugins.runtime.handler:handler"
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
