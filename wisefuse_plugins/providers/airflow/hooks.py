@@ -66,8 +66,6 @@ EXTRA_PREFIX = "wisefuse_function_prefix"
 LOCAL_PREFIX = "airflow"
 
 _lock = threading.Lock()
-#: (engine options, store URL, code root, environment) -> units on the local service
-_local_units: dict[tuple[Any, ...], ServiceUnits] = {}
 _aws_deployed: dict[tuple[str, str, int, str], str] = {}  # (prefix, unit, memory, arch) -> spec
 
 
@@ -107,11 +105,9 @@ def local_engine_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
 
 def close_local() -> None:
     """Stop the local Lambda services this process started and forget its units there."""
-    from wisefuse_plugins.runtime.backends.service import ondemand
+    from wisefuse_plugins.runtime.backends.service.client import close_shared
 
-    with _lock:
-        _local_units.clear()
-    ondemand.stop_started()
+    close_shared()
 
 
 def _check_environment(environment: Mapping[str, str] | None) -> dict[str, str]:
@@ -238,10 +234,7 @@ class WiseFuseLambdaHook(BaseHook):
     def invoke(self, deployed: Deployed, event: dict[str, Any]) -> Invoked:
         """Invoke a deployed unit synchronously; task errors come back in the payload."""
         if self.backend == "local":
-            units = _local_units.get(self._units_key(deployed.code_root))
-            if units is None:
-                raise WiseFuseError(f"unit function {deployed.function!r} is not deployed")
-            return units.invoke(deployed.function, event)
+            return self._local_units(deployed.code_root).invoke(deployed.function, event)
         return self._aws_backend().invoke(deployed.function, event)
 
     def _spec_file(self, spec: UnitSpec, sha: str) -> Path:
@@ -255,31 +248,32 @@ class WiseFuseLambdaHook(BaseHook):
     def _deploy_local(
         self, spec: UnitSpec, sha: str, memory_mb: int, arch: Arch, root: Path, workflow: str
     ) -> Deployed:
-        from wisefuse_plugins.runtime.backends.service.client import ServiceUnits
-
-        # one function per (spec, memory, architecture, code root, store, environment):
-        # a function never changes under a run that uses it, whatever other runs deploy
-        key = self._units_key(str(root))
-        ident = hashlib.sha256(repr((sha, memory_mb, arch, *key)).encode()).hexdigest()[:10]
+        # one function per (spec, memory, architecture, code root, store, environment,
+        # engine options): a function never changes under a run that uses it
+        units = self._local_units(str(root))
+        settings = (
+            sorted(units.options.items()),
+            units.store_url,
+            str(root),
+            sorted(self.environment.items()),
+        )
+        ident = hashlib.sha256(repr((sha, memory_mb, arch, *settings)).encode()).hexdigest()[:10]
         name = safe_name(f"{workflow}-{spec.unit}-{ident}")
-        path = self._spec_file(spec, sha)
         unit = Unit(id=name, stages=[s.id for s in spec.stages], memory_mb=memory_mb, arch=arch)
-        with _lock:
-            units = _local_units.get(key)
-            if units is None:
-                units = _local_units[key] = ServiceUnits(
-                    code_root=root,
-                    store_url=self.store_url,
-                    prefix=LOCAL_PREFIX,
-                    environment=self.environment,
-                    options=local_engine_options(self.local_options),
-                )
-        units.deploy(unit, path)
+        units.deploy(unit, self._spec_file(spec, sha))
         return Deployed(name, sha, str(root))
 
-    def _units_key(self, code_root: str) -> tuple[Any, ...]:
-        options = repr(sorted(local_engine_options(self.local_options).items()))
-        return (options, self.store_url, code_root, tuple(sorted(self.environment.items())))
+    def _local_units(self, code_root: str) -> ServiceUnits:
+        """This process's units on the local service for the hook's settings and ``code_root``."""
+        from wisefuse_plugins.runtime.backends.service.client import shared_units
+
+        return shared_units(
+            code_root=Path(code_root),
+            store_url=self.store_url,
+            prefix=LOCAL_PREFIX,
+            environment=self.environment,
+            options=local_engine_options(self.local_options),
+        )
 
     def _deploy_aws(
         self, spec: UnitSpec, sha: str, memory_mb: int, arch: Arch, root: Path, workflow: str

@@ -15,7 +15,6 @@ use their execution role).
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -27,7 +26,6 @@ from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir.names import safe_name
 
 if TYPE_CHECKING:
-    from wisefuse_plugins.runtime.backends.service.client import ServiceUnits
     from wisefuse_plugins.runtime.invoker import Invoker
     from wisefuse_plugins.runtime.store import Store
 
@@ -125,7 +123,14 @@ class WiseFuseLambda(Block):
         """
         prefix = safe_name(f"{self.function_prefix}-{namespace}")
         if self.backend == "local":
-            return _shared_units(self._local_options(), self._store_url(), Path(code_root), prefix)
+            from wisefuse_plugins.runtime.backends.service.client import shared_units
+
+            return shared_units(
+                code_root=Path(code_root).resolve(),
+                store_url=self._store_url(),
+                prefix=prefix,
+                options=self._local_options(),
+            )
         if not self.execution_role_arn:
             raise WiseFuseError(
                 "the WiseFuseLambda block has backend 'aws' but no execution_role_arn",
@@ -194,30 +199,8 @@ class WiseFuseLambda(Block):
 # ------------------------------------------------------------------- local Lambda
 
 
-_LOCK = threading.Lock()
-_UNITS: dict[tuple[str, str, Path, str], ServiceUnits] = {}
-
-
-def _shared_units(options: dict[str, Any], store_url: str, code_root: Path, prefix: str) -> Any:
-    """Units on the local service, one per (options, store, root, prefix) in this process:
-    it remembers what it deployed, so later flow runs deploy nothing and find them warm."""
-    from wisefuse_plugins.runtime.backends.service.client import ServiceUnits
-
-    root = code_root.resolve()
-    key = (repr(sorted(options.items())), store_url, root, prefix)
-    with _LOCK:
-        units = _UNITS.get(key)
-        if units is None:
-            units = _UNITS[key] = ServiceUnits(
-                code_root=root, store_url=store_url, prefix=prefix, options=options
-            )
-        return units
-
-
 def close_local_lambdas() -> None:
     """Stop the local Lambda services this process started (tests call it at their end)."""
-    from wisefuse_plugins.runtime.backends.service import ondemand
+    from wisefuse_plugins.runtime.backends.service.client import close_shared
 
-    with _LOCK:
-        _UNITS.clear()
-    ondemand.stop_started()
+    close_shared()

@@ -15,6 +15,7 @@ so nothing runs twice. An invocation the service dies in the middle of is an err
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -144,3 +145,47 @@ class ServiceUnits:
         self.backend = self._connect()
         for unit, spec_path in self._units.values():
             self.backend.deploy(unit, spec_path)
+
+
+_shared_lock = threading.Lock()
+_shared: dict[tuple[Any, ...], ServiceUnits] = {}
+
+
+def shared_units(
+    *,
+    code_root: Path,
+    store_url: str,
+    prefix: str,
+    environment: Mapping[str, str] | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> ServiceUnits:
+    """The process's :class:`ServiceUnits` for these settings, made on first request.
+
+    It remembers what it deployed, so later DAG or flow runs in the process deploy nothing
+    and invoke the same (warm) functions; the Airflow hook and the Prefect block share it.
+    """
+    key = (
+        repr(sorted((options or {}).items())),
+        store_url,
+        str(code_root),
+        prefix,
+        tuple(sorted((environment or {}).items())),
+    )
+    with _shared_lock:
+        units = _shared.get(key)
+        if units is None:
+            units = _shared[key] = ServiceUnits(
+                code_root=code_root,
+                store_url=store_url,
+                prefix=prefix,
+                environment=environment,
+                options=options,
+            )
+        return units
+
+
+def close_shared() -> None:
+    """Forget the shared units and stop the local Lambda services this process started."""
+    with _shared_lock:
+        _shared.clear()
+    ondemand.stop_started()
