@@ -131,10 +131,10 @@ def test_feedback_needs_the_local_backend(tmp_path):
 def test_optimize_headroom_default_is_the_optimizers():
     import inspect
 
-    from wisefuse_plugins import cli
+    from wisefuse_plugins.cli import planning
     from wisefuse_plugins.optimizer.feedback import tune
     from wisefuse_plugins.optimizer.search import SLO_HEADROOM
 
-    default = inspect.signature(cli.optimize).parameters["headroom"].default
+    default = inspect.signature(planning.optimize).parameters["headroom"].default
     assert default == SLO_HEADROOM
     assert inspect.signature(tune).parameters["headroom"].default == SLO_HEADROOM

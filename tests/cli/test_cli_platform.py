@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wisefuse_plugins import cli
+from wisefuse_plugins.cli import planning
 from wisefuse_plugins.model.profile import Platform
 
 
@@ -15,7 +15,7 @@ class _Archive:
 
 
 def test_uncalibrated_backend_warns_and_names_the_command(capsys) -> None:
-    platform = cli._platform(_Archive(None), "local")
+    platform = planning._platform(_Archive(None), "local")
     assert platform == Platform()
     err = " ".join(capsys.readouterr().err.split())
     assert "local backend was never calibrated" in err
@@ -25,5 +25,5 @@ def test_uncalibrated_backend_warns_and_names_the_command(capsys) -> None:
 
 def test_calibrated_backend_is_silent(capsys) -> None:
     measured = Platform()
-    assert cli._platform(_Archive(measured), "local") is measured
+    assert planning._platform(_Archive(measured), "local") is measured
     assert capsys.readouterr().err == ""

@@ -239,7 +239,7 @@ def test_loader_only_imports_files_inside_the_root(tmp_path):
     ref = wf.stage("square").callable
     assert load_callable(ref, ROOT)(3) == 9
     with pytest.raises(CodeLoadError, match="inside the code root"):
-        load_callable(ref.model_copy(update={"path": "../../../wisefuse_plugins/cli.py"}), ROOT)
+        load_callable(ref.model_copy(update={"path": "../../../wisefuse_plugins/cli/app.py"}), ROOT)
     with pytest.raises(CodeLoadError, match="code hash differs"):
         load_callable(ref.model_copy(update={"code_hash": "a" * 64}), ROOT)
     with pytest.raises(CodeLoadError, match="no attribute"):
