@@ -6,6 +6,9 @@ VENV   := .venv
 STAMP  := $(VENV)/.installed
 UV     := $(PYTHON) -m uv
 PYTEST_ARGS ?=
+# Two workers (the CI machine has 2 cores; most tests wait on subprocesses); the live
+# deployments' tests each stay on one worker (xdist groups, see tests/live/conftest.py).
+XDIST ?= -n 2 --dist loadgroup
 
 .PHONY: demo test lint format env clean
 
@@ -21,7 +24,7 @@ demo: $(STAMP)
 	$(VENV)/bin/wisefuse demo
 
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -71,28 +71,38 @@ bench_warmup()
 """
 
 
-def dag_id(app: str, form: str) -> str:
-    return {"plain": app, "dropin": f"{app}__{PLAN}", "emitted": f"{app}__emitted_{PLAN}"}[form]
+def dag_id(app: str, form: str, prefix: str = "") -> str:
+    name = prefix + app
+    return {"plain": name, "dropin": f"{name}__{PLAN}", "emitted": f"{name}__emitted_{PLAN}"}[form]
 
 
-def write_apps(live: AirflowLive, apps: Sequence[str], bundle: int) -> dict[str, Any]:
+def write_apps(
+    live: AirflowLive, apps: Sequence[str], bundle: int, prefix: str = ""
+) -> dict[str, Any]:
     """Each app's folder (DAG file + drop-in line, emitted file, plan, IR) into the dags
-    folder at once; returns the apps' workflows."""
+    folder at once, its dag_id prefixed with ``prefix``; returns the apps' workflows."""
     from tests.plans import chains_plan
 
-    staging = live.root / "staging"
+    staging = live.root / f"staging-{prefix}bench"
     workflows = {}
     for app in apps:
         folder = staging / app
         folder.mkdir(parents=True)
         source = with_dag_variable((REPO / "airflow" / f"{app}.py").read_text())
+        if prefix:
+            named = f'dag_id="{app}"'
+            if named not in source:
+                raise ValueError(f"airflow/{app}.py: no {named} to give the prefix {prefix!r}")
+            source = source.replace(named, f'dag_id="{prefix}{app}"')
 
         def fused(wf: Any) -> dict[str, Any]:
             return {PLAN: chains_plan(wf, bundle_size=bundle)}
 
-        workflows[app], _ = write_app(app, folder, source, fused)
-    (staging / "bench_warmup.py").write_text(WARMUP)
-    staging.rename(live.dags / "bench")
+        workflows[app], _ = write_app(prefix + app, folder, source, fused)
+    (staging / f"{prefix}bench_warmup.py").write_text(
+        WARMUP.replace('"bench_warmup"', f'"{prefix}bench_warmup"')
+    )
+    staging.rename(live.dags / f"{prefix}bench")
     return workflows
 
 
@@ -187,36 +197,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     root = Path(tempfile.mkdtemp(prefix="wisefuse-bench-airflow-"))
     live = AirflowLive(root)
-    runs: list[dict[str, Any]] = []
     try:
         live.start()
         print(f"Airflow started in {live.started_s:.1f} s (api-server {live.base_url})")
-        t0 = time.monotonic()
-        workflows = write_apps(live, apps, args.bundle)
-        wanted = [dag_id(a, f) for a in apps for f in forms]
-        live.wait_parsed(*wanted, files=sorted((live.dags / "bench").rglob("*.py")))
-        print(f"{len(wanted)} DAGs written and parsed in {time.monotonic() - t0:.1f} s")
-        live.wait_parsed("bench_warmup")
-        warm = run_once(live, "bench_warmup", args.timeout)
-        print(f"warm-up DAG (one task, not measured): {warm['state']} in {warm['wall_s']:.1f} s")
-        for app in apps:
-            reference: dict[str, Any] | None = None
-            for form in forms:
-                for rep in range(args.repeats):
-                    run = run_once(live, dag_id(app, form), args.timeout)
-                    values = {t: _xcom(live, run, t) for t in finals(workflows[app])}
-                    if reference is None:
-                        reference = values
-                    run |= {"app": app, "form": form, "repeat": rep}
-                    run["same_result"] = run["state"] == "success" and same_result(
-                        values, reference
-                    )
-                    runs.append(run)
-                    print(
-                        f"  {app:16s} {form:8s} #{rep}: {run['state']:7s} "
-                        f"{run['wall_s'] or 0:6.1f} s, same result {run['same_result']}",
-                        flush=True,
-                    )
+        runs = measure(live, apps, forms, args.repeats, args.bundle, args.timeout)
     finally:
         live.stop()
         left = live.stray_pids()
@@ -240,6 +224,46 @@ def main(argv: list[str] | None = None) -> int:
     )
     ok = all(r["same_result"] for r in runs) and not left
     return 0 if ok else 1
+
+
+def measure(
+    live: AirflowLive,
+    apps: Sequence[str],
+    forms: Sequence[str],
+    repeats: int,
+    bundle: int,
+    timeout_s: float,
+    prefix: str = "",
+) -> list[dict[str, Any]]:
+    """Write the apps into the running deployment ``live`` and run each app's forms
+    ``repeats`` times, one run at a time; the first form is the reference of the results.
+    ``prefix`` renames the DAGs, so that a deployment other DAGs share can run them."""
+    t0 = time.monotonic()
+    workflows = write_apps(live, apps, bundle, prefix)
+    wanted = [dag_id(a, f, prefix) for a in apps for f in forms]
+    live.wait_parsed(*wanted, files=sorted((live.dags / f"{prefix}bench").rglob("*.py")))
+    print(f"{len(wanted)} DAGs written and parsed in {time.monotonic() - t0:.1f} s")
+    live.wait_parsed(f"{prefix}bench_warmup")
+    warm = run_once(live, f"{prefix}bench_warmup", timeout_s)
+    print(f"warm-up DAG (one task, not measured): {warm['state']} in {warm['wall_s']:.1f} s")
+    runs: list[dict[str, Any]] = []
+    for app in apps:
+        reference: dict[str, Any] | None = None
+        for form in forms:
+            for rep in range(repeats):
+                run = run_once(live, dag_id(app, form, prefix), timeout_s)
+                values = {t: _xcom(live, run, t) for t in finals(workflows[app])}
+                if reference is None:
+                    reference = values
+                run |= {"app": app, "form": form, "repeat": rep}
+                run["same_result"] = run["state"] == "success" and same_result(values, reference)
+                runs.append(run)
+                print(
+                    f"  {app:16s} {form:8s} #{rep}: {run['state']:7s} "
+                    f"{run['wall_s'] or 0:6.1f} s, same result {run['same_result']}",
+                    flush=True,
+                )
+    return runs
 
 
 def _xcom(live: AirflowLive, run: dict[str, Any], task_id: str) -> Any:

@@ -9,7 +9,9 @@ stopped at the end of the session whatever happens, every process by pid. Its AP
 ``task_instances``, ``xcom`` and ``task_log``. The deployment is shared by every test of
 the session: use dag_ids and a sub-folder of the dags folder of your own.
 
-Every test in this folder is marked ``live`` (``-m "not live"`` leaves them out).
+Every test in this folder is marked ``live`` (``-m "not live"`` leaves them out) and, for
+``make test``'s ``pytest -n 2 --dist loadgroup``, put in one xdist group, so that one worker
+starts the deployment and runs them all while the other runs the rest of the suite.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if HERE in Path(str(item.path)).resolve().parents:
             item.add_marker(pytest.mark.live)
             item.add_marker(pytest.mark.airflow)
+            # One xdist worker runs them all: the session's one deployment serves them.
+            item.add_marker(pytest.mark.xdist_group("airflow_live"))
 
 
 @pytest.fixture(scope="session")

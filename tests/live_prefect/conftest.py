@@ -29,6 +29,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.live)
             item.add_marker(pytest.mark.prefect)
             item.add_marker(pytest.mark.slow)
+            item.add_marker(pytest.mark.xdist_group("prefect_live"))  # one server, one worker
 
 
 @pytest.fixture(scope="session")
