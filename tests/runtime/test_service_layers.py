@@ -17,6 +17,8 @@ boto3 = pytest.importorskip("boto3")
 from wisefuse_plugins.runtime import layers  # noqa: E402
 from wisefuse_plugins.runtime.backends.service import Handle, serve  # noqa: E402
 
+REPO = Path(__file__).resolve().parents[2]
+
 APP = """
 import importlib.util, sys
 import pydantic
@@ -143,14 +145,16 @@ def test_a_missing_dependency_is_lambdas_import_error(service: Handle) -> None:
     assert body["errorMessage"] == "Unable to import module 'app': No module named 'pydantic'"
 
 
-@pytest.mark.slow
-@pytest.mark.airflow
-def test_an_example_dag_runs_from_its_package_where_airflow_is_absent(
-    tmp_path: Path, aws_env: str
-) -> None:
-    """approx_svd's units, packaged as ``wisefuse package`` does (zip + host layer), run on
-    the isolated service through the AWS backend (S3 on moto): the DAG file's ``from
-    airflow.sdk import dag, task`` meets the shim, since Airflow is not importable there."""
+@pytest.fixture(scope="module")
+def layer_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One layer cache for the example tests: approx_svd's DAG and flow import the same
+    packages (numpy), so the second build is a cache hit."""
+    return tmp_path_factory.mktemp("example-layers")
+
+
+def run_packaged(path: Path, tmp_path: Path, aws_env: str, layer_cache: Path) -> None:
+    """``path``'s units, packaged as ``wisefuse package`` does (zip + host layer), run on the
+    isolated service through the AWS backend (S3 on moto), give the plain results."""
     from botocore.config import Config
 
     from examples.apps import svd
@@ -162,12 +166,13 @@ def test_an_example_dag_runs_from_its_package_where_airflow_is_absent(
     from wisefuse_plugins.runtime.s3store import S3Store
     from wisefuse_plugins.targets import load_workflow
 
-    repo = Path(__file__).resolve().parents[2]
-    wf, _ = observe(load_workflow(str(repo / "airflow" / "approx_svd.py")))
+    wf, _ = observe(load_workflow(str(path)))
     plan = chains_plan(wf, memory_mb=1024)
-    built = package_plan(wf, plan, tmp_path / "out", method="host", cache=tmp_path / "layers")
-    assert "numpy" in built.layers["x86_64"].sizes and "airflow" not in str(built.layers)
-    assert [p.name for p in built.extra_roots] == ["examples"]  # imported beside the DAG folder
+    built = package_plan(wf, plan, tmp_path / "out", method="host", cache=layer_cache)
+    layer = built.layers["x86_64"]
+    assert "numpy" in layer.sizes
+    assert not {"airflow", "prefect"} & {name.split(".")[0] for name in layer.sizes}
+    assert [p.name for p in built.extra_roots] == ["examples"]  # imported beside the file
 
     s3 = boto3.client("s3", region_name="us-east-1")
     bucket = f"wf-{tmp_path.name[-20:].lower().replace('_', '-')}"
@@ -175,8 +180,8 @@ def test_an_example_dag_runs_from_its_package_where_airflow_is_absent(
     store = S3Store(bucket, "data")
     with serve(port=0, root=tmp_path / "svc", isolated=True) as handle:
         lam = _client(handle.url)
-        arn = publish_layer(lam, "deps-x86_64", built.layers["x86_64"])
-        assert publish_layer(lam, "deps-x86_64", built.layers["x86_64"]) == arn  # reused
+        arn = publish_layer(lam, "deps-x86_64", layer)
+        assert publish_layer(lam, "deps-x86_64", layer) == arn  # reused
         assert len(lam.list_layer_versions(LayerName="deps-x86_64")["LayerVersions"]) == 1
         backend = AwsLambdaBackend(
             role_arn="arn:aws:iam::000000000000:role/x",
@@ -197,9 +202,32 @@ def test_an_example_dag_runs_from_its_package_where_airflow_is_absent(
             ),
         )
         result = execute(wf, plan, backend, store, workdir=tmp_path / "units", run_id="r1")
+    failed = [c.invoked.error or c.invoked.payload.get("error") for c in result.calls if not c.ok]
+    assert not failed, failed
     sink = next(s.id for s in wf.stages if not wf.successors(s.id))
     got, expected = result.outputs[sink], svd.run(**svd.SIZES["small"])
     assert got.keys() == expected.keys()
     for key, value in expected.items():  # BLAS may sum in another order in this process
         assert got[key] == pytest.approx(value, rel=1e-9), key
     assert all(c.invoked.log_tail for c in result.calls)
+
+
+@pytest.mark.slow
+@pytest.mark.airflow
+def test_an_example_dag_runs_from_its_package_where_airflow_is_absent(
+    tmp_path: Path, aws_env: str, layer_cache: Path
+) -> None:
+    """approx_svd's DAG file: its ``from airflow.sdk import dag, task`` meets the shim, since
+    Airflow is not importable there."""
+    run_packaged(REPO / "airflow" / "approx_svd.py", tmp_path, aws_env, layer_cache)
+
+
+@pytest.mark.slow
+@pytest.mark.prefect
+def test_an_example_flow_runs_from_its_package_where_prefect_is_absent(
+    tmp_path: Path, aws_env: str, layer_cache: Path, prefect_env: dict[str, str]
+) -> None:
+    """approx_svd's Prefect flow file: its ``from prefect import flow, task, unmapped`` meets
+    the shim, since Prefect is not importable there. Reading the flow traces one run of it
+    with Prefect on this host (the session's Prefect server)."""
+    run_packaged(REPO / "prefect" / "approx_svd.py", tmp_path, aws_env, layer_cache)
