@@ -27,12 +27,11 @@ either side (the vcpu law satisfies this by construction).
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from scipy.optimize import OptimizeWarning, curve_fit, nnls
+from scipy.optimize import minimize_scalar, nnls
 
 from wisefuse_plugins.plan.limits import vcpus
 
@@ -171,23 +170,35 @@ def _uses_more_than_one_core(memory: np.ndarray, table: np.ndarray) -> bool:
     return bool(most > 0 and base / most >= MULTI_CORE_SPEEDUP)
 
 
+def _decay_constant(memory: np.ndarray, med: np.ndarray) -> float:
+    """The decay constant a2 of ``a0 + a1 * exp(-m / a2)`` fitted to the median.
+
+    For a fixed a2 the law is linear in (a0, a1), so the squared error is a function of a2
+    alone (variable projection): a log-spaced grid over [16, 1e5] MB finds its basin and a
+    bounded Brent search refines it. Some hundred tiny least-squares solves, where a general
+    nonlinear fit (``curve_fit``) could take thousands of evaluations on flat or
+    saturating data (seconds per stage) and still stop at a bound.
+    """
+    lo, hi = np.log(16.0), np.log(1e5)
+
+    def error(log_a2: float) -> float:
+        design = np.column_stack([np.ones(len(memory)), np.exp(-memory / np.exp(log_a2))])
+        return float(nnls(design, med)[1])
+
+    grid = np.linspace(lo, hi, 48)
+    errors = [error(g) for g in grid]
+    best = int(np.argmin(errors))
+    if errors[best] <= 1e-12 * max(float(np.abs(med).max()), 1.0):
+        return float(np.exp(grid[best]))
+    left, right = grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)]
+    found = minimize_scalar(error, bounds=(left, right), method="bounded", options={"xatol": 1e-4})
+    log_a2 = float(found.x) if found.success and found.fun <= errors[best] else float(grid[best])
+    return float(np.exp(log_a2))
+
+
 def _fit_exp(memory: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """One decay constant a2 (fitted on the median), then a0, a1 per level by least squares."""
-    med = table[:, LEVELS // 2]
-    scale = float(np.max(memory))
-
-    def law(m, a0, a1, a2):
-        return a0 + a1 * np.exp(-m / a2)
-
-    p0 = (float(med.min()), float(med.max() - med.min()) * 2 + 1e-6, scale / 4)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", OptimizeWarning)  # flat data: a2 is not identifiable
-            (_, _, a2), _ = curve_fit(
-                law, memory, med, p0=p0, bounds=([0, 0, 16.0], [np.inf, np.inf, 1e5]), maxfev=5000
-            )
-    except (RuntimeError, ValueError):
-        a2 = scale / 4
+    a2 = _decay_constant(memory, table[:, LEVELS // 2])
     design = np.column_stack([np.ones(len(memory)), np.exp(-memory / a2)])
     a0 = np.empty(LEVELS)
     a1 = np.empty(LEVELS)
