@@ -239,13 +239,13 @@ def trigger(name: str) -> Callable[[Callable[[Scene], str]], Callable[[Scene], s
 
 @trigger("missing-airflow")
 def _(sc: Scene) -> str:
-    import wisefuse_plugins.adapters.airflow as adapter
+    from wisefuse_plugins.adapters.airflow import access
 
     def version(name: str) -> str:
         raise PackageNotFoundError(name)
 
     with sc.mp.context() as mp:
-        mp.setattr(adapter, "version", version)
+        mp.setattr(access, "version", version)
         return sc.error("inspect", str(REPO / "airflow" / "video_analytics.py"))
 
 

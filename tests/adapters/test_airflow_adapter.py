@@ -451,16 +451,16 @@ def test_dag_id_picks_one_of_several() -> None:
 
 
 def test_an_unexpected_failure_makes_one_task_opaque(monkeypatch: pytest.MonkeyPatch) -> None:
-    from wisefuse_plugins.adapters import airflow as adapter
+    from wisefuse_plugins.adapters.airflow import task as one_task
 
-    real = adapter._python
+    real = one_task.python_call
 
     def flaky(task, mapping, ctx):
         if task.task_id == "transform":
             raise KeyError("surprise")
         return real(task, mapping, ctx)
 
-    monkeypatch.setattr(adapter, "_python", flaky)
+    monkeypatch.setattr(one_task, "python_call", flaky)
     wf = convert("taskflow_chain.py")
     assert (
         "could not analyse the task (KeyError: 'surprise')" in wf.stage("transform").opaque_reason
@@ -471,7 +471,7 @@ def test_an_unexpected_failure_makes_one_task_opaque(monkeypatch: pytest.MonkeyP
 
 def test_a_stage_the_ir_rejects_is_demoted_not_raised() -> None:
     """The safety net behind "never crash": a stage that fails validation becomes opaque."""
-    from wisefuse_plugins.adapters.airflow import _build
+    from wisefuse_plugins.adapters.airflow.dag import _build
     from wisefuse_plugins.ir import Collect, Source, callable_ref
 
     ref = callable_ref(short, REPO)
@@ -578,7 +578,8 @@ def test_every_airflow_example_dag_converts(record_property) -> None:
     import airflow
     from airflow.dag_processing.dagbag import DagBag
 
-    from wisefuse_plugins.adapters.airflow import _parsing, from_dag
+    from wisefuse_plugins.adapters.airflow import from_dag
+    from wisefuse_plugins.adapters.airflow.load import _parsing
 
     with _parsing():
         bag = DagBag(
@@ -610,11 +611,12 @@ def test_missing_airflow_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> Non
     from importlib.metadata import PackageNotFoundError
 
     from wisefuse_plugins.adapters import airflow as adapter
+    from wisefuse_plugins.adapters.airflow import access
 
     def missing(name: str) -> str:
         raise PackageNotFoundError(name)
 
-    monkeypatch.setattr(adapter, "version", missing)
+    monkeypatch.setattr(access, "version", missing)
     with pytest.raises(MissingExtraError) as info:
         adapter.load_dag_file(DAGS / "taskflow_chain.py")
     assert info.value.extra == "airflow" and info.value.package == "apache-airflow"
