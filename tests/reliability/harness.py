@@ -121,6 +121,17 @@ def _stat(pid: int) -> tuple[str, int] | None:
         return None
 
 
+def describe(pid: int) -> str:
+    """``pid state=S ppid=N cmd`` of a process, for a leak's report."""
+    found = _stat(pid)
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:200]
+    except OSError:
+        cmd = "?"
+    state, ppid = found if found is not None else ("gone", -1)
+    return f"{pid} state={state} ppid={ppid} (self={os.getpid()}) {cmd.strip()}"
+
+
 def alive(pid: int) -> bool:
     """A running process (not a zombie)."""
     found = _stat(pid)
@@ -231,6 +242,7 @@ class Outcome:
     duplicated: list[str] = field(default_factory=list)  # keys written by two invocations
     stray: list[str] = field(default_factory=list)  # keys no invocation reported
     leaked: list[int] = field(default_factory=list)  # processes left behind
+    leaked_info: list[str] = field(default_factory=list)  # state, parent, command line
     temp_files: list[str] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
 
@@ -368,6 +380,7 @@ def run_scenario(
     # on a loaded machine that takes a moment: only what outlives 10 s is a leak
     wait_until(lambda: not left_behind(), timeout_s=10.0, step_s=0.1)
     leaked = sorted(left_behind())
+    leaked_info = [describe(p) for p in leaked]
     return Outcome(
         fault=fault,
         run_id=run_id,
@@ -381,6 +394,7 @@ def run_scenario(
         duplicated=duplicated,
         stray=stray,
         leaked=leaked,
+        leaked_info=leaked_info,
         temp_files=[str(p) for p in temp_files(store.root)],
         calls=calls,
     )
@@ -419,7 +433,7 @@ def summary(outcome: Outcome) -> str:
             "lost": outcome.lost,
             "duplicated": outcome.duplicated,
             "stray": outcome.stray,
-            "leaked": outcome.leaked,
+            "leaked": outcome.leaked_info or outcome.leaked,
             "temp_files": outcome.temp_files,
         }
     )
