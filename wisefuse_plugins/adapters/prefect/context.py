@@ -12,7 +12,10 @@ with the reason, instead of failing on Lambda or, worse, running otherwise:
 * Prefect's API: ``get_client()``, ``Variable``, blocks' ``load()``, artifacts, events,
   ``run_deployment``, global concurrency limits, pausing or suspending the flow run;
 * state hooks (``on_completion``, ``on_failure``...) and ``retry_condition_fn``: Prefect
-  calls them on *this* task's runs, and a planned run's task runs are the units'.
+  calls them on *this* task's runs, and a planned run's task runs are the units';
+* a cache policy that reuses results across runs (:func:`cache_problem`): the plain flow
+  returns the cached value, a unit would compute a new one;
+* an async task function: a unit calls it without awaiting it.
 
 The code is read from the function's bytecode: the globals and closure values it uses,
 the modules it imports inside its body, attributes of Prefect modules it reads, and the
@@ -82,6 +85,18 @@ def lambda_problems(task: Any) -> list[str]:
                 f"it has {option} hooks ({names}): Prefect calls them on this task's runs, "
                 "and a planned run's task runs are its units'"
             )
+    fn = getattr(task, "fn", None)
+    if callable(fn) and (
+        inspect.iscoroutinefunction(inspect.unwrap(fn))
+        or inspect.isasyncgenfunction(inspect.unwrap(fn))
+    ):
+        problems.append(
+            "it is an async function (async def), and a unit calls task functions "
+            "synchronously; make it a plain def to plan it"
+        )
+    cached = cache_problem(task)
+    if cached is not None:
+        problems.append(cached)
     if getattr(task, "retry_condition_fn", None) is not None:
         problems.append(
             "it has a retry_condition_fn, which Prefect calls on this task's failed runs; "
@@ -96,6 +111,46 @@ def lambda_problems(task: Any) -> list[str]:
                 seen.add(where)
                 problems.append(f"{why}, in {where}")
     return problems
+
+
+def cache_problem(task: Any) -> str | None:
+    """Why ``task``'s results may come from Prefect's cache of *earlier* runs, or None.
+
+    A cache policy without the run id (``INPUTS``, ``TASK_SOURCE``, a ``cache_key_fn``) hands
+    a later run the result an earlier one stored, even when what the task reads (a file, the
+    clock) has changed since: the plain flow returns that cached value, and a unit, which
+    runs the function, would compute another. So does a ``result_storage_key`` without a
+    cache policy (Prefect keys the cache by it). The default policy (keyed by the run id
+    too), ``NO_CACHE`` and ``refresh_cache=True`` never read across runs."""
+    if getattr(task, "refresh_cache", None) is True:
+        return None
+    policy = getattr(task, "cache_policy", None)
+    if policy is None:  # Prefect then keys the cache by result_storage_key, if any
+        key = getattr(task, "result_storage_key", None)
+        if key is None:
+            return None
+        return (
+            f"its result_storage_key ({key}) makes Prefect hand a later run the result an "
+            "earlier run stored under that key, which a unit does not read (it would compute "
+            "the result again)"
+        )
+    parts = _policy_parts(policy)
+    names = {type(p).__name__ for p in parts}
+    if names <= {"_None"} or "RunId" in names:
+        return None
+    shown = " + ".join(sorted(n for n in names if n != "_None"))
+    return (
+        f"its cache_policy ({shown}) reuses results of earlier runs from Prefect's cache, "
+        "which a unit does not read (it would compute the result again)"
+    )
+
+
+def _policy_parts(policy: Any) -> list[Any]:
+    """The single policies a (compound) cache policy is made of."""
+    inner = getattr(policy, "policies", None)
+    if isinstance(inner, list):
+        return [p for sub in inner for p in _policy_parts(sub)]
+    return [policy]
 
 
 def refusal(obj: Any) -> str | None:

@@ -127,16 +127,35 @@ class _Source:
         return None
 
     def task_called(self, expr: ast.expr | None) -> Any:
-        """The Prefect task ``expr`` calls (``t(...)``, or a name assigned once from it)."""
+        """The Prefect task ``expr`` calls: ``t(...)``, ``t.submit(...).result()``, or a name
+        assigned once from either (``f = t.submit(...)`` then ``f.result()`` too)."""
         from prefect.tasks import Task
 
-        if isinstance(expr, ast.Name) and len(self.assigned.get(expr.id, [])) == 1:
-            expr = self.assigned[expr.id][0]
+        expr = self._once(expr)
+        if (
+            isinstance(expr, ast.Call)
+            and isinstance(expr.func, ast.Attribute)
+            and expr.func.attr == "result"
+        ):  # future.result() of the future a .submit() made
+            future = self._once(expr.func.value)
+            if not (
+                isinstance(future, ast.Call)
+                and isinstance(future.func, ast.Attribute)
+                and future.func.attr == "submit"
+            ):
+                return None
+            expr = ast.Call(func=future.func.value, args=[], keywords=[])
         if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name):
             obj = self.globals.get(expr.func.id)
             if isinstance(obj, Task):
                 return obj
         return None
+
+    def _once(self, expr: ast.expr | None) -> ast.expr | None:
+        """What a name assigned exactly once holds (else ``expr`` itself)."""
+        if isinstance(expr, ast.Name) and len(self.assigned.get(expr.id, [])) == 1:
+            return self.assigned[expr.id][0]
+        return expr
 
     def is_literal(self, expr: ast.expr | None) -> bool:
         """A constant, or a flow parameter the body never rebinds (fixed by the IR's parameters)."""
