@@ -423,3 +423,69 @@ def test_a_value_the_key_cannot_encode_means_no_record() -> None:
     assert (
         fingerprint(plain, "0" * 64) == fingerprint(plain, "0" * 64) != fingerprint(plain, "1" * 64)
     )
+
+
+# --------------------------------------------------------------------------- made at plan time
+
+
+def _served_from_plan_time(path: Path, dag_id: str, parsed: Path | None = None) -> None:
+    """``wisefuse optimize`` prepares the layout (:mod:`~wisefuse_plugins.providers.airflow.ahead`):
+    the dag-processor's first parse of the DAG file after the plan change, in a fresh
+    process, finds it under the key it computes, and so imports none of the adapter
+    (``parsed``: the path the parse is given, when not ``path``)."""
+    from wisefuse_plugins.providers.airflow.ahead import prepare_dag_file
+
+    parsed = parsed or path
+    said = prepare_dag_file(path)
+    assert len(said) == 1 and "prepared layout kept" in said[0], said
+    (kept,) = records(path)
+    assert json.loads(kept.read_text())["made"] == "plan"
+    assert prepare_dag_file(path)[0].endswith("its prepared layout is there already")
+    env = {
+        **os.environ,
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(parsed.parent),
+        "PYTHONPATH": os.pathsep.join([str(parsed.parent), str(REPO)]),
+    }
+    first = parse_in_fresh_processes([parsed], env)[f"first:{parsed}"]
+    assert first["errors"] == {}
+    assert "WiseFuseLambdaOperator" in first["operators"][dag_id]  # rewritten
+    assert heavy_ours(first["modules"]) == [] and first["models"] == []
+    assert records(path) == [kept]  # the parse computed the very key: no record of its own
+
+
+def test_a_layout_prepared_at_plan_time_serves_the_first_parse(env_dag: Path) -> None:
+    """Tasks from a module the DAG file imports; an argument from the environment."""
+    _served_from_plan_time(env_dag, "parse_cost_env")
+
+
+def test_a_layout_prepared_at_plan_time_for_tasks_of_the_dag_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tasks defined in the DAG file: Airflow names its module after the path it was given
+    (``unusual_prefix_<sha1>_parse_cost``), which the key must not depend on: here the
+    dags folder is a symlink, which the dag-processor's paths keep and ours resolve."""
+    folder = tmp_path / "dags"
+    folder.mkdir()
+    monkeypatch.setenv("WISEFUSE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("WISEFUSE_PLAN_STATE", raising=False)
+    write_app("parse_cost", folder, DAG_FILE, lambda wf: {"b2": chains_plan(wf, bundle_size=2)})
+    for stale in folder.glob("emitted_*.py"):
+        stale.unlink()
+    linked = tmp_path / "linked"
+    linked.symlink_to(folder, target_is_directory=True)
+    _served_from_plan_time(folder / "parse_cost.py", "parse_cost__b2", linked / "parse_cost.py")
+
+
+def test_the_adapter_reads_the_original_of_a_drop_in_dag_file(env_dag: Path) -> None:
+    """A plan change means running ``wisefuse optimize`` on the DAG file, which now ends
+    with the drop-in line and has a current plan: the adapter must read the DAG as written,
+    not the rewritten one (whose unit tasks it cannot plan)."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from wisefuse_plugins.adapters.airflow import workflow_from_file
+
+    wf = workflow_from_file(env_dag)
+    assert [s.id for s in wf.python_stages] == ["numbers", "double", "total"]
+    bag = DagBag(dag_folder=str(env_dag), load_op_links=False)  # as Airflow parses it
+    assert rewritten(bag.dags["parse_cost_env"])

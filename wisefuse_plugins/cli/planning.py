@@ -159,6 +159,12 @@ def optimize(
         )
     path = dump_plan(planned.plan, out)
     console.print(f"plan written to {path}")
+    from wisefuse_plugins.providers.airflow.ahead import prepare_target
+
+    with console.status("preparing the drop-in's layout for the DAG's first parse"):
+        prepared = prepare_target(target, path)
+    for line in prepared:  # a DAG file with the drop-in line: its next parse is a fast one
+        console.print(line, highlight=False, soft_wrap=True)
     if plot is not None:
         from wisefuse_plugins.plots import frontier_plot
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from wisefuse_plugins.adapters.airflow.access import require_airflow
 from wisefuse_plugins.errors import WiseFuseError
+from wisefuse_plugins.originals import reading_original
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
@@ -32,7 +33,7 @@ def load_dag_file(path: str | Path, dag_id: str | None = None) -> DAG:
     if not file.is_file():
         what = "is not a file" if file.exists() else "does not exist"
         raise WiseFuseError(f"{str(file)!r} {what}", hint="pass an Airflow DAG file (*.py)")
-    with _parsing():
+    with _parsing(), reading_original():  # a drop-in line in the file returns the original
         from airflow.dag_processing.dagbag import DagBag
 
         bag = DagBag(dag_folder=str(file.resolve()), safe_mode=False)

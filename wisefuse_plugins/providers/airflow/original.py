@@ -7,7 +7,6 @@ XCom inputs at the tasks that produce them now.
 
 from __future__ import annotations
 
-import contextvars
 import copy
 import os
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wisefuse_plugins.errors import WiseFuseError
+from wisefuse_plugins.originals import reading, reading_original
 from wisefuse_plugins.providers.airflow.groups import group_in, sentinels
 from wisefuse_plugins.providers.airflow.xcomrefs import repoint_task
 
@@ -25,14 +25,11 @@ if TYPE_CHECKING:
 
 __all__ = ["OriginalDag", "copy_task", "empty_copy", "loading_original"]
 
-_loading_original: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "wisefuse_loading_original", default=False
-)
-
 
 def loading_original() -> bool:
-    """True while :class:`OriginalDag` imports an original DAG file (its rewrite line is moot)."""
-    return _loading_original.get()
+    """True while wisefuse reads a DAG file for its original DAG (:mod:`wisefuse_plugins.originals`:
+    the adapter, :class:`OriginalDag`): its rewrite line is moot."""
+    return reading()
 
 
 def copy_task(
@@ -137,11 +134,8 @@ class OriginalDag:
         name = module_name(self.path, "wisefuse_original_")
         module = sys.modules.get(name)
         if module is None:
-            token = _loading_original.set(True)  # its own rewrite line, if any, is moot here
-            try:
+            with reading_original():  # its own rewrite line, if any, is moot here
                 module = import_file(self.path, name)
-            finally:
-                _loading_original.reset(token)
         added = set(DagContext.autoregistered_dags) - before
         for entry in added:
             DagContext.autoregistered_dags.discard(entry)

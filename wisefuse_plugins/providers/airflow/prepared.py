@@ -37,6 +37,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import sys
 import types
 from collections.abc import Mapping
@@ -98,6 +99,7 @@ CODE = ("adapters", "ir", "plan", "runtime/spec.py", "providers/airflow")
 #: Types whose ``repr`` is their whole value (dates, durations, paths, decimals, UUIDs).
 _REPR_MODULES = ("datetime", "decimal", "uuid", "pathlib", "pendulum", "fractions")
 _MAX_DEPTH = 48
+_DAG_MODULE = re.compile(r"^unusual_prefix_[0-9a-f]{40}_")
 
 
 def enabled() -> bool:
@@ -132,7 +134,7 @@ def fingerprint(
         _code_stamp(),
         plan_sha,
         dag.dag_id,
-        str(fileloc or ""),
+        os.path.realpath(fileloc) if fileloc else "",  # one file, however a process names it
         os.getcwd() if not fileloc else "",  # a DAG without a file: paths are the cwd's
         sorted((str(k), int(v)) for k, v in (parallelism or {}).items()),
         tasks,
@@ -195,7 +197,16 @@ def _source_files(fn: Any, files: set[str]) -> None:
 
 
 def _type_name(cls: Any) -> str:
-    return f"{getattr(cls, '__module__', '?')}.{getattr(cls, '__qualname__', repr(cls))}"
+    return f"{_module(getattr(cls, '__module__', '?'))}.{getattr(cls, '__qualname__', repr(cls))}"
+
+
+def _module(name: Any) -> Any:
+    """A module name as every process names it: Airflow names a DAG file's module after the
+    SHA-1 of the path it was given (``unusual_prefix_<sha1>_<stem>``), which differs between
+    the dag-processor and ``wisefuse optimize`` for one file; the file itself is in the key."""
+    if isinstance(name, str) and name.startswith("unusual_prefix_"):
+        return _DAG_MODULE.sub("unusual_prefix_", name, count=1)
+    return name
 
 
 def _encode(value: Any, depth: int, stack: set[int]) -> Any:
@@ -297,8 +308,14 @@ def _kind_of(kind: type) -> str:
 
 def _callable(fn: Any) -> list[Any]:
     code = getattr(fn, "__code__", None)
-    where = [code.co_filename, code.co_firstlineno] if code is not None else []
-    return ["callable", getattr(fn, "__module__", None), getattr(fn, "__qualname__", None), *where]
+    where = [_real(code.co_filename), code.co_firstlineno] if code is not None else []
+    module = _module(getattr(fn, "__module__", None))
+    return ["callable", module, getattr(fn, "__qualname__", None), *where]
+
+
+@functools.lru_cache(maxsize=1024)
+def _real(path: str) -> str:
+    return path if path.startswith("<") else os.path.realpath(path)
 
 
 def _file_sha(path: str) -> str | None:
@@ -332,6 +349,19 @@ def _code_stamp() -> list[list[Any]]:
 
 
 # --------------------------------------------------------------------------- the record
+
+
+def record(dag: DAG, workflow: Workflow, plan: Plan) -> dict[str, Any]:
+    """What a parse without a record computes for ``dag`` (read as ``workflow``) under
+    ``plan``: ``{"problems": [[path, reason], ...]}`` when the plan no longer fits it, else
+    ``{"layout": ...}`` (:func:`prepare`). The drop-in's parse and ``wisefuse optimize``
+    (:mod:`.ahead`) both call it, so a record made at plan time is the parse's own."""
+    from wisefuse_plugins.plan.schema import plan_problems
+
+    problems = plan_problems(plan, workflow)
+    if problems:
+        return {"problems": [[p, reason] for p, reason in problems]}
+    return {"layout": prepare(dag, workflow, plan)}
 
 
 def prepare(dag: DAG, workflow: Workflow, plan: Plan) -> dict[str, Any]:
@@ -482,9 +512,11 @@ class Records:
             return None
         return doc
 
-    def put(self, dag_id: str, key: str, doc: dict[str, Any]) -> bytes:
-        """Keep ``doc`` (best effort); returns its JSON, the bytes a later parse reads."""
-        data = json.dumps({"format": FORMAT, "key": key, "dag_id": dag_id, **doc}).encode()
+    def put(self, dag_id: str, key: str, doc: dict[str, Any], *, made: str = "parse") -> bytes:
+        """Keep ``doc`` (best effort); returns its JSON, the bytes a later parse reads.
+        ``made``: who computed it, ``parse`` or ``plan`` (``wisefuse optimize``)."""
+        head = {"format": FORMAT, "key": key, "dag_id": dag_id, "made": made}
+        data = json.dumps({**head, **doc}).encode()
         folder = self._folder(dag_id)
         try:
             _write_atomic(folder / f"{key}.json", data)

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wisefuse_plugins.errors import WiseFuseError
-from wisefuse_plugins.providers.airflow import prepared
+from wisefuse_plugins.providers.airflow import ahead, prepared
 from wisefuse_plugins.providers.airflow.original import loading_original
 from wisefuse_plugins.providers.airflow.planfiles import (
     TAG_NOT_USED,
@@ -100,6 +100,9 @@ def rewrite(
     ``archive``: where units record their timings (see the operator). ``parallelism``: the
     same overrides the plan was made with, if any (``from_dag(parallelism=...)``).
     """
+    if (calls := ahead.recording()) is not None:  # `wisefuse optimize` prepares its layout
+        calls.append(ahead.Call(dag, plan, dict(parallelism) if parallelism else None))
+        return dag
     if _in_lambda() or loading_original():
         return dag
     where = f"DAG {dag.dag_id!r}"
@@ -136,16 +139,10 @@ def rewrite(
         message = f"{where} runs unchanged: {err.message}{hint}; {FIX}"
         return _unchanged(dag, message, None if suffix else release)
     if doc is None:  # no record: compute it (and keep it for the next parses)
-        from wisefuse_plugins.plan.schema import plan_problems
-
-        problems = plan_problems(plan_obj, workflow)
-        if problems:
-            doc = {"problems": [[p, reason] for p, reason in problems]}
-        else:
-            try:
-                doc = {"layout": prepared.prepare(dag, workflow, plan_obj)}
-            except Exception as err:  # a DAG file must keep parsing: run the original instead
-                return _failed(dag, err, None if suffix else release)
+        try:
+            doc = prepared.record(dag, workflow, plan_obj)
+        except Exception as err:  # a DAG file must keep parsing: run the original instead
+            return _failed(dag, err, None if suffix else release)
         if key is not None and records is not None:
             doc = json.loads(records.put(dag.dag_id, key, doc))  # as the next parse reads it
     if doc.get("problems"):
