@@ -723,6 +723,49 @@ def _etl_emitted(sc: Scene, folder: str) -> tuple[Path, Any]:
     return write_dag(wf, single_stage_plan(wf), path.parent, dag=original), wf
 
 
+@trigger("airflow-plan-scheduling")
+def _(sc: Scene) -> str:
+    """A hand-written plan fusing two tasks of different pools, under the drop-in."""
+    from wisefuse_plugins.adapters.airflow import workflow_from_file
+    from wisefuse_plugins.plan.schema import Plan, Unit, dump_plan, hashes_of
+
+    path = sc.write(
+        "pools/dags/etl.py",
+        """
+        from pathlib import Path
+
+        from airflow.sdk import dag, task
+
+        from wisefuse_plugins.airflow import rewrite
+
+
+        @task(pool="io_pool")
+        def extract() -> list[int]:
+            return [1, 2, 3]
+
+
+        @task
+        def total(values: list[int]) -> int:
+            return sum(values)
+
+
+        @dag(dag_id="etl", schedule=None)
+        def etl():
+            total(extract())
+
+
+        dag = rewrite(etl(), Path(__file__).with_name("etl.plan.json"))
+        """,
+    )
+    wf = workflow_from_file(path)
+    fused = Unit(id="extract-total", stages=["extract", "total"])
+    dump_plan(
+        Plan(workflow=wf.name, units=[fused], code_hashes=hashes_of(wf)),
+        path.with_name("etl.plan.json"),
+    )
+    return _warnings_of(path, "_wisefuse_docs_pools")
+
+
 @trigger("airflow-emitted-plan-missing")
 def _(sc: Scene) -> str:
     """A unit task of an emitted DAG deployed without its plan file."""
