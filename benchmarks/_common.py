@@ -190,19 +190,10 @@ def load_app(app: App, size: str = "bench") -> LoadedApp:
 
 
 def same_result(a: Any, b: Any, rel: float = 1e-9) -> bool:
-    """Equal outputs, floats within ``rel`` (BLAS results differ in the last bits with the
-    arrays' alignment and the number of threads: same computation, not the same bits)."""
-    if isinstance(a, float) or isinstance(b, float):
-        return (
-            isinstance(a, int | float)
-            and isinstance(b, int | float)
-            and math.isclose(a, b, rel_tol=rel, abs_tol=1e-12)
-        )
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(same_result(a[k], b[k], rel) for k in a)
-    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
-        return len(a) == len(b) and all(same_result(x, y, rel) for x, y in zip(a, b, strict=True))
-    return a == b
+    """Equal outputs, floats within ``rel`` (:func:`wisefuse_plugins.runtime.compare.same_outputs`)."""
+    from wisefuse_plugins.runtime.compare import same_outputs
+
+    return same_outputs(a, b, rel)
 
 
 # --------------------------------------------------------------------------- session

@@ -166,8 +166,40 @@ def prefect_env() -> Iterator[dict[str, str]]:
 
     names = [name for name in framework_env(Path()) if name.startswith("PREFECT_")]
     timeout = int(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"])
-    with prefect_test_harness(server_startup_timeout=timeout):
+    harness = prefect_test_harness(server_startup_timeout=timeout)
+    harness.__enter__()
+    try:
         yield {name: os.environ[name] for name in names}
+    finally:
+        _leave_prefect_harness(harness)
+
+
+def _leave_prefect_harness(harness: Any, timeout_s: float = 30.0) -> None:
+    """Drain Prefect's log and event workers with a bound, then let the harness stop its
+    server. Its own drain waits without one, and once in a CI run (Prefect 3.7.7) it never
+    returned: the session hung in teardown. When the bounded drain does not finish, the
+    server is stopped here (by its process) and the harness is left; the warning says so."""
+    import warnings
+
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.server.api.server import SubprocessASGIServer
+
+    pending = []
+    for worker in (APILogWorker, EventsWorker):
+        _, not_done = worker.drain_all(timeout=timeout_s)
+        pending += [worker.__name__] * len(not_done)
+    if not pending:
+        harness.__exit__(None, None, None)
+        return
+    warnings.warn(
+        f"Prefect's {', '.join(sorted(set(pending)))} did not drain in {timeout_s:.0f} s: "
+        "stopping the test server without the harness",
+        stacklevel=1,
+    )
+    server = SubprocessASGIServer._instances.get(None)
+    if server is not None:
+        server.stop()
 
 
 AWS_REGION = "us-east-1"

@@ -167,6 +167,7 @@ def _run(
     from wisefuse_plugins.runtime import store as st
     from wisefuse_plugins.runtime.backends.local import LocalLambda
     from wisefuse_plugins.runtime.backends.units import LocalUnits, preload_for
+    from wisefuse_plugins.runtime.compare import same_outputs
     from wisefuse_plugins.runtime.measure import WARM_WORKERS, concurrency_for, measure
     from wisefuse_plugins.runtime.observe import observe
 
@@ -281,7 +282,7 @@ def _run(
                     m.p95_s,
                     m.mean_cost_usd,
                     m.runs,
-                    m.outputs == expected,
+                    same_outputs(m.outputs, expected),
                 )
             )
             cold = f" ({m.cold_starts} cold starts in them)" if m.cold_starts else ""
