@@ -28,15 +28,16 @@ import pytest
 from wisefuse_plugins.plan.schema import Plan, is_bundled_unit
 
 from ..airflow_helpers import plans_for, with_dag_variable, write_app
-from ..providers.test_airflow_rewrite import APPS, FINAL
+from ..providers.test_airflow_rewrite import APPS, FINAL, LIVE
 from ..values import same_values
 from .airflow_live import AirflowLive
 
 pytestmark = [pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
-#: Plans per app: no fusion, and every chain fused with bundles of 2 (of 5 for one app too).
-PLANS = {app: ("nofusion", "b2") for app in APPS} | {"video_analytics": ("nofusion", "b2", "b5")}
+#: Plans per app: no fusion, and every chain fused with bundles of 2 (of 5 for one app
+#: too); tests/providers/test_airflow_rewrite.py runs the other plans with dag.test().
+PLANS = LIVE
 SUBFOLDER = "examples"
 RUNS_TIMEOUT_S = 600.0
 
