@@ -201,7 +201,9 @@ def test_parallel_fraction_tells_the_interpreter_lock_from_waiting(tmp_path):
     ):
         run_profiler(wf, lam, TOY, tmp_path, archive, memories=(3538,), bundles=(1, 2), runs=4)
         profiles = archive.profiles_for(wf)
-    assert profiles["burn"].parallel_fraction is not None
-    assert profiles["burn"].parallel_fraction < 0.5, profiles["burn"].parallel_fraction
-    assert profiles["nap"].parallel_fraction > 0.75, profiles["nap"].parallel_fraction
+    burn, nap = profiles["burn"].parallel_fraction, profiles["nap"].parallel_fraction
+    assert burn is not None and nap is not None
+    # about 0 and about 1; on a host the other test worker keeps busy the lock-bound
+    # stage measured up to 0.50 (CI), so the check is the gap and a loose bound each
+    assert burn < 0.65 and nap > 0.75 and nap - burn > 0.3, (burn, nap)
     assert profiles["work"].parallel_fraction is None  # not mapped: never bundled
