@@ -12,11 +12,14 @@ module imports a heavy framework (``airflow.sdk`` by default; ``--cold-modules
 airflow.sdk,prefect``), and of this light module, spawned vs forked. And the cold start of
 a unit importing a DAG or flow file (fresh interpreters): the unit's own imports alone
 (the handler and the app code the file imports), the file under the framework shim (no
-Airflow or Prefect imported, as on Lambda), and the file with the real framework.
+Airflow or Prefect imported, as on Lambda), and the file with the real framework. And the
+invoke overhead through the local Lambda service's API (boto3's Lambda client with
+``endpoint_url``), warm, against the same engine called in-process (goal: < 5 ms).
 
     .venv/bin/python benchmarks/local_backend.py [--json out.json] [--reps 5]
     .venv/bin/python benchmarks/local_backend.py --cold-only [--cold-modules airflow.sdk,prefect]
     .venv/bin/python benchmarks/local_backend.py --shim-only [--shim-reps 7]
+    .venv/bin/python benchmarks/local_backend.py --api-only [--api-reps 50]
 """
 
 from __future__ import annotations
@@ -98,6 +101,178 @@ def _runtime_overhead(reps: int) -> dict[str, float]:
         "runtime_handler_ms": statistics.median(own),
         "invocation_ms": statistics.median(durations),
     }
+
+
+API_GOAL_MS = 5.0
+NOOP_APP = "def handle(event, context):\n    return None\n"
+
+
+def _lambda_client(url: str) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "lambda",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+        config=Config(retries={"total_max_attempts": 1}, read_timeout=120),
+    )
+
+
+def _api_overhead(reps: int) -> dict[str, Any]:
+    """Warm invoke latency through the local Lambda service's API against in-process calls.
+
+    A no-op function (1769 MB) on one service, ``reps`` warm calls each, the ways taking
+    turns: ``LocalLambda.invoke()`` on the service's own engine (in-process), a raw HTTP
+    POST to ``/invocations`` (keep-alive ``http.client``: the service's HTTP side), boto3's
+    ``invoke`` and ``invoke(LogType="Tail")`` (what the AWS backend sends). Then a one-stage
+    no-op wisefuse unit, per warm call as the executor times it: ``LocalUnits`` on an
+    in-process ``LocalLambda`` against ``AwsLambdaBackend`` pointed at the service (what
+    the Airflow hook and the Prefect block use).
+    """
+    import http.client
+    import io
+    import tempfile
+    import zipfile
+    from urllib.parse import urlsplit
+
+    from wisefuse_plugins.ir import Const, Stage, Workflow, callable_ref
+    from wisefuse_plugins.plan.schema import single_stage_plan
+    from wisefuse_plugins.runtime import store as st
+    from wisefuse_plugins.runtime.backends.aws import AwsLambdaBackend
+    from wisefuse_plugins.runtime.backends.local import LocalLambda
+    from wisefuse_plugins.runtime.backends.service import serve
+    from wisefuse_plugins.runtime.backends.units import LocalUnits
+    from wisefuse_plugins.runtime.executor import execute
+
+    def ms(t0: float) -> float:
+        return (time.perf_counter() - t0) * 1000
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("app.py", NOOP_APP)
+    here = Path(__file__).resolve().parent
+    with (
+        tempfile.TemporaryDirectory(prefix="wisefuse-bench-api-") as tmp,
+        serve(port=0, root=Path(tmp) / "svc") as handle,
+    ):
+        lam = _lambda_client(handle.url)
+        lam.create_function(
+            FunctionName="noop",
+            Runtime="python3.11",
+            Role="arn:aws:iam::000000000000:role/x",
+            Handler="app.handle",
+            Code={"ZipFile": buf.getvalue()},
+            MemorySize=1769,
+            Timeout=30,
+        )
+        engine_name, _, inv = handle.service.invoke("noop", None, b"{}", "RequestResponse")
+        assert inv.ok and inv.cold, inv.error
+        engine = handle.service.engine
+        split = urlsplit(handle.url)
+        conn = http.client.HTTPConnection(split.hostname or "127.0.0.1", split.port)
+        path = "/2015-03-31/functions/noop/invocations"
+
+        def raw() -> None:
+            conn.request("POST", path, body=b"{}")
+            conn.getresponse().read()
+
+        ways = {
+            "in_process": lambda: engine.invoke(engine_name, {}),
+            "raw_http": raw,
+            "boto3": lambda: lam.invoke(FunctionName="noop", Payload=b"{}")["Payload"].read(),
+            "boto3_tail": lambda: lam.invoke(FunctionName="noop", Payload=b"{}", LogType="Tail")[
+                "Payload"
+            ].read(),
+        }
+        times: dict[str, list[float]] = {way: [] for way in ways}
+        for _ in range(reps):
+            for way, call in ways.items():
+                t0 = time.perf_counter()
+                call()
+                times[way].append(ms(t0))
+        conn.close()
+        assert not engine.invoke(engine_name, {}).cold  # one warm worker served them all
+        out: dict[str, Any] = {
+            way: {"median_ms": statistics.median(t), "p90_ms": sorted(t)[int(0.9 * len(t))]}
+            for way, t in times.items()
+        }
+
+        stage = Stage(
+            id="noop",
+            callable=callable_ref(stage_noop, here),
+            bindings={"x": Const(value=1)},
+        )
+        wf = Workflow(name="api-overhead", stages=[stage])
+        plan = single_stage_plan(wf)
+        store = st.LocalStore(Path(tmp) / "store")
+        api = AwsLambdaBackend(
+            role_arn="arn:aws:iam::000000000000:role/x",
+            store_url=store.url,
+            prefix="bench",
+            code_root=here,
+            client_factory=lambda service: _lambda_client(handle.url),
+            on_this_machine=True,
+        )
+        unit_times: dict[str, list[float]] = {"in_process": [], "api": []}
+        with LocalLambda() as local:
+            invokers = {
+                "in_process": LocalUnits(local, store.url, here, timeout_s=30),
+                "api": api,
+            }
+            for i in range(reps // 2 + 1):
+                for way, invoker in invokers.items():
+                    run = execute(
+                        wf, plan, invoker, store, workdir=Path(tmp) / way, run_id=f"{way}-{i}"
+                    )
+                    call = run.calls[0]
+                    assert call.ok, call.invoked.error or call.invoked.payload
+                    if i:  # the first is the cold start
+                        unit_times[way].append((call.end_s - call.start_s) * 1000)
+        out["unit"] = {way: statistics.median(t) for way, t in unit_times.items()}
+        out["unit_reps"] = reps // 2
+    out["reps"] = reps
+    return out
+
+
+def _print_api(console: Any, api: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(
+        title=f"Warm invoke of a no-op function, 1769 MB, median (p90) of {api['reps']} (ms)"
+    )
+    labels = {
+        "in_process": "LocalLambda.invoke() (in-process, the service's engine)",
+        "raw_http": "HTTP POST /invocations (http.client, keep-alive)",
+        "boto3": "boto3 invoke(), endpoint_url = the service",
+        "boto3_tail": 'boto3 invoke(LogType="Tail") (what the AWS backend sends)',
+    }
+    table.add_column("call")
+    table.add_column("latency", justify="right")
+    table.add_column("minus in-process", justify="right")
+    base = api["in_process"]["median_ms"]
+    for way, label in labels.items():
+        r = api[way]
+        table.add_row(
+            label, f"{r['median_ms']:.2f} ({r['p90_ms']:.2f})", f"{r['median_ms'] - base:+.2f}"
+        )
+    console.print(table)
+    unit = api["unit"]
+    console.print(
+        f"One-stage no-op wisefuse unit, warm call as the executor times it (median of "
+        f"{api['unit_reps']}): in-process LocalUnits {unit['in_process']:.2f} ms, "
+        f"AwsLambdaBackend through the service {unit['api']:.2f} ms "
+        f"({unit['api'] - unit['in_process']:+.2f} ms)."
+    )
+    worst = api["boto3_tail"]["median_ms"]
+    met = worst < API_GOAL_MS
+    console.print(
+        f"Goal: a warm boto3 invoke through the service < {API_GOAL_MS:.0f} ms: "
+        + ("[green]met[/]" if met else "[red]missed[/]")
+        + f" ({worst:.2f} ms with the log tail)."
+    )
 
 
 def _measure(modes: list[str], reps: int) -> dict[str, dict[str, Any]]:
@@ -392,6 +567,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only the cold starts of a unit importing a DAG/flow file, with and without the shim",
     )
+    parser.add_argument(
+        "--api-reps", type=int, default=50, help="warm calls per way through the service's API"
+    )
+    parser.add_argument(
+        "--api-only",
+        action="store_true",
+        help="only the warm invoke overhead through the local Lambda service's API",
+    )
     args = parser.parse_args(argv)
 
     from rich.console import Console
@@ -416,6 +599,13 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[yellow]cgroup mode unavailable: {host.cpu_reason}[/]")
     started = time.perf_counter()
     modules = [m for m in args.cold_modules.split(",") if m]
+    if args.api_only:
+        api = _api_overhead(args.api_reps)
+        _print_api(console, api)
+        console.print(f"Ran in {time.perf_counter() - started:.0f} s.")
+        if args.json:
+            args.json.write_text(json.dumps({"api_overhead": api}, indent=2))
+        return 0
     if args.shim_only:
         shim_rows = _shim_cold_starts(args.shim_reps)
         _print_shim(console, shim_rows, args.shim_reps)
@@ -486,6 +676,8 @@ def main(argv: list[str] | None = None) -> int:
     shim_rows = _shim_cold_starts(args.shim_reps)
     _print_shim(console, shim_rows, args.shim_reps)
     runtime = _runtime_overhead(args.reps)
+    api = _api_overhead(args.api_reps)
+    _print_api(console, api)
     console.print(
         f"wisefuse unit handler, warm one-stage no-op unit (median of {args.reps}): "
         f"{runtime['runtime_handler_ms']:.2f} ms of the handler's own work "
@@ -505,6 +697,7 @@ def main(argv: list[str] | None = None) -> int:
             "by_mode": by_mode,
             "cold_starts": cold,
             "shim_cold_starts": shim_rows,
+            "api_overhead": api,
             "params": {
                 "sizes_mb": SIZES,
                 "cpu_loop": CPU_LOOP,
