@@ -108,17 +108,10 @@ NOOP_APP = "def handle(event, context):\n    return None\n"
 
 
 def _lambda_client(url: str) -> Any:
-    import boto3
-    from botocore.config import Config
+    """boto3's Lambda client for the service, as the hook and the block make it."""
+    from wisefuse_plugins.runtime.backends.service.client import lambda_client
 
-    return boto3.client(
-        "lambda",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-        config=Config(retries={"total_max_attempts": 1}, read_timeout=120),
-    )
+    return lambda_client(url)
 
 
 def _api_overhead(reps: int) -> dict[str, Any]:
