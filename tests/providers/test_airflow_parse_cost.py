@@ -489,3 +489,17 @@ def test_the_adapter_reads_the_original_of_a_drop_in_dag_file(env_dag: Path) -> 
     assert [s.id for s in wf.python_stages] == ["numbers", "double", "total"]
     bag = DagBag(dag_folder=str(env_dag), load_op_links=False)  # as Airflow parses it
     assert rewritten(bag.dags["parse_cost_env"])
+
+
+def test_optimize_prepares_the_layout_of_the_dag_file_it_plans(env_dag: Path) -> None:
+    """What ``wisefuse optimize TARGET`` calls after writing the plan: a DAG file with its
+    drop-in line gets its layout, one without is told how; other targets get nothing."""
+    from wisefuse_plugins.providers.airflow.ahead import prepare_target
+
+    plan = env_dag.with_name("parse_cost_env.plan.json")
+    (said,) = prepare_target(str(env_dag), plan)
+    assert "prepared layout kept" in said and len(records(env_dag)) == 1
+    plain = env_dag.with_name("plain_parse_cost_env.py")
+    (told,) = prepare_target(f"{plain}::parse_cost_env", plan)
+    assert "has no `rewrite(dag, " in told and "line yet" in told
+    assert prepare_target(str(plan), plan) == []  # not a DAG file
