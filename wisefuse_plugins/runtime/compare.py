@@ -33,12 +33,28 @@ def differences(a: Any, b: Any, rel: float = REL_TOL, path: str = "") -> list[st
             and math.isclose(a, b, rel_tol=rel, abs_tol=1e-300)
         )
         return [] if close else [f"{path}: {a!r} != {b!r}"]
+    if _is_array(a) or _is_array(b):  # numpy arrays: elementwise, floats up to ``rel``
+        return [] if _same_arrays(a, b, rel) else [f"{path}: arrays differ"]
     if isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys():
         return [d for k in a for d in differences(a[k], b[k], rel, f"{path}/{k}")]
     if isinstance(a, list | tuple) and type(a) is type(b) and len(a) == len(b):
         pairs = enumerate(zip(a, b, strict=True))
         return [d for i, (x, y) in pairs for d in differences(x, y, rel, f"{path}[{i}]")]
     return [] if a == b else [f"{path}: {a!r} != {b!r}"]
+
+
+def _is_array(value: Any) -> bool:
+    return hasattr(value, "shape") and hasattr(value, "dtype") and hasattr(value, "__array__")
+
+
+def _same_arrays(a: Any, b: Any, rel: float) -> bool:
+    import numpy as np
+
+    if not (_is_array(a) and _is_array(b)) or a.shape != b.shape:
+        return False
+    if np.issubdtype(a.dtype, np.inexact) or np.issubdtype(b.dtype, np.inexact):
+        return bool(np.allclose(a, b, rtol=rel, atol=0.0, equal_nan=True))
+    return bool(np.array_equal(a, b))
 
 
 def same_outputs(a: Any, b: Any, rel: float = REL_TOL) -> bool:
