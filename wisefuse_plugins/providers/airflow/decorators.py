@@ -33,13 +33,11 @@ from wisefuse_plugins.ir import CallableRef, Output, callable_ref
 from wisefuse_plugins.ir.names import safe_name
 from wisefuse_plugins.plan.schema import Arch
 from wisefuse_plugins.providers.airflow.hooks import Backend, WiseFuseLambdaHook
-from wisefuse_plugins.providers.airflow.operators import (
-    DEFAULT_MEMORY_MB,
-    invoke_logged,
-    output_values,
-    record_timings,
-    store_run_id,
-)
+from wisefuse_plugins.providers.airflow.invoking import invoke_logged
+from wisefuse_plugins.providers.airflow.runids import store_run_id
+from wisefuse_plugins.providers.airflow.timings import record_timings
+from wisefuse_plugins.providers.airflow.unitspec import DEFAULT_MEMORY_MB
+from wisefuse_plugins.providers.airflow.xcomvalues import output_values
 from wisefuse_plugins.runtime import store as st
 from wisefuse_plugins.runtime.spec import StageSpec, UnitSpec
 
