@@ -227,6 +227,27 @@ def test_plan_returns_the_plain_result(
             assert first in names
 
 
+def test_with_options_keeps_the_decorator(traced: dict[str, dict[str, Any]], block: Any) -> None:
+    """``flow.with_options(retries=1)`` is how users change a flow's settings (for a
+    deployment, a test): the copy still runs under the plan, with the new settings."""
+    from wisefuse_plugins.prefect import WiseFuseFlow, wisefuse
+
+    got = traced["approx_svd.py"]
+    plan = make_plan("chains-fused", got["workflow"])
+    decorated = wisefuse(plan=plan, block=block)(got["flow"])
+    copy = decorated.with_options(retries=1, description="with options")
+    assert isinstance(copy, WiseFuseFlow) and copy.retries == 1
+    assert copy.description == "with options" and decorated.retries != 1
+    assert copy.check().planned, copy.check().reason
+    state = copy(return_state=True)
+    assert state.is_completed() and not same_values(state.result(), got["expected"])
+    wf: Workflow = got["workflow"]
+    expected = Counter({"+".join(u.stages): invocation_count(wf, u) for u in plan.units})
+    runs = task_runs(state.state_details.flow_run_id, sum(expected.values()))
+    assert Counter(r.name.split(" [")[0] for r in runs) == expected
+    assert type(decorated.plain()).__name__ == "Flow"  # the undecorated copy, on purpose
+
+
 # --------------------------------------------------------------------------- fallbacks
 
 

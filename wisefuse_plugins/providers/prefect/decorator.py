@@ -139,19 +139,31 @@ class WiseFuseFlow(Flow):
     as a subflow, or started by Prefect's engine from a deployment (see :mod:`.engine`).
 
     Everything else is the original flow's: ``fn`` (to every reader but the engine about to
-    run this flow), name, options, ``serve``, ``deploy``. ``with_options`` returns a plain flow.
+    run this flow), name, options, ``serve``, ``deploy``. ``with_options`` keeps the
+    decorator (:meth:`plain` gives the undecorated copy).
     """
 
     _wisefuse: _Config
 
     @classmethod
     def _wrap(cls, flow: Flow, config: _Config) -> WiseFuseFlow:
-        new = flow.with_options()
+        new = Flow.with_options(flow)  # a plain copy, whatever ``flow`` is
         own = new.__dict__.pop("fn")
         new.__class__ = cls
         new._wisefuse = config  # type: ignore[attr-defined]
         new.fn = own  # type: ignore[method-assign]
         return new  # type: ignore[return-value]
+
+    def with_options(self, **options: Any) -> WiseFuseFlow:  # type: ignore[override]
+        """Prefect's ``with_options``, keeping the decorator: the copy's calls and
+        deployment runs run under a plan too (the plan and traces of its own name, when
+        ``name=`` changes it), as a user of ``flow.with_options(retries=2)`` expects."""
+        return WiseFuseFlow._wrap(self.plain(**options), self._wisefuse)
+
+    def plain(self, **options: Any) -> Flow:
+        """A plain Prefect flow of this flow's function and options (``options`` changed):
+        what runs when a call does not run under the plan."""
+        return Flow.with_options(self, **options)
 
     @property  # type: ignore[override]
     def fn(self) -> Callable:
@@ -223,11 +235,11 @@ class WiseFuseFlow(Flow):
 
         def plain(*args: Any, **kwargs: Any) -> Any:
             # a plain copy: its run's flow is not this object, so the engine calls the function
-            copy = self.with_options()
+            copy = self.plain()
             return copy(*args, return_state=return_state, wait_for=wait_for, **kwargs)
 
         if self.isasync and not self.isgenerator and not being_traced():
-            told = self.with_options()
+            told = self.plain()
             told.fn = telling(self.own_fn, self._async_notice())
             return told(*args, return_state=return_state, wait_for=wait_for, **kwargs)
         if being_traced() or self.isasync:
@@ -248,7 +260,7 @@ class WiseFuseFlow(Flow):
         if not self._wisefuse.record or untraced is not None:
             if notice is None:
                 return plain(*args, **kwargs)
-            told = self.with_options()
+            told = self.plain()
             told.fn = telling(self.own_fn, notice)
             return told(*args, return_state=return_state, wait_for=wait_for, **kwargs)
         return traced_call(self, args, kwargs, notice)
@@ -319,9 +331,7 @@ class WiseFuseFlow(Flow):
         def body(*args: Any, **kwargs: Any) -> Any:
             return run_plan(workflow, plan, block, namespace=name, code_root=root)
 
-        planned = self.with_options(
-            task_runner=ThreadPoolTaskRunner(max_workers=block.concurrency_limit)
-        )
+        planned = self.plain(task_runner=ThreadPoolTaskRunner(max_workers=block.concurrency_limit))
         planned.fn = body
         return planned
 

@@ -50,7 +50,7 @@ def traced_call(
     def keep_state(flow: Any, flow_run: Any, state: Any) -> None:
         box["state"] = state
 
-    traced = flow.with_options(
+    traced = flow.plain(
         on_completion=[*flow.on_completion_hooks, keep_state],
         on_failure=[*flow.on_failure_hooks, keep_state],
         on_crashed=[*flow.on_crashed_hooks, keep_state],
