@@ -26,10 +26,10 @@ from typing import Any
 import pytest
 
 from wisefuse_plugins.plan.schema import Plan, is_bundled_unit
+from wisefuse_plugins.runtime.compare import differences
 
 from ..airflow_helpers import plans_for, with_dag_variable, write_app
 from ..providers.test_airflow_rewrite import APPS, FINAL, LIVE
-from ..values import same_values
 from .airflow_live import AirflowLive
 
 pytestmark = [pytest.mark.slow]
@@ -166,7 +166,7 @@ def test_the_rewritten_dag_gives_the_plain_results(deployed: Deployed, app: str,
     failed = {f"{t}[{m}]": ti.state for (t, m), ti in tis.items() if ti.state != "success"}
     assert deployed.states[dag_id] == "success" and not failed, failed
     for task_id in FINAL[app]:
-        diff = same_values(deployed.xcom(dag_id, task_id), deployed.xcom(app, task_id))
+        diff = differences(deployed.xcom(dag_id, task_id), deployed.xcom(app, task_id))
         assert not diff, (task_id, diff)
     plan = deployed.plans[app][case.split("-", 1)[1]]
     wf = deployed.workflows[app]

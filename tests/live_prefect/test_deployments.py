@@ -31,9 +31,9 @@ from typing import Any
 
 import pytest
 
-from tests.values import same_values
 from wisefuse_plugins.ir import load
 from wisefuse_plugins.plan.schema import Plan, Unit, dump_plan, hashes_of, plan_problems
+from wisefuse_plugins.runtime.compare import differences
 
 from .prefect_live import PrefectLive
 
@@ -216,4 +216,4 @@ def test_a_deployment_run_runs_under_the_plan(
     assert not [m for m in messages(logs, 30) if "WiseFuse" in m], messages(logs)
 
     # the plain flow's value (floats to BLAS rounding: wisefuse_plugins.runtime.compare)
-    assert not same_values(live.result(run), project["plain"])
+    assert not differences(live.result(run), project["plain"])

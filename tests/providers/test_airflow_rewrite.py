@@ -25,6 +25,7 @@ import pytest
 
 from wisefuse_plugins.ir import Workflow, dump
 from wisefuse_plugins.plan.schema import Plan, dump_plan, is_bundled_unit
+from wisefuse_plugins.runtime.compare import differences
 
 from ..airflow_helpers import (
     ADOPT,
@@ -35,7 +36,6 @@ from ..airflow_helpers import (
     with_dag_variable,
     write_app,
 )
-from ..values import same_values
 
 pytestmark = pytest.mark.airflow
 
@@ -170,7 +170,7 @@ def test_dag_gives_the_original_results(
 ) -> None:
     app = apps[name]
     dag_id = f"{name}__{plan}" if kind == "rewritten" else f"{name}__emitted_{plan}"
-    diff = same_values(results(app, dag_id), results(app, name))
+    diff = differences(results(app, dag_id), results(app, name))
     assert not diff, diff
     for unit in app.plans[plan].units:  # one mapped task instance per chunk
         if is_bundled_unit(unit, app.workflow):

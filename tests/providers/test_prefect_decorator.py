@@ -28,10 +28,10 @@ from uuid import UUID
 import pytest
 
 from examples.apps import ml_pipeline, svd, video
-from tests.values import same_values
 from wisefuse_plugins.ir import EdgePattern, Workflow, dump, load
 from wisefuse_plugins.plan.lower import invocation_count
 from wisefuse_plugins.plan.schema import Plan, Unit, dump_plan, hashes_of, single_stage_plan
+from wisefuse_plugins.runtime.compare import differences
 
 pytestmark = [pytest.mark.prefect, pytest.mark.slow]
 
@@ -177,7 +177,7 @@ def test_first_run_is_plain_and_recorded(
 ) -> None:
     got = traced[file_name]
     assert not got["check"].planned and "no WiseFuse plan" in got["check"].reason
-    assert not same_values(got["value"], got["expected"])
+    assert not differences(got["value"], got["expected"])
     wf: Workflow = got["workflow"]
     final = FLOWS[file_name][2]
     assert wf.meta["returns"] == {"kind": "output", "stage": final}
@@ -211,8 +211,8 @@ def test_plan_returns_the_plain_result(
 
     state = decorated(return_state=True)
     assert state.is_completed()
-    assert not same_values(state.result(), got["expected"])
-    assert not same_values(got["value"], got["expected"])
+    assert not differences(state.result(), got["expected"])
+    assert not differences(got["value"], got["expected"])
 
     # one task run per unit invocation, named after the unit's stages
     expected = Counter({"+".join(u.stages): invocation_count(wf, u) for u in plan.units})
@@ -240,7 +240,7 @@ def test_with_options_keeps_the_decorator(traced: dict[str, dict[str, Any]], blo
     assert copy.description == "with options" and decorated.retries != 1
     assert copy.check().planned, copy.check().reason
     state = copy(return_state=True)
-    assert state.is_completed() and not same_values(state.result(), got["expected"])
+    assert state.is_completed() and not differences(state.result(), got["expected"])
     wf: Workflow = got["workflow"]
     expected = Counter({"+".join(u.stages): invocation_count(wf, u) for u in plan.units})
     runs = task_runs(state.state_details.flow_run_id, sum(expected.values()))
@@ -269,7 +269,7 @@ def test_stale_plan_runs_plain_with_a_warning(
 
     with caplog.at_level(logging.WARNING, logger="wisefuse_plugins.prefect"):
         state_value = decorated()
-    assert not same_values(state_value, got["expected"])
+    assert not differences(state_value, got["expected"])
     warned = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert any("not under its WiseFuse plan" in r.getMessage() for r in warned)
 
@@ -361,9 +361,9 @@ def test_emitted_flow_file_runs(
     assert params["block"].kind == inspect.Parameter.KEYWORD_ONLY
     state = emitted(block=block, return_state=True)
     assert state.is_completed()
-    assert not same_values(state.result(), got["expected"])
+    assert not differences(state.result(), got["expected"])
     # the traced values, given explicitly, run; other values are refused before any unit runs
-    assert not same_values(emitted(**wf.meta["parameters"], block=block), got["expected"])
+    assert not differences(emitted(**wf.meta["parameters"], block=block), got["expected"])
     first = next(iter(original))
     other = {first: wf.meta["parameters"][first] + 1}
     refused = emitted(**other, block=block, return_state=True)
@@ -394,7 +394,7 @@ def test_emitted_flow_without_returns_gives_sink_outputs(
         finally:
             run.close()
 
-    assert not same_values(sinks(), {"combine": traced["approx_svd.py"]["expected"]})
+    assert not differences(sinks(), {"combine": traced["approx_svd.py"]["expected"]})
 
 
 def test_tracing_a_decorated_flow_traces_the_flow(

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from tests.plans import chains_plan
-from tests.values import same_values
 from wisefuse_plugins.ir import Source, Workflow, callable_ref
 from wisefuse_plugins.plan.schema import single_stage_plan
 from wisefuse_plugins.runtime import store as st
 from wisefuse_plugins.runtime.backends.local import LocalLambda
 from wisefuse_plugins.runtime.backends.units import LocalUnits
+from wisefuse_plugins.runtime.compare import differences
 from wisefuse_plugins.runtime.executor import execute
 from wisefuse_plugins.runtime.observe import observe
 
@@ -70,7 +70,7 @@ def test_app_under_several_plans_gives_the_plain_result(lam, tmp_path, dag_file)
     for name, plan in plans.items():
         # one workdir: a unit that several plans share keeps its warm workers
         result = execute(wf, plan, units, store, workdir=tmp_path / "units")
-        assert not (diff := same_values(result.outputs[sink], expected)), (name, diff)
+        assert not (diff := differences(result.outputs[sink], expected)), (name, diff)
         if name.startswith("bundles of"):
             b = int(name.rsplit(" ", 1)[1])
             bundled = [c for c in result.calls if c.instances is not None]

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.values import same_values
 from wisefuse_plugins.runtime.backends.local import (
     HOST_VARS,
     RUNTIME_DIR,
     FunctionConfig,
     LocalLambda,
 )
+from wisefuse_plugins.runtime.compare import differences
 
 REPO = Path(__file__).resolve().parents[2]
 HANDLERS = """
@@ -149,12 +149,12 @@ def test_a_unit_importing_a_dag_file_runs_under_a_task_processs_environment(
         units = LocalUnits(lam, store.url, root, timeout_s=120, environment=real)
         result = execute(wf, single_stage_plan(wf), units, store, workdir=tmp_path / "units")
         assert lam.preload_fallback is None  # the fork server imported airflow.sdk too
-        assert not same_values(result.outputs["aggregate"], expected["aggregate"])
+        assert not differences(result.outputs["aggregate"], expected["aggregate"])
         # with the shim (the default), the same
         units = LocalUnits(lam, store.url, root, timeout_s=120)
         assert units.function_env(Path("x.json"))["WISEFUSE_FRAMEWORK_SHIM"] == "always"
         result = execute(wf, single_stage_plan(wf), units, store, workdir=tmp_path / "shim")
-        assert not same_values(result.outputs["aggregate"], expected["aggregate"])
+        assert not differences(result.outputs["aggregate"], expected["aggregate"])
 
 
 @pytest.mark.airflow

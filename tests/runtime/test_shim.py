@@ -28,12 +28,12 @@ from typing import Any
 import pytest
 
 from tests.plans import chains_plan
-from tests.values import same_values
 from wisefuse_plugins.errors import WiseFuseError
 from wisefuse_plugins.ir import Source, Workflow, callable_ref
 from wisefuse_plugins.plan.schema import Unit, single_stage_plan
 from wisefuse_plugins.runtime import loader, shim
 from wisefuse_plugins.runtime import store as st
+from wisefuse_plugins.runtime.compare import differences
 from wisefuse_plugins.runtime.executor import Invoked, RunFailed, execute
 from wisefuse_plugins.runtime.handler import ENV_ROOT, ENV_SPEC, ENV_STORE
 from wisefuse_plugins.runtime.loader import CodeLoadError
@@ -341,7 +341,7 @@ def _expected(dag_file: str) -> Any:
     wf, outputs = dag_workflow(dag_file)
     sink = next(s.id for s in wf.stages if not wf.successors(s.id))
     app = importlib.import_module(f"examples.apps.{APPS[dag_file]}")
-    assert not same_values(outputs[sink], app.run(**app.SIZES["small"]))  # the app's tasks
+    assert not differences(outputs[sink], app.run(**app.SIZES["small"]))  # the app's tasks
     return outputs[sink]
 
 
@@ -355,7 +355,7 @@ def test_example_units_run_where_the_frameworks_are_absent(
     wf = dag_workflow(app_file)[0] if kind == "airflow" else flow_workflow(app_file)
     expected = _expected(app_file)
     results = _run_plans(lambda_env, wf, tmp_path)
-    assert all(not same_values(got, expected) for got in results.values()), results
+    assert all(not differences(got, expected) for got in results.values()), results
     status = lambda_env.ask(op="status")
     assert status["real"] == [], status  # nothing of the real frameworks was imported
     # the file's framework is served by stand-ins (the other, too, if an earlier test of
@@ -374,7 +374,7 @@ def test_always_hides_the_installed_frameworks(tmp_path: Path) -> None:
             wf = dag_workflow(app_file)[0] if kind == "airflow" else flow_workflow(app_file)
             results = _run_plans(worker, wf, tmp_path / kind)
             expected = _expected(app_file)
-            assert all(not same_values(got, expected) for got in results.values()), results
+            assert all(not differences(got, expected) for got in results.values()), results
         status = worker.ask(op="status")
     finally:
         worker.close()
