@@ -32,7 +32,8 @@ ROOT = Path(wisefuse_plugins.__file__).parent
 LAYERS: tuple[frozenset[str], ...] = tuple(
     frozenset(layer)
     for layer in (
-        {"__init__", "errors", "originals"},  # the package, the error base classes, and the
+        {"__init__", "errors", "originals", "lazy"},  # the package, the error base classes,
+        # the lazy re-exports of facades and packages (PEP 562), and the
         # flag by which the adapter reads a DAG file past its drop-in line (stdlib only)
         {"ir"},  # workflows: imports errors only
         {"plan"},  # the plan schema, Lambda's limits and prices, the lowering: imports ir

@@ -11,9 +11,10 @@ name is used; the names need the ``prefect`` extra.
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from wisefuse_plugins.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from wisefuse_plugins.emitters.prefect import emit_flow
@@ -30,12 +31,11 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def _require_prefect(name: str) -> None:
     if importlib.util.find_spec("prefect") is None:
         from wisefuse_plugins.errors import MissingExtraError
 
         raise MissingExtraError("prefect", "prefect", f"wisefuse_plugins.prefect.{name}")
-    return getattr(importlib.import_module(module), name)
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE, before=_require_prefect)

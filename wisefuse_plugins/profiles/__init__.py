@@ -7,8 +7,9 @@ Lambda handler) must stay cheap to import, because a cold start pays for it.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from wisefuse_plugins.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from wisefuse_plugins.profiles.archive import Archive, Stats, open_archive, profiles_for
@@ -99,8 +100,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+__getattr__, __dir__ = lazy_exports(__name__, {n: f".{m}" for n, m in _LAZY.items()})

@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
+from wisefuse_plugins.lazy import lazy_exports
 from wisefuse_plugins.providers.airflow.layout import count_key
 from wisefuse_plugins.providers.airflow.planfiles import beside
 
@@ -91,18 +91,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """The helpers' names, importable from here as before, imported on first use (PEP 562)."""
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value  # once: later look-ups are plain attribute reads
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)
 
 
 class WiseFuseLambdaOperator(BaseOperator):

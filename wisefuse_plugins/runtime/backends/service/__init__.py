@@ -18,8 +18,7 @@ The names below are imported on first use: a task process that only calls the se
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from wisefuse_plugins.lazy import lazy_exports
 
 _NAMES = {
     "ApiError": "functions",
@@ -32,8 +31,4 @@ _NAMES = {
 __all__ = sorted(_NAMES)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _NAMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module = importlib.import_module(f"{__name__}.{_NAMES[name]}")
-    return getattr(module, name)
+__getattr__, __dir__ = lazy_exports(__name__, {n: f".{m}" for n, m in _NAMES.items()})
