@@ -1,9 +1,10 @@
 """Whether a planned run returned what the original returns.
 
 The same computation does not always give the same bits: BLAS (OpenBLAS chooses its
-kernel and its number of threads per process) sums a dot product in another order in a
-unit's worker, which has the vCPUs of its memory size, than in the task process of the
-original, which has the host's; the last bit or two of a float differ. So floats are
+kernel per call, by the arrays' alignment and size, and its number of threads per
+process) may sum a dot product in another order in a unit's worker, which has the vCPUs
+of its memory size, than in the task process of the original; the last bit or two of a
+float differ (seen with the example apps even at one thread each). So floats are
 compared to a relative tolerance, everything else exactly.
 """
 
