@@ -38,6 +38,7 @@ from typing import Any
 
 import pytest
 
+from tests.expected import check_expected
 from wisefuse_plugins.ir import Workflow, to_json
 from wisefuse_plugins.plan.schema import Plan, single_stage_plan
 
@@ -56,7 +57,6 @@ HERE = Path(__file__).resolve().parent
 DAGS = HERE / "dags"
 EXPECTED = HERE / "expected"
 NAMES = sorted(p.stem for p in DAGS.glob("*.py"))
-UPDATE = os.environ.get("WISEFUSE_UPDATE_EXPECTED") == "1"
 
 
 # --------------------------------------------------------------------------- the IR
@@ -76,15 +76,7 @@ def test_adapter_ir_matches_the_expected_file(name: str) -> None:
     from wisefuse_plugins.adapters.airflow import from_dag, load_dag_file
 
     got = ir_document(from_dag(load_dag_file(DAGS / f"{name}.py")))
-    path = EXPECTED / f"{name}.ir.json"
-    if UPDATE:
-        text = json.dumps(got, indent=2, sort_keys=True) + "\n"
-        changed = not path.exists() or path.read_text() != text
-        if changed:
-            path.write_text(text)
-        pytest.fail(f"{'rewrote' if changed else 'kept'} {path.name}: review it, then run again")
-    assert path.exists(), f"no expected IR for {name}: run with WISEFUSE_UPDATE_EXPECTED=1"
-    assert got == json.loads(path.read_text())
+    check_expected(got, EXPECTED / f"{name}.ir.json", name, sort_keys=True)
 
 
 # --------------------------------------------------------------------------- plans and folders

@@ -23,7 +23,6 @@ One Prefect server (``prefect_env``) and one local Lambda (the block of
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any
 
 import pytest
 
+from tests.expected import check_expected
 from wisefuse_plugins.ir import Binding, Workflow, load
 from wisefuse_plugins.plan.schema import Plan, single_stage_plan
 
@@ -44,7 +44,6 @@ FLOWS = HERE / "flows"
 EXPECTED = HERE / "expected"
 SHARED = {"corpus_tasks"}  # modules of tasks, no flow of their own
 NAMES = sorted(p.stem for p in FLOWS.glob("*.py") if p.stem not in SHARED)
-UPDATE = os.environ.get("WISEFUSE_UPDATE_EXPECTED") == "1"
 
 #: The input every flow reads (``path``): traced with the first, run with the second.
 TRACED_INPUT = [1, 2, 3]
@@ -199,19 +198,11 @@ def cases(
 def test_adapter_ir_matches_the_expected_file(cases: dict[str, Case], name: str) -> None:
     case = cases[name]
     assert case.traced_value == REFERENCE[name](TRACED_INPUT)
-    path = EXPECTED / f"{name}.ir.json"
     if case.workflow is not None:
         got = compact(case.workflow, str(case.input_path))
     else:
         got = {"flow": case.flow.name, "refused": case.refused}
-    if UPDATE:
-        text = json.dumps(got, indent=2) + "\n"
-        changed = not path.exists() or path.read_text() != text
-        if changed:
-            path.write_text(text)
-        pytest.fail(f"{'rewrote' if changed else 'kept'} {path.name}: review it, then run again")
-    assert path.exists(), f"no expected IR for {name}: run with WISEFUSE_UPDATE_EXPECTED=1"
-    assert got == json.loads(path.read_text())
+    check_expected(got, EXPECTED / f"{name}.ir.json", name)
 
 
 #: The plain result of each flow on an input, written independently of Prefect.
